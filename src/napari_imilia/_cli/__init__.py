@@ -1,0 +1,1 @@
+"""Sub-commands of ``imilia``; each module exposes ``register(subparsers)``."""
