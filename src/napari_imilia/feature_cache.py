@@ -32,7 +32,7 @@ CACHE_KEY_ATTRS: tuple[str, ...] = (
 
 @dataclass
 class FeatureBag:
-    """Tile embeddings of one slide: ``features`` (N x D float32), ``coords`` (N x 2, level-0 px)."""
+    """Tile embeddings of one slide: ``features`` (N x D float32), ``coords`` (N x 2, level-0)."""
 
     features: np.ndarray
     coords: np.ndarray
