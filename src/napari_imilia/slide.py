@@ -133,8 +133,8 @@ class Slide:
         if width <= 0 or height <= 0:
             raise SlideError(f"region size must be positive, got {size_px}")
         ds = self.level_info[level].downsample
-        x0 = int(math.floor(level0_xy[0] / ds))
-        y0 = int(math.floor(level0_xy[1] / ds))
+        x0 = math.floor(level0_xy[0] / ds)
+        y0 = math.floor(level0_xy[1] / ds)
         array = self.levels[level]
         out = np.full((height, width, 3), 255, dtype=np.uint8)
         ys, ye = max(y0, 0), min(y0 + height, array.shape[0])
