@@ -16,7 +16,12 @@ from napari_imilia import __version__
 from napari_imilia.errors import ImiliaError
 
 # Order here is the order shown by ``imilia --help``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "napari_imilia._cli.demo",
+    "napari_imilia._cli.episeg",
+    "napari_imilia._cli.models",
+    "napari_imilia._cli.train",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,37 @@
+"""Deterministic synthetic H&E of colonic mucosa with known ground truth.
+
+:func:`render_tile` and :func:`render_region` draw haematoxylin-and-eosin-looking RGB images
+at a given pixel size (µm/px) together with the truth: planted nuclei of known HistoPLUS
+classes (instance and class label images, a :class:`PlantedCell` list), the crypt epithelium
+mask, the tissue mask, and the planted inflamed areas. Same arguments, same pixels.
+"""
+
+from napari_imilia.synthetic.looks import (
+    DEFAULT_DENSITY_PER_MM2,
+    INFLAMED_COMPOSITION,
+    INFLAMED_DENSITY_FACTOR,
+    NORMAL_COMPOSITION,
+)
+from napari_imilia.synthetic.render import (
+    PlantedCell,
+    SyntheticTile,
+    make_scene,
+    render_region,
+    render_tile,
+    tissue_blobs,
+)
+from napari_imilia.synthetic.shapes import Box
+
+__all__ = [
+    "DEFAULT_DENSITY_PER_MM2",
+    "INFLAMED_COMPOSITION",
+    "INFLAMED_DENSITY_FACTOR",
+    "NORMAL_COMPOSITION",
+    "Box",
+    "PlantedCell",
+    "SyntheticTile",
+    "make_scene",
+    "render_region",
+    "render_tile",
+    "tissue_blobs",
+]

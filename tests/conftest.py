@@ -1,0 +1,111 @@
+"""Shared fixtures: the real test slides in ../shared/data, generated TIFFs, the sample slide.
+
+Tests marked ``gui`` need a display (CI runs the suite under ``xvfb-run``); without one they
+are skipped here, before any Qt code runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: Real slides nobody in this project made (see its README); tests skip when absent.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    skip = pytest.mark.skip(reason="needs a display: run under xvfb-run (DISPLAY is unset)")
+    for item in items:
+        if "gui" in item.keywords:
+            item.add_marker(skip)
+
+
+def _shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"test data {path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_svs() -> Path:
+    """Real Aperio SVS, single level 2220 x 2967 px, 0.499 µm/px, with associated images."""
+    return _shared_file("small_HE.svs")
+
+
+@pytest.fixture(scope="session")
+def small_levels_tiff() -> Path:
+    """Real 4-level generic TIFF (300 x 250 px) whose resolution tags are nonsense (~353 µm)."""
+    return _shared_file("small_HE_levels.tiff")
+
+
+def write_tiled_tiff(
+    path: Path,
+    shape_hw: tuple[int, int],
+    *,
+    tile_px: int = 256,
+    mpp: float | None = 0.5,
+    pattern: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> Path:
+    """Write a single-level tiled RGB TIFF tile by tile (zlib), without the image in memory.
+
+    ``pattern(ys, xs)`` gives the (h, w, 3) uint8 pixels at level-0 row/column grids; the
+    default is white. ``mpp`` (µm/px) goes into the resolution tags (none when ``None``).
+    """
+    import tifffile
+
+    height, width = shape_hw
+    fill = pattern or (lambda ys, xs: np.full((*ys.shape, 3), 255, np.uint8))
+
+    def tiles() -> Iterator[np.ndarray]:
+        for y0 in range(0, height, tile_px):
+            for x0 in range(0, width, tile_px):
+                ys, xs = np.mgrid[y0 : y0 + tile_px, x0 : x0 + tile_px]
+                yield np.ascontiguousarray(fill(ys, xs), dtype=np.uint8)
+
+    resolution = {}
+    if mpp is not None:
+        resolution = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=(height, width, 3),
+        dtype=np.uint8,
+        tile=(tile_px, tile_px),
+        photometric="rgb",
+        compression="zlib",
+        **resolution,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiff_writer() -> Callable[..., Path]:
+    """:func:`write_tiled_tiff`, for tests that need a TIFF of their own."""
+    return write_tiled_tiff
+
+
+@pytest.fixture
+def tiled_tiff(tmp_path: Path) -> Path:
+    """A small valid tiled TIFF (600 x 800 px, 0.5 µm/px) with a pink rectangle on white."""
+
+    def pink_box(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        image = np.full((*ys.shape, 3), 255, np.uint8)
+        image[(ys >= 100) & (ys < 300) & (xs >= 200) & (xs < 500)] = (200, 100, 150)
+        return image
+
+    return write_tiled_tiff(tmp_path / "box.tiff", (600, 800), pattern=pink_box)
+
+
+@pytest.fixture(scope="session")
+def sample_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated sample slide (napari_imilia.sample), made once per test session."""
+    from napari_imilia.sample import sample_slide_path
+
+    return sample_slide_path(tmp_path_factory.mktemp("sample_cache"))
