@@ -1,0 +1,241 @@
+"""MIL checkpoint files: our ``model.safetensors`` + ``model.json``, and bare state dicts.
+
+Our format is a safetensors state dict with a JSON config of the same stem beside it
+(``model.safetensors`` → ``model.json``) saying how to rebuild the module and what it expects
+(see docs/mil_models.md). ``load_model`` also accepts bare torch ``.pt``/``.pth`` state dicts,
+read only with ``torch.load(weights_only=True)`` (pickled code is refused), whose architecture
+must then be read off the tensor shapes (IMILIA's released Chowder folds). Ensembles of
+several files are built in ``napari_imilia.mil.predictor``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_imilia import __version__
+from napari_imilia._utils import atomic_path, sha256_file, write_text_atomic
+from napari_imilia.errors import CheckpointError
+from napari_imilia.mil.base import MILModel
+from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
+from napari_imilia.mil.chowder import looks_like_chowder as _looks_like_chowder
+from napari_imilia.mil.registry import create_model
+
+CONFIG_FORMAT = "napari-imilia-mil"
+CONFIG_VERSION = 1
+WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pt", ".pth")
+#: What IMILIA's release expects (H0-mini CLS features of 224 px tiles); not stored in it.
+IMILIA_RELEASE_INPUT: dict[str, Any] = {"extractor": "h0-mini", "mpp": 0.5, "tile_px": 224}
+IMILIA_RELEASE_NOTE = (
+    "IMILIA released weights (owkin/imilia, CC-BY-NC-ND-4.0); architecture read off the "
+    "state dict; extractor/MPP/tile size from the IMILIA paper, not stored in the file"
+)
+
+
+@dataclass
+class CheckpointMember:
+    """One loaded checkpoint file: the module on its device and where it came from."""
+
+    path: Path
+    sha256: str
+    config: dict[str, Any]
+    module: MILModel
+
+
+def config_path_for(weights_path: str | Path) -> Path:
+    """``model.safetensors`` → ``model.json`` (same folder, same stem)."""
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_model(
+    model: MILModel,
+    path: str | Path,
+    *,
+    extractor: str | None = None,
+    mpp: float | None = None,
+    tile_px: int | None = None,
+    training: Mapping[str, Any] | None = None,
+    demo: bool = False,
+    name: str | None = None,
+) -> Path:
+    """Write ``path`` (``.safetensors``) and its ``.json`` config atomically; returns ``path``.
+
+    ``extractor``/``mpp``/``tile_px`` say which tile features the model expects; ``training``
+    is the provenance record (data, labels hash, folds, seed, epochs, metrics...); ``demo``
+    marks a model that is not fit for scientific use.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"save a model as a .safetensors file, not {path.name}")
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
+    with atomic_path(path) as tmp:
+        save_file(
+            state, str(tmp), metadata={"format": CONFIG_FORMAT, "architecture": model.arch_name}
+        )
+        weights_sha256 = sha256_file(tmp)
+    config = {
+        "format": CONFIG_FORMAT,
+        "format_version": CONFIG_VERSION,
+        "name": name or path.stem,
+        "architecture": model.arch_name,
+        "hparams": model.hparams,
+        "in_dim": model.in_dim,
+        "extractor": extractor,
+        "mpp": None if mpp is None else float(mpp),
+        "tile_px": None if tile_px is None else int(tile_px),
+        "demo": bool(demo),
+        "weights_file": path.name,
+        "weights_sha256": weights_sha256,
+        "training": dict(training) if training is not None else None,
+        "software": f"napari-imilia {__version__}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_text_atomic(config_path_for(path), json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` or ``.pt``/``.pth`` file, never unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as error:  # SafetensorError and friends
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (corrupt or truncated?): {error}"
+            ) from error
+    if suffix not in (".pt", ".pth"):
+        raise CheckpointError(
+            f"unsupported checkpoint {path.name}: use .safetensors (+ .json) or a torch "
+            ".pt/.pth state dict"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise CheckpointError(
+                f"{path} contains pickled Python objects, not just tensors; napari-imilia "
+                "refuses to unpickle them (that can run arbitrary code). Re-save the state "
+                "dict alone (torch.save(model.state_dict(), ...)) or as safetensors"
+            ) from error
+        raise CheckpointError(f"{path} is corrupt or truncated ({error})") from error
+    except Exception as error:
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint (corrupt or truncated?): "
+            f"{type(error).__name__}: {str(error)[:200]}"
+        ) from error
+    return _unwrap_state_dict(obj, path)
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entries {bad[:5]} are not tensors; not a state dict")
+    state = {str(k): v for k, v in obj.items()}
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def describe_state_dict(state: Mapping[str, torch.Tensor], limit: int = 12) -> str:
+    """``key (shape), ...`` for an error message, at most ``limit`` entries."""
+    items = [f"{k} {tuple(v.shape)}" for k, v in list(state.items())[:limit]]
+    more = len(state) - limit
+    return ", ".join(items) + (f", ... and {more} more" if more > 0 else "")
+
+
+def _build(arch: str, in_dim: int, hparams: Mapping[str, Any], state: Mapping, path: Path):
+    module = create_model(arch, in_dim, **hparams)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path.name}: weights do not fit architecture {arch} (in_dim={in_dim}, "
+            f"hparams={dict(hparams)}): {str(error).splitlines()[-1].strip()}; "
+            f"found: {describe_state_dict(state)}"
+        ) from error
+    return module.eval()
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    config_path = config_path_for(path)
+    if not config_path.is_file():
+        return None
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{config_path} is not valid JSON: {error}") from error
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise CheckpointError(f"{config_path} is not a napari-imilia model config")
+    return config
+
+
+def load_member(path: str | Path, hparams: Mapping[str, Any] | None = None) -> CheckpointMember:
+    """Load one checkpoint file on the CPU (with its ``.json`` config when there is one)."""
+    path = Path(path)
+    state = read_state_dict(path)
+    sha256 = sha256_file(path)
+    config = _read_config(path)
+    if config is not None:
+        expected_sha = config.get("weights_sha256")
+        if expected_sha and expected_sha != sha256:
+            raise CheckpointError(
+                f"{path.name} does not match {config_path_for(path).name} (its sha256 "
+                f"{sha256[:12]}… differs from the recorded {str(expected_sha)[:12]}…); the "
+                "weights were replaced or damaged"
+            )
+        arch, in_dim = str(config["architecture"]), int(config["in_dim"])
+        module_hparams = {**dict(config.get("hparams") or {}), **dict(hparams or {})}
+        module = _build(arch, in_dim, module_hparams, state, path)
+        return CheckpointMember(path, sha256, config, module)
+    if not _looks_like_chowder(state):
+        what = (
+            "a .safetensors without its .json config"
+            if path.suffix == ".safetensors"
+            else ("a bare state dict")
+        )
+        raise CheckpointError(
+            f"{path.name} is {what} that fits no known architecture (only IMILIA-style "
+            f"Chowder weights can be read without a config); found: {describe_state_dict(state)}"
+        )
+    in_dim, chowder_hparams = infer_chowder_hparams(state, hparams)
+    module = _build("imilia-chowder", in_dim, chowder_hparams, state, path)
+    release = is_imilia_release_shape(in_dim, chowder_hparams)
+    config = {
+        "name": path.stem,
+        "architecture": "imilia-chowder",
+        "hparams": module.hparams,
+        "in_dim": in_dim,
+        **(IMILIA_RELEASE_INPUT if release else {"extractor": None, "mpp": None, "tile_px": None}),
+        "demo": False,
+        "training": None,
+        "source": IMILIA_RELEASE_NOTE if release else "bare Chowder state dict (shape-inferred)",
+        "inferred_from_state_dict": True,
+    }
+    return CheckpointMember(path, sha256, config, module)

@@ -1,0 +1,223 @@
+"""Whole-slide inflammation prediction: tissue → tiles → features → MIL → result files.
+
+``predict_slide`` is the one call behind ``imilia predict`` and the napari panel. Per slide it
+writes, into ``out_dir/<slide_id>/`` (each file atomically):
+
+- ``tiles.csv``: tile_id, x, y, width, height (level-0 px), tissue_fraction, score, rank
+  (1 = highest score), and attention when the model has it;
+- ``slide.json``: slide score (probability), logit, model name and sha256, extractor, MPPs,
+  tile size, tile count, seconds, software version;
+- ``heatmap.png``: tile scores over the thumbnail;
+- ``tiles.geojson``: the tiles as QuPath objects with their scores as measurements.
+
+Features are cached in ``cache_dir`` (default ``out_dir/features``) as ``<slide_id>.h5``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_imilia import __version__
+from napari_imilia._utils import write_text_atomic
+from napari_imilia.errors import ImiliaError
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class PredictionResult:
+    """What ``predict_slide`` computed and where it wrote it."""
+
+    slide_id: str
+    slide_path: Path
+    score: float
+    logit: float
+    tiles: pd.DataFrame
+    info: dict[str, Any]
+    out_dir: Path
+
+    @property
+    def tiles_csv(self) -> Path:
+        return self.out_dir / "tiles.csv"
+
+
+def default_model_path() -> Path:
+    """The demonstration MIL model shipped with the package (see docs/demo_model.md)."""
+    return Path(__file__).parent / "data" / "demo_model.safetensors"
+
+
+def load_prediction(result_dir: str | Path) -> PredictionResult:
+    """Re-open the files ``predict_slide`` wrote for one slide (``out_dir/<slide_id>``)."""
+    result_dir = Path(result_dir)
+    info_path, tiles_path = result_dir / "slide.json", result_dir / "tiles.csv"
+    if not info_path.is_file() or not tiles_path.is_file():
+        raise ImiliaError(f"{result_dir} holds no prediction (slide.json and tiles.csv expected)")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    tiles = pd.read_csv(tiles_path, dtype={"tile_id": str})
+    return PredictionResult(
+        slide_id=info["slide_id"],
+        slide_path=Path(info["slide"]),
+        score=float(info["score"]),
+        logit=float(info["logit"]),
+        tiles=tiles,
+        info=info,
+        out_dir=result_dir,
+    )
+
+
+def predict_slide(
+    slide_path: str | Path,
+    out_dir: str | Path,
+    *,
+    model: Any | None = None,
+    model_path: str | Path | list[str | Path] | None = None,
+    extractor: Any | None = None,
+    extractor_name: str | None = None,
+    extractor_weights: str | Path | None = None,
+    device: str = "auto",
+    mpp: float | None = None,
+    target_mpp: float | None = None,
+    tile_px: int | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: bool | ProgressCallback = True,
+    cancel: threading.Event | None = None,
+) -> PredictionResult:
+    """Score one slide and write its result files; see the module docstring.
+
+    ``model``/``extractor`` may be given already loaded (the napari panel keeps them);
+    otherwise they are loaded from ``model_path`` (default: the demo model) and
+    ``extractor_name`` (default: the extractor the model was trained on).
+    """
+    from napari_imilia.extractors import create_extractor
+    from napari_imilia.features import extract_slide_features
+    from napari_imilia.mil import load_model
+    from napari_imilia.slide import open_slide
+    from napari_imilia.tiling import make_tile_grid
+    from napari_imilia.tissue import detect_tissue
+
+    started = time.perf_counter()
+    if model is None:
+        model = load_model(model_path or default_model_path(), device=device)
+    config = dict(getattr(model, "config", {}) or {})
+    if extractor is None:
+        name = extractor_name or model.expected_extractor
+        if not name:
+            raise ImiliaError(
+                f"model {model.name} does not say which extractor made its features; "
+                "pass --extractor NAME"
+            )
+        extractor = create_extractor(name, weights_path=extractor_weights, device=device)
+    check_model_fits_extractor(model, extractor)
+    target_mpp = float(target_mpp or config.get("mpp") or extractor.target_mpp)
+    tile_px = int(tile_px or config.get("tile_px") or extractor.tile_px)
+
+    with open_slide(slide_path, mpp=mpp) as slide:
+        slide_mpp = slide.require_mpp()
+        slide_dir = Path(out_dir) / slide.slide_id
+        tissue = detect_tissue(slide)
+        grid = make_tile_grid(slide, tissue, target_mpp=target_mpp, tile_px=tile_px)
+        if grid.n_tiles == 0:
+            raise ImiliaError(
+                f"no tissue tiles in {slide.path.name} at {target_mpp} µm/px and {tile_px} px "
+                "tiles; check the slide or lower --min-tissue"
+            )
+        bag = extract_slide_features(
+            slide,
+            grid,
+            extractor,
+            cache_dir=Path(cache_dir) if cache_dir else Path(out_dir) / "features",
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+            cancel=cancel,
+        )
+        prediction = model.predict(bag.features)
+        tiles = grid.to_frame()
+        tiles["score"] = prediction.tile_scores.astype(np.float64)
+        tiles["rank"] = tiles["score"].rank(ascending=False, method="first").astype(int)
+        if prediction.attention is not None:
+            tiles["attention"] = prediction.attention.astype(np.float64)
+        info = {
+            "slide": str(slide.path),
+            "slide_id": slide.slide_id,
+            "score": float(prediction.probability),
+            "logit": float(prediction.logit),
+            "model": model.name,
+            "model_sha256": model.sha256,
+            "model_is_demo": bool(config.get("demo", False)),
+            "extractor": extractor.name,
+            "extractor_sha256": extractor.weights_sha256,
+            "mpp": slide_mpp,
+            "mpp_source": slide.mpp_source,
+            "target_mpp": target_mpp,
+            "tile_px": tile_px,
+            "tile_footprint_px": int(tiles["width"].iloc[0]),
+            "n_tiles": len(tiles),
+            "seconds": round(time.perf_counter() - started, 3),
+            "software": f"napari-imilia {__version__}",
+        }
+        _write_outputs(slide, slide_dir, tiles, info)
+    return PredictionResult(
+        slide_id=info["slide_id"],
+        slide_path=Path(info["slide"]),
+        score=info["score"],
+        logit=info["logit"],
+        tiles=tiles,
+        info=info,
+        out_dir=slide_dir,
+    )
+
+
+def check_model_fits_extractor(model: Any, extractor: Any) -> None:
+    """Raise when the model's input dimension or expected extractor disagree with ``extractor``."""
+    if model.in_dim != extractor.dim:
+        raise ImiliaError(
+            f"model {model.name} expects {model.in_dim}-d tile features "
+            f"(extractor {model.expected_extractor or 'unknown'}) but extractor {extractor.name} "
+            f"gives {extractor.dim}-d features; choose the extractor the model was trained on"
+        )
+    expected = model.expected_extractor
+    if expected and expected != extractor.name:
+        raise ImiliaError(
+            f"model {model.name} was trained on {expected} features, not {extractor.name}; "
+            f"pass --extractor {expected}"
+        )
+
+
+def _write_outputs(slide: Any, slide_dir: Path, tiles: pd.DataFrame, info: dict) -> None:
+    from napari_imilia.export import ExportContext, tiles_to_features, write_geojson
+    from napari_imilia.heatmap import score_grid, write_heatmap_png
+
+    slide_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(slide_dir / "tiles.csv", tiles.to_csv(index=False, float_format="%.6g"))
+    demo = " (DEMO model)" if info["model_is_demo"] else ""
+    title = f"{info['slide_id']}: score {info['score']:.3f} — {info['model']}{demo}"
+    write_heatmap_png(
+        slide_dir / "heatmap.png",
+        slide.thumbnail(1024),
+        score_grid(tiles),
+        slide.dimensions,
+        title=title,
+    )
+    context = ExportContext(
+        slide_id=info["slide_id"],
+        slide_path=info["slide"],
+        model_name=info["model"],
+        model_sha256=info["model_sha256"],
+        extractor=info["extractor"],
+        mpp=info["mpp"],
+        tile_px=info["tile_px"],
+    )
+    write_geojson(slide_dir / "tiles.geojson", tiles_to_features(tiles, context), context)
+    write_text_atomic(slide_dir / "slide.json", json.dumps(info, indent=2) + "\n")

@@ -1,0 +1,137 @@
+"""IMILIA's released Chowder folds load and give the reference implementation's logits.
+
+The weights live in ../shared/data/imilia_chowder (CC-BY-NC-ND-4.0: tested against, never
+shipped); every test here skips when they are absent.
+
+How the pinned numbers were computed (once, outside this repository): chowder.py and
+submodules.py of owkin/imilia at commit 5ca1c94 (src/imilia/models/chowder/) were copied into a
+scratch package; ``MultiChannelChowder(in_features=768, out_features=1, n_channels=5, n_top=25,
+n_bottom=25, mlp_hidden=[128, 64], mlp_activation=torch.nn.Sigmoid())`` loaded each
+fold_k.pt; inputs were float32 CPU tensors, one thread, ``torch.no_grad()``:
+
+- exact bag: ``model(x[None])[0]`` for n >= 25 tiles; for n < 25 (torch.topk needs n >= k) the
+  reference's own masked path: x zero-padded to 25 (and to 64, same result) rows with
+  ``mask[0, n:, 0] = True``;
+- IMILIA's inference protocol (chowder/infer.py + HistoDataset, MAX_TILES = 10_000): x
+  zero-padded to 10,000 rows, no mask.
+
+Bags: ``z = np.random.default_rng(n).standard_normal((n, 768))``; ``x = z`` when offset is 0,
+else ``x = offset + 0.1 * z`` (all scores then sit on one side of the padding rows' score, so
+padding changes the result), cast to float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_imilia._utils import sha256_file
+
+RELEASE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imilia_chowder"
+FOLDS = [RELEASE / f"fold_{k}.pt" for k in range(5)]
+# sha256 values listed in ../shared/data/README.md
+SHA256 = {
+    "fold_0.pt": "5a700bbc2a02b950b9e6852109c38befa29e6ff2a7bf119e58431233c2ffffe2",
+    "fold_1.pt": "402d1a7d01d0c9008f075781f34cacec0d45dc0b56ac70a393328333553b53fd",
+    "fold_2.pt": "4fbe4c6e6f7ab226b319110fa79ce8b80a325d1a156ea9553302ffe28663f925",
+    "fold_3.pt": "cd6f8e49479a5b91bf62782960b61766e3234c742499df5dc8642fd8fd79c2a0",
+    "fold_4.pt": "9dc7906bf250bcf7dfc6d77bf2a66fcf5300b16e9383b956255ed3ed516e1429",
+}
+# (n tiles, offset) -> logits of folds 0..4 from the reference implementation.
+EXACT = {
+    (10, 0.0): (-0.018530, -0.042794, -0.135037, 0.069603, 0.016560),  # ensemble -0.022039
+    (37, 0.0): (-0.036856, -0.043259, -0.161227, 0.042067, -0.001312),  # ensemble -0.040117
+    (60, 0.0): (-0.018495, -0.023936, -0.155584, 0.053523, 0.007475),  # ensemble -0.027403
+    (500, 0.0): (-0.027688, -0.038464, -0.174974, 0.045428, -0.000543),  # ensemble -0.039248
+    (200, 0.5): (-0.041995, -0.026728, -0.111670, 0.097246, 0.046705),  # ensemble -0.007288
+}
+PAD_10000 = {
+    (10, 0.0): (-0.025123, -0.043815, -0.139245, 0.061964, 0.012665),  # ensemble -0.026711
+    (37, 0.0): (-0.031243, -0.042146, -0.159399, 0.045799, 0.000479),  # ensemble -0.037302
+    (60, 0.0): (-0.018495, -0.023936, -0.155584, 0.053523, 0.007475),  # ensemble -0.027403
+    (500, 0.0): (-0.027688, -0.038464, -0.174974, 0.045428, -0.000543),  # ensemble -0.039248
+    (200, 0.5): (-0.045260, -0.031564, -0.118034, 0.091421, 0.037063),  # ensemble -0.013275
+}
+ENSEMBLE = {"exact": {(200, 0.5): -0.007288}, "pad": {(200, 0.5): -0.013275}}
+
+pytestmark = pytest.mark.skipif(
+    not all(p.is_file() for p in FOLDS), reason=f"IMILIA release weights absent ({RELEASE})"
+)
+
+
+def bag(n: int, offset: float) -> np.ndarray:
+    z = np.random.default_rng(n).standard_normal((n, 768))
+    return (z if offset == 0 else offset + 0.1 * z).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def folds():
+    from napari_imilia.mil import load_model
+
+    return [load_model(p, device="cpu") for p in FOLDS]
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    from napari_imilia.mil import load_model
+
+    return load_model(RELEASE, device="cpu")
+
+
+def test_release_files_match_the_published_sha256(folds) -> None:
+    for path, model in zip(FOLDS, folds, strict=True):
+        assert sha256_file(path) == SHA256[path.name]
+        assert model.sha256 == SHA256[path.name]
+
+
+def test_architecture_is_read_off_the_state_dict(folds) -> None:
+    model = folds[0]
+    assert model.architecture == "imilia-chowder" and model.in_dim == 768
+    hparams = model.config["hparams"]
+    assert (hparams["n_channels"], hparams["n_top"], hparams["n_bottom"]) == (5, 25, 25)
+    assert hparams["mlp_hidden"] == [128, 64] and hparams["mlp_activation"] == "sigmoid"
+    assert model.expected_extractor == "h0-mini" and model.config["tile_px"] == 224
+    assert "CC-BY-NC-ND" in model.config["source"]
+
+
+@pytest.mark.parametrize("case", sorted(EXACT))
+def test_single_folds_match_the_reference(folds, case) -> None:
+    x = bag(*case)
+    exact = [m.predict(x).logit for m in folds]
+    padded = [m.predict(x, pad_to_tiles=10_000).logit for m in folds]
+    np.testing.assert_allclose(exact, EXACT[case], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(padded, PAD_10000[case], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("case", sorted(EXACT))
+def test_five_fold_ensemble_is_the_mean_logit(ensemble, case) -> None:
+    x = bag(*case)
+    exact = ensemble.predict(x)
+    assert len(ensemble.members) == 5
+    assert exact.logit == pytest.approx(np.mean(EXACT[case]), abs=1e-4)
+    assert exact.probability == pytest.approx(1 / (1 + np.exp(-np.mean(EXACT[case]))), abs=1e-4)
+    np.testing.assert_allclose(exact.member_logits, EXACT[case], atol=1e-4, rtol=0)
+    padded = ensemble.predict(x, pad_to_tiles=10_000)
+    assert padded.logit == pytest.approx(np.mean(PAD_10000[case]), abs=1e-4)
+    if case in ENSEMBLE["exact"]:
+        assert exact.logit == pytest.approx(ENSEMBLE["exact"][case], abs=1e-4)
+        assert padded.logit == pytest.approx(ENSEMBLE["pad"][case], abs=1e-4)
+    assert exact.tile_scores.shape == (case[0],) and np.isfinite(exact.tile_scores).all()
+    assert exact.attention is None
+
+
+def test_ensemble_tile_scores_are_polarity_signed_channel_means(ensemble) -> None:
+    import torch
+
+    x = bag(60, 0.0)
+    per_member = []
+    with torch.no_grad():
+        for member in ensemble.members:
+            out = member.module(torch.from_numpy(x))
+            expected = (out.channel_scores * out.channel_polarity).mean(dim=1)
+            per_member.append(expected.numpy())
+    np.testing.assert_allclose(
+        ensemble.predict(x).tile_scores, np.mean(per_member, axis=0), atol=1e-6
+    )
