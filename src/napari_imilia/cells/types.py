@@ -66,6 +66,14 @@ CELL_TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: Tile-quality flags a backend may set on ``TileCells.flags``.
+CELL_FLAGS: dict[str, str] = {
+    "no_tissue": "less than 1% of the tile is tissue (blank glass, background); no cells",
+    "out_of_focus": "the tile is blurred (low Laplacian variance); cells may be missed or merged",
+    "not_he": "many tissue pixels are not an H&E colour mixture (ink, pen marks, other stain)",
+}
+
+
 def class_id(name: str) -> int:
     """Index of a HistoPLUS class name in ``CELL_CLASSES``; raises ``KeyError`` if unknown."""
     return CELL_CLASSES.index(name)
@@ -105,6 +113,19 @@ class TileCells:
         """Number of cells per class name (every class present, background excluded)."""
         counts = self.table["class_name"].value_counts()
         return {name: int(counts.get(name, 0)) for name in CELL_CLASSES[1:]}
+
+
+@dataclass
+class CellTile:
+    """One tile to segment: (H, W, 3) uint8 ``rgb`` at ``mpp`` µm/px, its top-left
+    ``level0_xy`` in level-0 pixels, ``level0_per_px`` level-0 pixels per tile pixel, and an
+    optional (H, W) bool ``tissue_mask``."""
+
+    rgb: np.ndarray
+    mpp: float
+    level0_xy: tuple[int, int]
+    level0_per_px: float
+    tissue_mask: np.ndarray | None = None
 
 
 def empty_table() -> pd.DataFrame:
