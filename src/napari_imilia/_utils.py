@@ -9,12 +9,17 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# The process umask, read once (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
 
-    A crash or exception leaves ``target`` as it was and removes the temporary file.
+    A crash or exception leaves ``target`` as it was and removes the temporary file. The
+    file gets the usual permissions of a new file (0666 less the umask), not mkstemp's 0600.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +28,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            tmp.chmod(0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

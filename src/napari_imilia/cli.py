@@ -18,9 +18,11 @@ from napari_imilia.errors import ImiliaError
 # Order here is the order shown by ``imilia --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "napari_imilia._cli.demo",
-    "napari_imilia._cli.episeg",
+    "napari_imilia._cli.predict",
     "napari_imilia._cli.models",
+    "napari_imilia._cli.extractors",
     "napari_imilia._cli.train",
+    "napari_imilia._cli.episeg",
 )
 
 

@@ -80,6 +80,22 @@ def rank_normalise(scores: np.ndarray) -> np.ndarray:
     return out
 
 
+def colour_range(
+    values: np.ndarray, vmin: float | None = None, vmax: float | None = None
+) -> tuple[float, float]:
+    """``(vmin, vmax)``: the given bounds, else the finite values' min and max (widened by
+    0.5 either side when all values are equal, so the colour bar keeps a range)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    low = float(finite.min()) if vmin is None and finite.size else vmin
+    high = float(finite.max()) if vmax is None and finite.size else vmax
+    low = 0.0 if low is None else float(low)
+    high = 1.0 if high is None else float(high)
+    if high <= low:
+        low, high = low - 0.5, low + 0.5
+    return low, high
+
+
 def write_heatmap_png(
     path: str | Path,
     thumbnail: np.ndarray,
@@ -89,14 +105,19 @@ def write_heatmap_png(
     title: str = "",
     cmap: str = "inferno",
     alpha: float = 0.55,
-    vmin: float = 0.0,
-    vmax: float = 1.0,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    label: str = "tile score (higher = more inflammation-like)",
 ) -> Path:
-    """Write the score grid over ``thumbnail`` (RGB) as a PNG with a colour bar (atomic)."""
-    import matplotlib
+    """Write the score grid over ``thumbnail`` (RGB) as a PNG with a colour bar (atomic).
 
-    matplotlib.use("Agg", force=False)
+    Tile scores are on each model's own scale (a tile logit, a signed channel score), not
+    probabilities: the colour range defaults to this slide's lowest and highest score.
+    Uses matplotlib's ``Figure`` directly: the pyplot backend (napari's Qt one) is untouched.
+    """
     from matplotlib.figure import Figure
+
+    vmin, vmax = colour_range(grid.values, vmin, vmax)
 
     width0, height0 = slide_dimensions_px
     height_t, width_t = thumbnail.shape[:2]
@@ -123,7 +144,7 @@ def write_heatmap_png(
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label="tile score")
+    fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label=label)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")

@@ -11,11 +11,16 @@ writes, into ``out_dir/<slide_id>/`` (each file atomically):
 - ``tiles.geojson``: the tiles as QuPath objects with their scores as measurements.
 
 Features are cached in ``cache_dir`` (default ``out_dir/features``) as ``<slide_id>.h5``.
+The four files are first written into a hidden staging folder inside ``out_dir/<slide_id>``
+and moved into place only once all of them exist, ``slide.json`` last: a run that fails
+leaves the folder as it was (an earlier result stays complete) and no partial file behind.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +36,8 @@ from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import ImiliaError
 
 ProgressCallback = Callable[[int, int], None]
+#: The files ``predict_slide`` writes per slide, in the order they are moved into place.
+RESULT_FILES: tuple[str, ...] = ("tiles.csv", "heatmap.png", "tiles.geojson", "slide.json")
 
 
 @dataclass
@@ -87,6 +94,7 @@ def predict_slide(
     mpp: float | None = None,
     target_mpp: float | None = None,
     tile_px: int | None = None,
+    min_tissue_fraction: float = 0.5,
     cache_dir: str | Path | None = None,
     batch_size: int = 32,
     num_workers: int | None = None,
@@ -97,14 +105,19 @@ def predict_slide(
 
     ``model``/``extractor`` may be given already loaded (the napari panel keeps them);
     otherwise they are loaded from ``model_path`` (default: the demo model) and
-    ``extractor_name`` (default: the extractor the model was trained on).
+    ``extractor_name`` (default: the extractor the model was trained on). ``mpp`` overrides
+    the slide's level-0 µm/px; ``target_mpp`` (µm/px) and ``tile_px`` default to the model's,
+    then the extractor's; tiles with less than ``min_tissue_fraction`` (0-1) tissue are
+    dropped. ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
+    ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
+    Raises ``ImiliaError`` (or a subclass) for anything the user can fix.
     """
     from napari_imilia.extractors import create_extractor
     from napari_imilia.features import extract_slide_features
     from napari_imilia.mil import load_model
     from napari_imilia.slide import open_slide
     from napari_imilia.tiling import make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tissue import NoTissueError, detect_tissue
 
     started = time.perf_counter()
     if model is None:
@@ -126,11 +139,18 @@ def predict_slide(
         slide_mpp = slide.require_mpp()
         slide_dir = Path(out_dir) / slide.slide_id
         tissue = detect_tissue(slide)
-        grid = make_tile_grid(slide, tissue, target_mpp=target_mpp, tile_px=tile_px)
+        grid = make_tile_grid(
+            slide,
+            tissue,
+            target_mpp=target_mpp,
+            tile_px=tile_px,
+            min_tissue_fraction=min_tissue_fraction,
+        )
         if grid.n_tiles == 0:
-            raise ImiliaError(
-                f"no tissue tiles in {slide.path.name} at {target_mpp} µm/px and {tile_px} px "
-                "tiles; check the slide or lower --min-tissue"
+            raise NoTissueError(
+                f"no tile of {slide.path.name} ({tile_px} px at {target_mpp} µm/px) has at "
+                f"least {min_tissue_fraction:.0%} tissue; check the slide or lower "
+                "--min-tissue (min_tissue_fraction)"
             )
         bag = extract_slide_features(
             slide,
@@ -163,6 +183,7 @@ def predict_slide(
             "target_mpp": target_mpp,
             "tile_px": tile_px,
             "tile_footprint_px": int(tiles["width"].iloc[0]),
+            "min_tissue_fraction": float(min_tissue_fraction),
             "n_tiles": len(tiles),
             "seconds": round(time.perf_counter() - started, 3),
             "software": f"napari-imilia {__version__}",
@@ -188,23 +209,46 @@ def check_model_fits_extractor(model: Any, extractor: Any) -> None:
             f"gives {extractor.dim}-d features; choose the extractor the model was trained on"
         )
     expected = model.expected_extractor
-    if expected and expected != extractor.name:
+    if expected and _extractor_key(expected) != _extractor_key(extractor.name):
         raise ImiliaError(
             f"model {model.name} was trained on {expected} features, not {extractor.name}; "
             f"pass --extractor {expected}"
         )
 
 
+def _extractor_key(name: str) -> str:
+    """``H0_mini``, ``bioptimus/h0-mini`` and ``h0-mini`` name the same extractor."""
+    return name.strip().lower().rsplit("/", 1)[-1].replace("_", "-")
+
+
 def _write_outputs(slide: Any, slide_dir: Path, tiles: pd.DataFrame, info: dict) -> None:
+    """Write :data:`RESULT_FILES` into a staging folder, then move them into ``slide_dir``."""
+    created = not slide_dir.exists()
+    slide_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=slide_dir))
+    try:
+        _write_files(slide, staging, tiles, info)
+        # slide.json marks a complete result: drop the old one first, move the new one last
+        (slide_dir / "slide.json").unlink(missing_ok=True)
+        for name in RESULT_FILES:
+            (staging / name).replace(slide_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(slide_dir.iterdir()):
+            slide_dir.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> None:
     from napari_imilia.export import ExportContext, tiles_to_features, write_geojson
     from napari_imilia.heatmap import score_grid, write_heatmap_png
 
-    slide_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(slide_dir / "tiles.csv", tiles.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(folder / "tiles.csv", tiles.to_csv(index=False, float_format="%.6g"))
     demo = " (DEMO model)" if info["model_is_demo"] else ""
     title = f"{info['slide_id']}: score {info['score']:.3f} — {info['model']}{demo}"
     write_heatmap_png(
-        slide_dir / "heatmap.png",
+        folder / "heatmap.png",
         slide.thumbnail(1024),
         score_grid(tiles),
         slide.dimensions,
@@ -219,5 +263,5 @@ def _write_outputs(slide: Any, slide_dir: Path, tiles: pd.DataFrame, info: dict)
         mpp=info["mpp"],
         tile_px=info["tile_px"],
     )
-    write_geojson(slide_dir / "tiles.geojson", tiles_to_features(tiles, context), context)
-    write_text_atomic(slide_dir / "slide.json", json.dumps(info, indent=2) + "\n")
+    write_geojson(folder / "tiles.geojson", tiles_to_features(tiles, context), context)
+    write_text_atomic(folder / "slide.json", json.dumps(info, indent=2) + "\n")

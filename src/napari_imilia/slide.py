@@ -59,11 +59,7 @@ class Slide:
     @property
     def slide_id(self) -> str:
         """File name without its slide extension(s), e.g. ``CMU-1`` for ``CMU-1.svs``."""
-        name = self.path.name
-        for suffix in (".ome.tiff", ".ome.tif"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return self.path.stem
+        return slide_id_for(self.path)
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -195,6 +191,15 @@ class Slide:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def slide_id_for(path: str | os.PathLike[str]) -> str:
+    """The ``slide_id`` a slide at ``path`` gets: its file name without slide extension(s)."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
 
 
 def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
