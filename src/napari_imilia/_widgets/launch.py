@@ -1,0 +1,46 @@
+"""Open napari ready for review: the slide, its session, heatmap and the three docks.
+
+``imilia demo`` calls :func:`open_review_viewer` after scoring the sample slide.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from napari_imilia._reader import slide_from_metadata
+from napari_imilia._widgets._state import viewer_state
+from napari_imilia.errors import SlideError
+from napari_imilia.review.session import ReviewSession
+
+PLUGIN = "napari-imilia"
+#: Dock widgets opened by :func:`open_review_viewer`, by manifest display name.
+REVIEW_DOCKS: tuple[str, ...] = ("Slide & model", "Heatmap", "Top tiles")
+
+
+def open_review_viewer(
+    slide_path: str | os.PathLike[str],
+    results_root: str | os.PathLike[str],
+    *,
+    show: bool = True,
+) -> Any:
+    """A napari viewer with the slide layer, its ``ReviewSession`` over ``results_root``
+    (an earlier prediction in ``results_root/<slide_id>`` is loaded), the heatmap layer and
+    the Slide & model, Heatmap and Top tiles docks; the camera shows the whole slide.
+    Raises ``SlideError`` when ``slide_path`` is not a slide our reader opens.
+    """
+    import napari
+
+    slide_path = Path(slide_path)
+    viewer = napari.Viewer(title=f"napari-imilia: {slide_path.name}", show=show)
+    layers = viewer.open(str(slide_path), plugin=PLUGIN)
+    slide = slide_from_metadata(layers[0].metadata) if layers else None
+    if slide is None:
+        viewer.close()
+        raise SlideError(f"napari-imilia could not open {slide_path} as a slide")
+    viewer_state(viewer).set_session(ReviewSession.for_slide(slide, Path(results_root)))
+    for name in REVIEW_DOCKS:
+        viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    viewer.reset_view()
+    return viewer
