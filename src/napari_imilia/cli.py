@@ -19,6 +19,7 @@ from napari_imilia.errors import ImiliaError
 COMMAND_MODULES: tuple[str, ...] = (
     "napari_imilia._cli.demo",
     "napari_imilia._cli.predict",
+    "napari_imilia._cli.inspect",
     "napari_imilia._cli.models",
     "napari_imilia._cli.extractors",
     "napari_imilia._cli.train",

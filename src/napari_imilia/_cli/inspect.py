@@ -1,0 +1,97 @@
+"""``imilia inspect``: cells, epithelium and markers of a scored slide's tiles."""
+
+from __future__ import annotations
+
+import argparse
+
+from napari_imilia.device import DEVICE_CHOICES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from napari_imilia.epithelium import METHODS
+    from napari_imilia.inspect import CELL_BACKENDS
+
+    parser = subparsers.add_parser(
+        "inspect",
+        help="cells, epithelium and markers of a scored slide's top/bottom/all tiles",
+        description=(
+            "Reuse `imilia predict`'s result for SLIDE (RESULTS/<slide_id>/tiles.csv), "
+            "detect and classify cells and segment epithelium in the chosen tiles on all "
+            "cores, and write into OUT/<slide_id>/: markers.csv (per-tile counts, densities "
+            "per mm², epithelium fraction, intraepithelial immune cells), cells.geojson "
+            "(QuPath cells), epithelium.geojson, markers_summary.json (Spearman correlation "
+            "of each marker with the tile score) and markers_vs_score.png."
+        ),
+    )
+    parser.add_argument("slide", metavar="SLIDE", help="the slide file scored by imilia predict")
+    parser.add_argument(
+        "--tiles",
+        default="top:50",
+        help="which tiles: top:K, bottom:K, all, tile ids (x_y), comma-separated "
+        "(e.g. top:50,bottom:50); default top:50",
+    )
+    parser.add_argument("--out", required=True, help="output folder (OUT/<slide_id>/ is written)")
+    parser.add_argument(
+        "--results", default=None, help="folder imilia predict wrote into (default: --out)"
+    )
+    parser.add_argument("--cell-backend", choices=CELL_BACKENDS, default="classical")
+    parser.add_argument(
+        "--cell-checkpoint", default=None, help="local CellViT checkpoint (--cell-backend cellvit)"
+    )
+    parser.add_argument(
+        "--histoplus-json",
+        default=None,
+        help="HistoPLUS cell JSON of this slide (--cell-backend histoplus-json)",
+    )
+    parser.add_argument("--epithelium", choices=METHODS, default="stain-heuristic")
+    parser.add_argument(
+        "--episeg-probe", default=None, help="EpiSeg probe .safetensors (--epithelium episeg)"
+    )
+    parser.add_argument(
+        "--episeg-extractor-weights",
+        default=None,
+        help="local weights of the ViT the EpiSeg probe was trained on",
+    )
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="level-0 µm/px, overriding the slide's metadata"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all cores for weight-free backends, 1 for deep models)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_imilia.errors import ImiliaError
+    from napari_imilia.inspect import inspect_slide
+
+    if args.workers is not None and args.workers < 1:
+        raise ImiliaError(f"--workers must be at least 1; got {args.workers}")
+    result = inspect_slide(
+        args.slide,
+        args.out,
+        tiles=args.tiles,
+        results_dir=args.results,
+        cell_backend=args.cell_backend,
+        cell_checkpoint=args.cell_checkpoint,
+        histoplus_json=args.histoplus_json,
+        epithelium_method=args.epithelium,
+        episeg_probe=args.episeg_probe,
+        episeg_extractor_weights=args.episeg_extractor_weights,
+        device=args.device,
+        mpp=args.mpp,
+        workers=args.workers,
+        progress=True,
+    )
+    immune = result.summary.get("markers", {}).get("density_per_mm2_immune", {})
+    rho = immune.get("spearman_rho")
+    rho_text = "n/a" if rho is None else f"{rho:+.2f}"
+    print(
+        f"{result.slide_id}: {len(result.markers)} tiles, {result.n_cells} cells; immune "
+        f"density vs score Spearman rho {rho_text}; wrote {result.out_dir}"
+    )
+    return 0

@@ -1,0 +1,57 @@
+"""Per-tile interpretability: cells, epithelium, tissue and markers of scored tiles (no Qt).
+
+- ``inspect_tile(slide, tile_row, cell_backend=..., epithelium_method=...)`` ->
+  ``TileInspection`` for one tile (the napari tile inspector runs it on a click);
+- ``InspectConfig`` / ``InspectTools``: which backends, loaded once and reused;
+- ``inspect_slide(slide, out_dir, tiles="top:50")``: many tiles of a slide scored by
+  ``imilia predict``, on all cores, written as markers.csv, cells.geojson,
+  epithelium.geojson, markers_summary.json and markers_vs_score.png (``imilia inspect``).
+
+See docs/epithelium_markers.md ("Inspecting tiles").
+"""
+
+from napari_imilia.inspect.batch import (
+    EPITHELIUM_CLASS,
+    EPITHELIUM_COLOR,
+    INSPECT_FILES,
+    SlideInspection,
+    TileRecord,
+    inspect_slide,
+    inspect_tiles,
+    markers_frame,
+    select_tiles,
+)
+from napari_imilia.inspect.tile import (
+    DEFAULT_ANALYSIS_MPP,
+    INSPECTION_FLAGS,
+    MIN_TISSUE_FRACTION,
+    TileBox,
+    TileInspection,
+    backend_analysis_mpp,
+    inspect_tile,
+    read_tile_at_mpp,
+)
+from napari_imilia.inspect.tools import CELL_BACKENDS, InspectConfig, InspectTools
+
+__all__ = [
+    "CELL_BACKENDS",
+    "DEFAULT_ANALYSIS_MPP",
+    "EPITHELIUM_CLASS",
+    "EPITHELIUM_COLOR",
+    "INSPECTION_FLAGS",
+    "INSPECT_FILES",
+    "MIN_TISSUE_FRACTION",
+    "InspectConfig",
+    "InspectTools",
+    "SlideInspection",
+    "TileBox",
+    "TileInspection",
+    "TileRecord",
+    "backend_analysis_mpp",
+    "inspect_slide",
+    "inspect_tile",
+    "inspect_tiles",
+    "markers_frame",
+    "read_tile_at_mpp",
+    "select_tiles",
+]

@@ -1,0 +1,328 @@
+"""Per-tile inspection (cells + epithelium + markers) and the batch ``imilia inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from shapely.geometry import box as shapely_box
+
+from napari_imilia.cli import main
+from napari_imilia.epithelium import EpiSegProbe, epithelium_polygons
+from napari_imilia.errors import ImiliaError
+from napari_imilia.inspect import (
+    INSPECT_FILES,
+    TileBox,
+    inspect_slide,
+    inspect_tile,
+    select_tiles,
+)
+from napari_imilia.markers import marker_columns, tile_markers
+from napari_imilia.slide import open_slide
+from napari_imilia.synthetic import render_tile
+
+TILE_XY = (448, 224)  # level-0 top-left of the planted tile
+
+
+def _planted_slide(tiff_writer, path: Path, size_px: int, mpp: float):
+    """A white slide with one rendered H&E tile of ``size_px`` px at ``mpp`` µm/px pasted at
+    ``TILE_XY``; returns (path, rendered tile)."""
+    tile = render_tile(size_px, mpp, seed=7, inflamed=True)
+    height, width = TILE_XY[1] + size_px + 256, TILE_XY[0] + size_px + 256
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    x0, y0 = TILE_XY
+    canvas[y0 : y0 + size_px, x0 : x0 + size_px] = tile.rgb
+
+    def pattern(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        return canvas[np.clip(ys, 0, height - 1), np.clip(xs, 0, width - 1)]
+
+    return tiff_writer(path, (height, width), mpp=mpp, pattern=pattern), tile
+
+
+def _matched_fraction(found_xy: np.ndarray, planted_xy: np.ndarray, tolerance_px: float) -> float:
+    """Fraction of planted points with a found point within ``tolerance_px``."""
+    if len(planted_xy) == 0:
+        return 1.0
+    distance = np.linalg.norm(planted_xy[:, None] - found_xy[None], axis=2)
+    return float((distance.min(axis=1) <= tolerance_px).mean())
+
+
+@pytest.mark.parametrize(("size_px", "mpp"), [(224, 0.5), (448, 0.25)])
+def test_inspect_tile_finds_planted_cells_at_level0_positions(tiff_writer, tmp_path, size_px, mpp):
+    path, tile = _planted_slide(tiff_writer, tmp_path / "planted.tiff", size_px, mpp)
+    row = {
+        "tile_id": "planted",
+        "x": TILE_XY[0],
+        "y": TILE_XY[1],
+        "width": size_px,
+        "height": size_px,
+        "score": 0.8,
+    }
+    with open_slide(path) as slide:
+        result = inspect_tile(slide, row)
+    # read at the classical backend's 0.5 µm/px: 224 px masks, 1 or 2 level-0 px per pixel
+    assert result.shape == (224, 224)
+    assert result.mpp == pytest.approx(0.5)
+    assert result.level0_per_px == pytest.approx(size_px / 224)
+    assert result.level0_xy == TILE_XY and result.score == 0.8
+    assert result.epithelium_mask.shape == result.tissue_mask.shape == (224, 224)
+    table = result.cells.table
+    planted = np.array(
+        [[c.x_px, c.y_px] for c in tile.cells if c.class_name != "Red blood cell"]
+    ) + np.array(TILE_XY)
+    inside = ((planted >= TILE_XY) & (planted < np.array(TILE_XY) + size_px)).all(axis=1)
+    planted = planted[inside]
+    assert 0.8 * len(planted) <= len(table) <= 1.2 * len(planted)
+    found = table[["centroid_x", "centroid_y"]].to_numpy()
+    # centroids in level-0 px of the slide: planted positions within 3 µm
+    assert _matched_fraction(found, planted, 3.0 / mpp) >= 0.9
+    assert set(table["class_name"]) >= {"Lymphocytes", "Plasmocytes"}
+    box = shapely_box(
+        TILE_XY[0] - 1, TILE_XY[1] - 1, TILE_XY[0] + size_px + 1, TILE_XY[1] + size_px + 1
+    )
+    assert all(box.contains(shapely.Polygon(c)) for c in result.cells.contours)
+    assert all(box.contains(p) for p in result.epithelium_polygons)
+    # markers are tile_markers of the result's own masks
+    again = tile_markers(result.cells, result.epithelium_mask, result.tissue_mask)
+    pd.testing.assert_series_equal(pd.Series(again.as_row()), pd.Series(result.markers.as_row()))
+    assert result.markers.n_cells == len(table)
+    assert result.markers.tissue_area_mm2 == pytest.approx(result.tissue_mask.sum() * 0.25 / 1e6)
+    polygons = epithelium_polygons(
+        result.epithelium_mask,
+        mpp=result.mpp,
+        level0_xy=result.level0_xy,
+        level0_per_px=result.level0_per_px,
+        min_area_um2=20.0,
+    )
+    assert [p.area for p in polygons] == [p.area for p in result.epithelium_polygons]
+
+
+def test_world_placement_puts_cells_on_their_level0_centroids(tiff_writer, tmp_path):
+    path, _ = _planted_slide(tiff_writer, tmp_path / "fine.tiff", 448, 0.25)
+    with open_slide(path) as slide:
+        result = inspect_tile(slide, TileBox("t", TILE_XY[0], TILE_XY[1], 448, 448))
+    (sy, sx), (ty, tx) = result.world_placement(0.25)
+    assert (sy, sx) == (0.5, 0.5)  # µm per label pixel = level0_per_px * mpp
+    labels = result.cells.labels
+    for _, cell in result.cells.table.head(10).iterrows():
+        rows, cols = np.nonzero(labels == cell["label"])
+        world = np.array([ty + rows.mean() * sy, tx + cols.mean() * sx])
+        expected = np.array([cell["centroid_y"], cell["centroid_x"]]) * 0.25
+        assert np.abs(world - expected).max() <= sx  # within one label pixel
+
+
+def test_blank_and_outside_tiles_give_zero_cells_and_a_flag(tiff_writer, tmp_path):
+    path, _ = _planted_slide(tiff_writer, tmp_path / "blank.tiff", 224, 0.5)
+    with open_slide(path) as slide:
+        blank = inspect_tile(slide, TileBox("glass", 0, 0, 224, 224))
+        outside = inspect_tile(slide, TileBox("far", 50_000, 50_000, 224, 224))
+    for result in (blank, outside):
+        assert result.n_cells == 0 and result.cells.labels.max() == 0
+        assert result.flags == ["no_tissue"]
+        assert not result.epithelium_mask.any() and result.epithelium_polygons == []
+        assert result.markers.tissue_area_mm2 == 0
+        assert np.isnan(result.markers.densities_per_mm2["Lymphocytes"])
+
+
+def test_other_backends_and_epithelium_methods(tiff_writer, tmp_path):
+    from napari_imilia.cells.histoplus_json_write import write_histoplus_json
+
+    path, _ = _planted_slide(tiff_writer, tmp_path / "planted.tiff", 224, 0.5)
+    box = TileBox("planted", TILE_XY[0], TILE_XY[1], 224, 224)
+    with open_slide(path) as slide:
+        classical = inspect_tile(slide, box)
+        json_path = write_histoplus_json(
+            tmp_path / "cells.json", [classical.cells], level0_dimensions=slide.dimensions
+        )
+        imported = inspect_tile(
+            slide,
+            box,
+            cell_backend=__import__("napari_imilia.cells", fromlist=["x"]).create_cell_backend(
+                "histoplus-json", path=json_path, slide=slide
+            ),
+        )
+        assert imported.cell_backend == "histoplus-json"
+        assert imported.n_cells == classical.n_cells
+        assert imported.markers.counts == classical.markers.counts
+
+        class RedTokens:  # a stand-in ViT: one token per 14 px patch, the patch's redness
+            name, dim, weights_sha256, tile_px, target_mpp = "fake-vit", 4, "ab" * 32, 224, 0.5
+
+            def patch_tokens(self, tiles):
+                red = tiles[..., 0].astype(np.float32).reshape(len(tiles), 16, 14, 16, 14)
+                return np.repeat(red.mean(axis=(2, 4))[..., None] / 255.0, 4, axis=-1)
+
+        probe = EpiSegProbe(np.full(4, 10.0), -38.0, 0.5, "fake-vit", "ab" * 32)
+        episeg = inspect_tile(
+            slide,
+            box,
+            epithelium_method="episeg",
+            episeg_probe=probe,
+            episeg_extractor=RedTokens(),
+        )
+        assert episeg.epithelium_method == "episeg"
+        assert episeg.epithelium_mask.shape == (224, 224)
+        with pytest.raises(ImiliaError, match="episeg-probe"):
+            inspect_tile(slide, box, epithelium_method="episeg")
+        with pytest.raises(ImiliaError, match="unknown epithelium method"):
+            inspect_tile(slide, box, epithelium_method="magic")
+
+
+def test_select_tiles_specs():
+    tiles = pd.DataFrame(
+        {
+            "tile_id": ["a", "b", "c", "d"],
+            "x": 0,
+            "y": 0,
+            "width": 1,
+            "height": 1,
+            "score": [0.2, 0.9, 0.5, 0.1],
+        }
+    )
+    assert select_tiles(tiles, "top:2")["tile_id"].tolist() == ["b", "c"]
+    assert select_tiles(tiles, "bottom:2")["tile_id"].tolist() == ["d", "a"]
+    assert select_tiles(tiles, "all")["tile_id"].tolist() == ["a", "b", "c", "d"]
+    assert select_tiles(tiles, "c, a")["tile_id"].tolist() == ["c", "a"]
+    assert select_tiles(tiles, "top:1,b,bottom:1")["tile_id"].tolist() == ["b", "d"]
+    assert select_tiles(tiles, "top:10")["tile_id"].tolist() == ["b", "c", "a", "d"]
+    for spec, message in [
+        ("", "empty"),
+        ("top:0", "at least 1"),
+        ("top:many", "whole number"),
+        ("middle:3", "not understood"),
+        ("a,zz", "not in the prediction"),
+    ]:
+        with pytest.raises(ImiliaError, match=message):
+            select_tiles(tiles, spec)
+
+
+@pytest.fixture(scope="module")
+def scored_slide(tmp_path_factory) -> tuple[Path, Path]:
+    """A small generated slide (20 tissue tiles) scored by a small real model."""
+    from napari_imilia.extractors import create_extractor
+    from napari_imilia.mil import create_model, save_model
+    from napari_imilia.predict import predict_slide
+    from napari_imilia.sample import write_synthetic_slide
+
+    folder = tmp_path_factory.mktemp("scored")
+    slide = write_synthetic_slide(
+        folder / "biopsy.svs",
+        width_px=1792,
+        height_px=1344,
+        seed=3,
+        inflamed_regions="random",
+        n_inflamed_regions=1,
+        levels=(1, 4),
+    )
+    extractor = create_extractor("imilia-stain-stats")
+    model = create_model("abmil", in_dim=extractor.dim)
+    model_path = save_model(
+        model, folder / "model.safetensors", extractor=extractor.name, mpp=0.5, tile_px=224
+    )
+    predict_slide(slide, folder / "results", model_path=model_path, progress=False)
+    return slide, folder / "results"
+
+
+def test_cli_inspect_writes_the_five_files(scored_slide, tmp_path, capsys):
+    slide, results = scored_slide
+    out = tmp_path / "out"
+    code = main(
+        [
+            "inspect",
+            str(slide),
+            "--out",
+            str(out),
+            "--results",
+            str(results),
+            "--tiles",
+            "top:4,bottom:2",
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    folder = out / "biopsy"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(INSPECT_FILES)
+    tiles = pd.read_csv(results / "biopsy" / "tiles.csv", dtype={"tile_id": str})
+    markers = pd.read_csv(folder / "markers.csv", dtype={"tile_id": str})
+    assert list(markers.columns) == ["tile_id", "score", "rank", *marker_columns()[1:], "flags"]
+    expected = select_tiles(tiles, "top:4,bottom:2")
+    assert markers["tile_id"].tolist() == expected["tile_id"].tolist()
+    np.testing.assert_allclose(markers["score"], expected["score"], rtol=1e-5)
+    assert (markers["n_cells"] > 0).all()
+    boxes = {
+        t.tile_id: shapely_box(t.x - 1, t.y - 1, t.x + t.width + 1, t.y + t.height + 1)
+        for t in expected.itertuples()
+    }
+    cells = json.loads((folder / "cells.geojson").read_text())
+    assert len(cells["features"]) == markers["n_cells"].sum()
+    per_tile = dict.fromkeys(boxes, 0)
+    for feature in cells["features"]:
+        assert feature["properties"]["objectType"] == "cell"
+        assert feature["properties"]["classification"]["name"]
+        assert "Nucleus: Area µm^2" in feature["properties"]["measurements"]
+        nucleus = shapely.geometry.shape(feature["nucleusGeometry"])
+        assert nucleus.is_valid and nucleus.area > 0
+        tile_id = next(t for t, b in boxes.items() if b.contains(nucleus))
+        per_tile[tile_id] += 1
+    assert [per_tile[t] for t in markers["tile_id"]] == markers["n_cells"].tolist()
+    epithelium = json.loads((folder / "epithelium.geojson").read_text())
+    for feature in epithelium["features"]:
+        geometry = shapely.geometry.shape(feature["geometry"])
+        assert geometry.is_valid and geometry.area > 0
+        tile_id = feature["properties"]["metadata"]["tile_id"]
+        assert boxes[tile_id].contains(geometry)
+        assert feature["properties"]["classification"]["name"] == "Epithelium"
+    summary = json.loads((folder / "markers_summary.json").read_text())
+    assert summary["n_tiles"] == 6 and summary["cell_backend"] == "classical"
+    assert summary["n_cells"] == markers["n_cells"].sum()
+    assert "density_per_mm2_Lymphocytes" in summary["markers"]
+    assert (folder / "markers_vs_score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "6 tiles" in capsys.readouterr().out
+
+
+def test_cli_inspect_errors(scored_slide, tmp_path, capsys):
+    slide, results = scored_slide
+    code = main(["inspect", str(slide), "--out", str(tmp_path / "empty")])
+    assert code == 2
+    assert "run `imilia predict" in capsys.readouterr().err
+    code = main(
+        [
+            "inspect",
+            str(slide),
+            "--out",
+            str(tmp_path),
+            "--results",
+            str(results),
+            "--tiles",
+            "top:zero",
+        ]
+    )
+    assert code == 2 and "--tiles" in capsys.readouterr().err
+    code = main(
+        [
+            "inspect",
+            str(slide),
+            "--out",
+            str(tmp_path),
+            "--results",
+            str(results),
+            "--cell-backend",
+            "cellvit",
+        ]
+    )
+    assert code == 2 and "--cell-checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "biopsy").exists()
+
+
+def test_process_pool_gives_the_same_files(scored_slide, tmp_path):
+    slide, results = scored_slide
+    one = inspect_slide(slide, tmp_path / "one", results_dir=results, tiles="top:6", workers=1)
+    two = inspect_slide(slide, tmp_path / "two", results_dir=results, tiles="top:6", workers=2)
+    assert len(one.markers) == 6
+    for name in ("markers.csv", "cells.geojson", "epithelium.geojson"):
+        assert (one.out_dir / name).read_bytes() == (two.out_dir / name).read_bytes(), name
