@@ -223,7 +223,7 @@ def _extractor_key(name: str) -> str:
 
 def _write_outputs(slide: Any, slide_dir: Path, tiles: pd.DataFrame, info: dict) -> None:
     """Write :data:`RESULT_FILES` into a staging folder, then move them into ``slide_dir``."""
-    created = not slide_dir.exists()
+    created = [p for p in (slide_dir, *slide_dir.parents) if not p.exists()]  # deepest first
     slide_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=slide_dir))
     try:
@@ -234,8 +234,11 @@ def _write_outputs(slide: Any, slide_dir: Path, tiles: pd.DataFrame, info: dict)
             (staging / name).replace(slide_dir / name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(slide_dir.iterdir()):
-            slide_dir.rmdir()
+        for folder in created:  # the folders this call made, when still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     shutil.rmtree(staging, ignore_errors=True)
 

@@ -149,7 +149,9 @@ class Slide:
             if info.downsample >= target_ds * 0.999:
                 level = info.index
                 break
-        image = np.asarray(self.levels[level].compute())
+        # a local scheduler: inside a dask.distributed task the default one would be the
+        # cluster's, which cannot receive this graph (it holds the open file)
+        image = np.asarray(self.levels[level].compute(scheduler="threads"))
         scale = max(image.shape[:2]) / max_px
         if scale > 1:
             from skimage.transform import resize

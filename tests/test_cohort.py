@@ -1,0 +1,159 @@
+"""predict_cohort: in this process, on a LocalCluster it starts, and on a given scheduler."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from napari_imilia.cli import main
+from napari_imilia.cohort import SUMMARY_COLUMNS, predict_cohort
+from napari_imilia.errors import ImiliaError
+from napari_imilia.mil import create_model, save_model
+from napari_imilia.predict import RESULT_FILES
+from napari_imilia.sample import write_synthetic_slide
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two small synthetic slides (1536 x 1024 px at 0.5 µm/px, about 13 tissue tiles each)."""
+    folder = tmp_path_factory.mktemp("cohort_slides")
+    return [
+        write_synthetic_slide(
+            folder / f"case_{seed}.svs",
+            width_px=1536,
+            height_px=1024,
+            seed=seed,
+            inflamed_regions="random",
+            n_inflamed_regions=1,
+        )
+        for seed in (1, 2)
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = create_model("max-mil", 64, hidden=[8])
+    folder = tmp_path_factory.mktemp("cohort_model")
+    return save_model(model, folder / "mm.safetensors", extractor="imilia-stain-stats", mpp=0.5)
+
+
+@pytest.fixture(scope="module")
+def in_process(
+    slides: list[Path], model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, pd.DataFrame]:
+    """The cohort scored in this process, one slide after the other: (out folder, table)."""
+    out = tmp_path_factory.mktemp("cohort_here")
+    seen: list[str] = []
+    table = predict_cohort(
+        slides,
+        out,
+        model_path=model_path,
+        device="cpu",
+        progress=False,
+        on_result=lambda row: seen.append(row["slide_id"]),
+    )
+    assert seen == ["case_1", "case_2"]
+    return out, table
+
+
+@pytest.fixture(scope="module")
+def reference(in_process: tuple[Path, pd.DataFrame]) -> pd.DataFrame:
+    return in_process[1]
+
+
+def check_cohort(out: Path, table: pd.DataFrame, slides: list[Path]) -> None:
+    assert list(table.columns) == list(SUMMARY_COLUMNS)
+    assert table["slide"].tolist() == [str(s) for s in slides]  # the order given
+    assert (table["status"] == "ok").all() and table["error"].isna().all()
+    assert table["score"].between(0, 1).all() and (table["n_tiles"] >= 5).all()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "cohort.csv"), table, check_dtype=False)
+    for slide_id in table["slide_id"]:
+        assert sorted(p.name for p in (out / slide_id).iterdir()) == sorted(RESULT_FILES)
+
+
+def test_in_process(in_process: tuple[Path, pd.DataFrame], slides: list[Path]) -> None:
+    out, table = in_process
+    check_cohort(out, table, slides)
+    assert table["slide_id"].tolist() == ["case_1", "case_2"]
+    assert table["score"].nunique() == 2
+
+
+def test_local_cluster_matches_in_process(
+    slides: list[Path], model_path: Path, reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    table = predict_cohort(
+        slides, tmp_path, model_path=model_path, device="cpu", n_workers=2, processes=False
+    )
+    check_cohort(tmp_path, table, slides)
+    pd.testing.assert_series_equal(table["score"], reference["score"], rtol=1e-6)
+
+
+def test_explicit_scheduler_address(
+    slides: list[Path], model_path: Path, reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        table = predict_cohort(
+            slides,
+            tmp_path,
+            scheduler=cluster.scheduler_address,
+            model_path=model_path,
+            device="cpu",
+        )
+    check_cohort(tmp_path, table, slides)
+    pd.testing.assert_series_equal(table["score"], reference["score"], rtol=1e-6)
+
+
+def test_a_failing_slide_does_not_stop_the_others(
+    slides: list[Path], model_path: Path, tiff_writer, tmp_path: Path
+) -> None:
+    blank = tiff_writer(tmp_path / "blank.tiff", (512, 512))
+    out = tmp_path / "out"
+    table = predict_cohort(
+        [slides[0], blank], out, model_path=model_path, device="cpu", progress=False
+    )
+    assert table["status"].tolist() == ["ok", "error"]
+    assert table.loc[1, "slide_id"] == "blank"
+    assert "no tissue found in blank.tiff" in table.loc[1, "error"]
+    assert not (out / "blank").exists()
+    assert (out / "case_1" / "slide.json").is_file()
+
+
+def test_bad_cohorts_fail_before_any_work(slides: list[Path], model_path: Path, tmp_path) -> None:
+    twin = tmp_path / "other" / "case_1.svs"
+    twin.parent.mkdir()
+    twin.write_bytes(slides[0].read_bytes())
+    out = tmp_path / "out"
+    with pytest.raises(ImiliaError, match=r"share the slide id.*case_1"):
+        predict_cohort([slides[0], twin], out, model_path=model_path)
+    with pytest.raises(ImiliaError, match="checkpoint not found"):
+        predict_cohort(slides, out, model_path=tmp_path / "absent.safetensors", n_workers=2)
+    if not torch.cuda.is_available():
+        with pytest.raises(ImiliaError, match="no CUDA GPU"):
+            predict_cohort(slides, out, model_path=model_path, device="cuda", n_workers=2)
+    assert not out.exists()
+
+
+def test_cli_cohort(slides: list[Path], model_path: Path, tiff_writer, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    args = ["predict", *map(str, slides), "--out", str(out), "--model", str(model_path)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"^case_1: score 0\.\d{4} \(\d+ tiles\)$", captured.out, re.M)
+    assert "2 of 2 slides scored" in captured.out
+    check_cohort(out, pd.read_csv(out / "cohort.csv"), slides)
+
+    blank = tiff_writer(tmp_path / "blank.tiff", (512, 512))
+    args.insert(3, str(blank))  # third slide, before the options
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"blank\.tiff: error: no tissue found", err)
+    assert pd.read_csv(out / "cohort.csv")["status"].tolist() == ["ok", "ok", "error"]
