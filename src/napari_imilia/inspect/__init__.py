@@ -15,12 +15,11 @@ from napari_imilia.inspect.batch import (
     EPITHELIUM_COLOR,
     INSPECT_FILES,
     SlideInspection,
-    TileRecord,
     inspect_slide,
-    inspect_tiles,
     markers_frame,
-    select_tiles,
 )
+from napari_imilia.inspect.pool import TileRecord, default_workers, inspect_tiles
+from napari_imilia.inspect.select import select_tiles
 from napari_imilia.inspect.tile import (
     DEFAULT_ANALYSIS_MPP,
     INSPECTION_FLAGS,
@@ -48,6 +47,7 @@ __all__ = [
     "TileInspection",
     "TileRecord",
     "backend_analysis_mpp",
+    "default_workers",
     "inspect_slide",
     "inspect_tile",
     "inspect_tiles",

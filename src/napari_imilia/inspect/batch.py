@@ -22,27 +22,25 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from shapely.geometry import Polygon
 
 from napari_imilia import __version__
 from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import ImiliaError
-from napari_imilia.inspect.tile import TileInspection
-from napari_imilia.inspect.tools import InspectConfig, InspectTools
+from napari_imilia.inspect.pool import ProgressCallback, TileRecord, check_cancel, inspect_tiles
+from napari_imilia.inspect.select import select_tiles
+from napari_imilia.inspect.tools import InspectConfig
 
 #: The files ``inspect_slide`` writes per slide, in the order they are moved into place.
 INSPECT_FILES: tuple[str, ...] = (
@@ -56,188 +54,7 @@ INSPECT_FILES: tuple[str, ...] = (
 EPITHELIUM_CLASS = "Epithelium"
 EPITHELIUM_COLOR: tuple[int, int, int] = (0, 255, 127)
 
-ProgressCallback = Callable[[int, int], None]
 
-
-# ----------------------------------------------------------------------------- tile choice
-def select_tiles(tiles: pd.DataFrame, spec: str) -> pd.DataFrame:
-    """Rows of a scored tile table chosen by ``spec``, in a fixed order, without repeats.
-
-    ``spec`` is a comma-separated list of ``top:K`` (highest scores first), ``bottom:K``
-    (lowest first), ``all`` (table order) and tile ids (``"448_224"``). ``ImiliaError``
-    for an empty or malformed spec, K < 1, or ids the table lacks.
-    """
-    items = [item.strip() for item in str(spec).split(",") if item.strip()]
-    if not items:
-        raise ImiliaError("--tiles is empty; use top:50, bottom:50, all or tile ids (x_y)")
-    ids = tiles["tile_id"].astype(str)
-    order = tiles.assign(_pos=np.arange(len(tiles)))
-    chosen: list[int] = []
-    unknown: list[str] = []
-    for item in items:
-        head, sep, tail = item.partition(":")
-        if item.lower() == "all":
-            chosen.extend(range(len(tiles)))
-        elif sep:
-            chosen.extend(_ranked(order, head.strip().lower(), tail.strip(), item))
-        else:
-            hits = np.flatnonzero(ids.to_numpy() == item)
-            if hits.size == 0:
-                unknown.append(item)
-            chosen.extend(hits[:1].tolist())
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ImiliaError(
-            f"--tiles names {len(unknown)} tile id(s) not in the prediction: {shown}; ids are "
-            "level-0 x_y as in tiles.csv"
-        )
-    unique = list(dict.fromkeys(chosen))
-    return tiles.iloc[unique].reset_index(drop=True)
-
-
-def _ranked(order: pd.DataFrame, kind: str, count: str, item: str) -> list[int]:
-    if kind not in ("top", "bottom"):
-        raise ImiliaError(
-            f"--tiles item {item!r} is not understood; use top:K, bottom:K, all or tile ids"
-        )
-    try:
-        k = int(count)
-    except ValueError:
-        raise ImiliaError(f"--tiles item {item!r}: K must be a whole number") from None
-    if k < 1:
-        raise ImiliaError(f"--tiles item {item!r}: K must be at least 1")
-    if "score" not in order.columns:
-        raise ImiliaError("the prediction's tile table has no score column")
-    ranked = order.sort_values("score", ascending=kind == "bottom", kind="mergesort")
-    return ranked["_pos"].head(k).astype(int).tolist()
-
-
-# ----------------------------------------------------------------------------- per-tile records
-@dataclass
-class TileRecord:
-    """What the batch keeps of one inspection (no images): markers row, cells, polygons."""
-
-    tile_id: str
-    markers: dict[str, Any]
-    cell_table: pd.DataFrame
-    contours: list[np.ndarray]
-    epithelium_polygons: list[Polygon]
-    mpp: float
-    flags: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @classmethod
-    def from_inspection(cls, inspection: TileInspection) -> TileRecord:
-        return cls(
-            tile_id=inspection.tile_id,
-            markers=inspection.markers.as_row(),
-            cell_table=inspection.cells.table,
-            contours=inspection.cells.contours,
-            epithelium_polygons=inspection.epithelium_polygons,
-            mpp=inspection.mpp,
-            flags=list(inspection.flags),
-            seconds=inspection.seconds,
-        )
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(slide_path: str, mpp: float | None, config: InspectConfig, threads: int) -> None:
-    """Process-pool initializer: open the slide and create the tools once per process."""
-    from napari_imilia.slide import open_slide
-
-    if config.uses_deep_model:  # share the cores between the processes' torch threads
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    slide = open_slide(slide_path, mpp=mpp)
-    _WORKER.update(slide=slide, tools=InspectTools.load(config, slide))
-
-
-def _worker_run(rows: list[dict[str, Any]]) -> list[TileRecord]:
-    slide, tools = _WORKER["slide"], _WORKER["tools"]
-    return [TileRecord.from_inspection(tools.inspect(slide, row)) for row in rows]
-
-
-def _chunks(rows: list[dict[str, Any]], n_chunks: int) -> list[list[dict[str, Any]]]:
-    size = max(1, math.ceil(len(rows) / max(1, n_chunks)))
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
-#: Below this many tiles per extra process, starting processes costs more than it saves.
-MIN_TILES_PER_WORKER = 16
-
-
-def default_workers(config: InspectConfig, n_tiles: int) -> int:
-    """All cores for the weight-free backends (a process costs ~1-2 s to start, so at least
-    ``MIN_TILES_PER_WORKER`` tiles each); one process when a deep model runs (torch uses
-    the cores or the GPU itself)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    wanted = 1 if config.uses_deep_model else int(cores or 1)
-    return max(1, min(wanted, n_tiles // MIN_TILES_PER_WORKER))
-
-
-def inspect_tiles(
-    slide: Any,
-    rows: pd.DataFrame,
-    config: InspectConfig,
-    *,
-    workers: int | None = None,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-) -> list[TileRecord]:
-    """Inspect every row of a tile table; records in row order.
-
-    ``workers`` > 1 runs a process pool (spawned, so safe from threaded hosts such as
-    napari); 1 runs here with ``slide``. ``cancel`` stops between tiles (or chunks) with
-    ``ImiliaError``.
-    """
-    records_in = rows.to_dict("records")
-    n = len(records_in)
-    workers = default_workers(config, n) if workers is None else max(1, min(int(workers), n))
-    done: list[TileRecord] = []
-    if workers <= 1:
-        tools = InspectTools.load(config, slide)
-        for row in records_in:
-            _check_cancel(cancel)
-            done.append(TileRecord.from_inspection(tools.inspect(slide, row)))
-            if progress:
-                progress(len(done), n)
-        return done
-    cores = os.cpu_count() or 1
-    context = multiprocessing.get_context("spawn")
-    chunks = _chunks(records_in, workers * 4)
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_worker_init,
-        initargs=(str(slide.path), _override_mpp(slide), config, max(1, cores // workers)),
-    ) as pool:
-        futures = [pool.submit(_worker_run, chunk) for chunk in chunks]
-        try:
-            for future in futures:  # in submission order: deterministic output
-                _check_cancel(cancel)
-                done.extend(future.result())
-                if progress:
-                    progress(len(done), n)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-    return done
-
-
-def _override_mpp(slide: Any) -> float | None:
-    return float(slide.mpp) if getattr(slide, "mpp_source", "") == "override" else None
-
-
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise ImiliaError("inspection cancelled; no file was written")
-
-
-# ----------------------------------------------------------------------------- the slide
 @dataclass
 class SlideInspection:
     """What ``inspect_slide`` computed and where it wrote it (``out_dir/<slide_id>``)."""
@@ -343,7 +160,7 @@ def inspect_slide(
         finally:
             if bar is not None:
                 bar.close()
-        _check_cancel(cancel)
+        check_cancel(cancel)
         markers = markers_frame(chosen, records)
         scores = pd.Series(chosen["score"].to_numpy(np.float64), index=chosen["tile_id"])
         context = _export_context(slide, info)
