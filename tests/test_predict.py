@@ -159,6 +159,18 @@ def test_predict_sample_slide_with_each_architecture(
     )
 
 
+def test_load_prediction_reports_missing_and_damaged_results(tmp_path: Path) -> None:
+    with pytest.raises(ImiliaError, match="holds no prediction"):
+        load_prediction(tmp_path)
+    (tmp_path / "tiles.csv").write_text("tile_id,x,y,width,height,score\n0_0,0,0,224,224,0.5\n")
+    (tmp_path / "slide.json").write_text('{"slide_id": "s"')
+    with pytest.raises(ImiliaError, match="damaged"):
+        load_prediction(tmp_path)
+    (tmp_path / "slide.json").write_text('{"slide_id": "s", "slide": "s.svs", "score": 0.5}')
+    with pytest.raises(ImiliaError, match=r"damaged.*logit"):
+        load_prediction(tmp_path)
+
+
 def test_predict_real_svs(small_svs: Path, model_paths: dict[str, Path], tmp_path: Path) -> None:
     result = predict_slide(
         small_svs, tmp_path, model_path=model_paths["max-mil"], device="cpu", progress=False

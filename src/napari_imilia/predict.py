@@ -68,17 +68,27 @@ def load_prediction(result_dir: str | Path) -> PredictionResult:
     info_path, tiles_path = result_dir / "slide.json", result_dir / "tiles.csv"
     if not info_path.is_file() or not tiles_path.is_file():
         raise ImiliaError(f"{result_dir} holds no prediction (slide.json and tiles.csv expected)")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    tiles = pd.read_csv(tiles_path, dtype={"tile_id": str})
-    return PredictionResult(
-        slide_id=info["slide_id"],
-        slide_path=Path(info["slide"]),
-        score=float(info["score"]),
-        logit=float(info["logit"]),
-        tiles=tiles,
-        info=info,
-        out_dir=result_dir,
-    )
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        tiles = pd.read_csv(tiles_path, dtype={"tile_id": str})
+        result = PredictionResult(
+            slide_id=str(info["slide_id"]),
+            slide_path=Path(info["slide"]),
+            score=float(info["score"]),
+            logit=float(info["logit"]),
+            tiles=tiles,
+            info=info,
+            out_dir=result_dir,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ImiliaError(
+            f"{result_dir}: slide.json or tiles.csv is damaged ({type(error).__name__}: "
+            f"{error}); run the prediction again"
+        ) from error
+    missing = [c for c in ("tile_id", "x", "y", "width", "height", "score") if c not in tiles]
+    if missing:
+        raise ImiliaError(f"{tiles_path} lacks column(s) {', '.join(missing)}; predict again")
+    return result
 
 
 def predict_slide(
