@@ -1,0 +1,205 @@
+"""The ``cellvit`` cell backend: a CellViT (HistoPLUS architecture) from a local file.
+
+Per tile: resample to the model's µm/px (``base.resample_tile``), cover it with overlapping
+windows (``cellvit.windows``), run them in batches on the GPU (bf16 autocast) or the CPU,
+stitch the output maps, extract nuclei with HoVer-Net post-processing (``cellvit.post``) and
+measure them with ``measure.build_tile_cells``. Labels are at the model's µm/px.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_imilia.cells.base import resample_tile
+from napari_imilia.cells.cellvit.checkpoint import load_cellvit
+from napari_imilia.cells.cellvit.config import CellViTConfig
+from napari_imilia.cells.cellvit.model import CellViT
+from napari_imilia.cells.cellvit.post import (
+    HoverParams,
+    hover_instances,
+    hover_params_for_mpp,
+    vote_classes,
+)
+from napari_imilia.cells.cellvit.windows import TileMaps, predict_tile_maps
+from napari_imilia.cells.measure import build_tile_cells
+from napari_imilia.cells.types import CellTile, TileCells
+from napari_imilia.device import inference_context, resolve_device
+from napari_imilia.errors import ImiliaError
+
+#: Tissue fraction under which a tile given with a tissue mask is skipped (flag ``no_tissue``).
+MIN_TISSUE_FRACTION = 0.01
+
+
+@dataclass
+class _Prepared:
+    rgb: np.ndarray
+    tissue: np.ndarray | None
+    mpp: float
+    level0_per_px: float
+    level0_xy: tuple[int, int]
+    skip: bool
+
+
+def cells_from_maps(
+    maps: TileMaps, taxonomy_ids: np.ndarray, params: HoverParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Instances of stitched maps: (labels (H, W) int32 numbered 1..n, ``CELL_CLASSES`` id per
+    label and probability per label, both indexed by label value). Instances voting only
+    background are removed."""
+    labels = hover_instances(maps.nuclei_prob, maps.hv, params)
+    channel, probability = vote_classes(labels, maps.type_prob)
+    keep = channel > 0
+    keep[0] = True
+    lut = np.zeros(len(keep), dtype=np.int32)
+    lut[keep] = np.arange(int(keep.sum()), dtype=np.int32)
+    labels = lut[labels]
+    return labels, taxonomy_ids[channel[keep]], probability[keep]
+
+
+class CellViTBackend:
+    """Cells from a CellViT checkpoint (HistoPLUS's or one saved by ``save_cellvit``).
+
+    ``checkpoint``: a ``.safetensors``/``.pt`` file (or a loaded ``CellViT``); ``device``:
+    ``auto``/``cpu``/``cuda[:N]``; ``batch_size``: windows per forward pass; ``config``: a
+    JSON config path or ``CellViTConfig`` when the file has none beside it; ``mpp``: override
+    the µm/px the model works at; ``window_px``/``overlap_px``: sliding windows (model pixels,
+    ``window_px`` a multiple of the patch size); ``hover``: post-processing settings
+    (HistoPLUS's for the model's µm/px by default).
+    """
+
+    name = "cellvit"
+
+    def __init__(
+        self,
+        checkpoint: str | Path | CellViT,
+        device: str | torch.device = "auto",
+        batch_size: int = 8,
+        *,
+        config: CellViTConfig | str | Path | None = None,
+        mpp: float | None = None,
+        window_px: int = 224,
+        overlap_px: int = 64,
+        hover: HoverParams | None = None,
+    ) -> None:
+        if isinstance(checkpoint, CellViT):
+            model, self.checkpoint = checkpoint.eval(), None
+        else:
+            model = load_cellvit(checkpoint, config=config, mpp=mpp)
+            self.checkpoint = Path(checkpoint)
+        self.config: CellViTConfig = model.config
+        patch = self.config.patch_size_px
+        if int(batch_size) < 1:
+            raise ImiliaError(f"batch_size must be at least 1; got {batch_size}")
+        if window_px < patch or window_px % patch:
+            raise ImiliaError(f"window_px must be a multiple of the patch size {patch} px")
+        if not 0 <= overlap_px < window_px:
+            raise ImiliaError(f"overlap_px must be in [0, window_px={window_px}); got {overlap_px}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.batch_size = int(batch_size)
+        self.window_px = int(window_px)
+        self.overlap_px = int(overlap_px)
+        self.hover = hover or hover_params_for_mpp(self.config.mpp)
+        self._taxonomy = self.config.taxonomy_ids()
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(self.config.mean, device=self.device).reshape(shape)
+        self._std = torch.tensor(self.config.std, device=self.device).reshape(shape)
+
+    @property
+    def analysis_mpp(self) -> float:
+        return float(self.config.mpp)
+
+    def predict_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, w, w, 3) uint8 windows -> nuclei probability (B, w, w), HV (B, 2, w, w) and
+        type probabilities (B, C, w, w), float32 on the CPU."""
+        images = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        images = images.permute(0, 3, 1, 2).float().div_(255.0)
+        images = (images - self._mean) / self._std
+        with inference_context(self.device):
+            out = self.model(images)
+            nuclei = torch.softmax(out["np"].float(), dim=1)[:, 1]
+            types = torch.softmax(out["tp"].float(), dim=1)
+            hv = out["hv"].float()
+        return nuclei.cpu().numpy(), hv.cpu().numpy(), types.cpu().numpy()
+
+    def segment(
+        self,
+        tile_rgb: np.ndarray,
+        *,
+        mpp: float,
+        level0_xy: tuple[int, int],
+        level0_per_px: float,
+        tissue_mask: np.ndarray | None = None,
+    ) -> TileCells:
+        """Cells of one (H, W, 3) uint8 tile given at ``mpp`` µm/px; labels at the model's."""
+        tile = CellTile(tile_rgb, mpp, level0_xy, level0_per_px, tissue_mask)
+        return self.segment_many([tile])[0]
+
+    def segment_many(self, tiles: Sequence[CellTile]) -> list[TileCells]:
+        """``segment`` for each tile, in order; windows of all tiles share batches."""
+        prepared = [self._prepare(tile) for tile in tiles]
+        run = [i for i, p in enumerate(prepared) if not p.skip]
+        results: dict[int, TileCells] = {
+            i: self._empty(p) for i, p in enumerate(prepared) if p.skip
+        }
+        stitched = predict_tile_maps(
+            [prepared[i].rgb for i in run],
+            self.predict_windows,
+            window_px=self.window_px,
+            overlap_px=self.overlap_px,
+            batch_size=self.batch_size,
+            num_classes=self.config.num_classes,
+        )
+        for k, maps in stitched:
+            results[run[k]] = self._cells(prepared[run[k]], maps)
+        return [results[i] for i in range(len(prepared))]
+
+    def _prepare(self, tile: CellTile) -> _Prepared:
+        rgb, tissue, mpp, per_px = resample_tile(
+            tile.rgb,
+            tile.tissue_mask,
+            mpp=tile.mpp,
+            level0_per_px=tile.level0_per_px,
+            analysis_mpp=self.analysis_mpp,
+        )
+        skip = tissue is not None and float(tissue.mean()) < MIN_TISSUE_FRACTION
+        xy = (int(tile.level0_xy[0]), int(tile.level0_xy[1]))
+        return _Prepared(rgb, tissue, mpp, per_px, xy, skip)
+
+    def _empty(self, p: _Prepared) -> TileCells:
+        labels = np.zeros(p.rgb.shape[:2], dtype=np.int32)
+        return build_tile_cells(
+            labels,
+            np.zeros(1, np.int64),
+            None,
+            None,
+            mpp=p.mpp,
+            level0_xy=p.level0_xy,
+            level0_per_px=p.level0_per_px,
+            backend=self.name,
+            flags=["no_tissue"],
+        )
+
+    def _cells(self, p: _Prepared, maps: TileMaps) -> TileCells:
+        labels, class_ids, probability = cells_from_maps(maps, self._taxonomy, self.hover)
+        if p.tissue is not None and labels.any():  # drop cells mostly outside the tissue
+            area = np.bincount(labels.ravel())
+            inside = np.bincount(labels.ravel(), weights=p.tissue.ravel(), minlength=len(area))
+            outside = inside < 0.5 * np.maximum(area, 1)
+            outside[0] = False
+            labels = np.where(outside[labels], 0, labels)
+        return build_tile_cells(
+            labels,
+            class_ids,
+            probability,
+            p.rgb,
+            mpp=p.mpp,
+            level0_xy=p.level0_xy,
+            level0_per_px=p.level0_per_px,
+            backend=self.name,
+        )
