@@ -101,7 +101,8 @@ def read_model_summary(text: str) -> ModelSummary:
     weights = [path]
     if path.is_dir():
         weights = sorted(
-            p for p in path.iterdir()
+            p
+            for p in path.iterdir()
             if p.suffix.lower() in WEIGHT_SUFFIXES and not p.name.startswith(".")
         )
         if not weights:

@@ -356,8 +356,10 @@ class SlidePanel(QWidget):
         if session is None or session.slide_id != str(result.slide_id):
             self.status_label.setText(f"{result.slide_id} scored, but it is no longer open")
             return
-        how = "earlier result reused (same model and settings)" if outcome.cached else (
-            f"scored {len(result.tiles)} tiles in {result.info.get('seconds', 0):.1f} s"
+        how = (
+            "earlier result reused (same model and settings)"
+            if outcome.cached
+            else (f"scored {len(result.tiles)} tiles in {result.info.get('seconds', 0):.1f} s")
         )
         self.status_label.setText(f"slide score {result.score:.3f}: {how}")
         session.set_prediction(result)
@@ -377,5 +379,6 @@ class SlidePanel(QWidget):
             self._pbar = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(1 if self.last_outcome and self.last_outcome.result else 0)
+        done = self.last_outcome is not None and self.last_outcome.result is not None
+        self.progress_bar.setRange(0, max(self._rate.total, 1))
+        self.progress_bar.setValue(self.progress_bar.maximum() if done else 0)
