@@ -200,15 +200,14 @@ def test_select_tiles_specs():
             select_tiles(tiles, spec)
 
 
-@pytest.fixture(scope="module")
-def scored_slide(tmp_path_factory) -> tuple[Path, Path]:
-    """A small generated slide (20 tissue tiles) scored by a small real model."""
+def make_scored_slide(folder: Path) -> tuple[Path, Path]:
+    """A small generated slide (20 tissue tiles of 224 px at 0.5 µm/px) scored by a small
+    real ABMIL head on the builtin extractor; returns (slide, results folder)."""
     from napari_imilia.extractors import create_extractor
     from napari_imilia.mil import create_model, save_model
     from napari_imilia.predict import predict_slide
     from napari_imilia.sample import write_synthetic_slide
 
-    folder = tmp_path_factory.mktemp("scored")
     slide = write_synthetic_slide(
         folder / "biopsy.svs",
         width_px=1792,
@@ -225,6 +224,11 @@ def scored_slide(tmp_path_factory) -> tuple[Path, Path]:
     )
     predict_slide(slide, folder / "results", model_path=model_path, progress=False)
     return slide, folder / "results"
+
+
+@pytest.fixture(scope="module")
+def scored_slide(tmp_path_factory) -> tuple[Path, Path]:
+    return make_scored_slide(tmp_path_factory.mktemp("scored"))
 
 
 def test_cli_inspect_writes_the_five_files(scored_slide, tmp_path, capsys):

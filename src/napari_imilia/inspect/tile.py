@@ -56,6 +56,7 @@ class TileInspection:
     ``tissue_mask``: (H, W) bool on the grid of ``cells.labels``. ``epithelium_polygons``:
     shapely polygons in level-0 pixels. ``flags``: quality flags of the backends
     (``CELL_FLAGS``) and caveats of the epithelium method. ``seconds``: wall time.
+    ``config``: the ``InspectConfig`` that made it, when made through ``InspectTools``.
     """
 
     tile_id: str
@@ -73,6 +74,7 @@ class TileInspection:
     score: float | None = None
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    config: Any | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -124,8 +124,8 @@ class InspectTools:
         return cls(config, backend, probe, extractor)
 
     def inspect(self, slide: Any, tile_row: Any) -> TileInspection:
-        """``inspect_tile`` with these tools."""
-        return inspect_tile(
+        """``inspect_tile`` with these tools (the result's ``config`` is this config)."""
+        result = inspect_tile(
             slide,
             tile_row,
             cell_backend=self.backend,
@@ -134,3 +134,5 @@ class InspectTools:
             episeg_extractor=self.extractor,
             analysis_mpp=self.config.analysis_mpp,
         )
+        result.config = self.config
+        return result
