@@ -31,6 +31,7 @@ from napari_imilia.errors import DataError
 from napari_imilia.export.context import ExportContext
 from napari_imilia.export.features import cells_to_features, polygons_to_features, tiles_to_features
 from napari_imilia.export.geojson import write_geojson
+from napari_imilia.export.layer_features import EPITHELIUM_CLASS
 from napari_imilia.export.tables import write_table_csv
 
 #: Compression choices of :func:`export_review_bundle` -> file name ending.
@@ -40,7 +41,6 @@ COMPRESSION_SUFFIXES: dict[str, str] = {
     "zip": ".geojson.zip",
 }
 #: Classification and colour of exported epithelium regions (as ``imilia inspect`` writes).
-EPITHELIUM_CLASS = "Epithelium"
 EPITHELIUM_COLOR: tuple[int, int, int] = (0, 255, 127)
 
 

@@ -47,6 +47,9 @@ EXPORT_KEY = "imilia_export"
 CLASS_COLUMNS: tuple[str, ...] = ("classification", "class_name", "reviewer_class")
 #: Object types a layer may give; others (e.g. 'cell' without nucleus) become detections.
 LAYER_OBJECT_TYPES: tuple[str, ...] = ("annotation", "detection", "tile")
+#: Role of the tile inspector's epithelium mask layer: its objects are classed Epithelium.
+EPITHELIUM_LAYER_ROLE = "inspection_epithelium"
+EPITHELIUM_CLASS = "Epithelium"
 _NOT_METADATA = frozenset({"id", "objectType", "name", "metadata", "index", *CLASS_COLUMNS})
 
 
@@ -196,7 +199,8 @@ def labels_placement(
 
 def labels_layer_features(data: Any, meta: Mapping[str, Any], mpp: float | None) -> list:
     """QuPath detections, one per label of a 2-D Labels layer, classified and measured from
-    the ``features`` row whose ``label`` (or ``index``) column equals the label."""
+    the ``features`` row whose ``label`` (or ``index``) column equals the label; the tile
+    inspector's epithelium mask layer gives objects classed Epithelium."""
     name = str(meta.get("name") or "labels")
     image = data[0] if isinstance(data, list | tuple) else data  # multiscale: finest level
     image = np.asarray(image)
@@ -214,11 +218,15 @@ def labels_layer_features(data: Any, meta: Mapping[str, Any], mpp: float | None)
             for row in _feature_rows(table, len(table)):
                 if row.get(key) is not None:
                     by_label[int(row[key])] = row
+    role = (meta.get("metadata") or {}).get("imilia_role")
+    default_class = EPITHELIUM_CLASS if role == EPITHELIUM_LAYER_ROLE else None
     result = []
     for label, geometry in labels_to_geometries(image, level0_xy, per_px).items():
         row = dict(by_label.get(label, {}))
         row.pop("label", None)
         row.setdefault("name", f"{name} {label}")
+        if default_class and not any(row.get(c) for c in CLASS_COLUMNS):
+            row["class_name"] = default_class
         what = f"label {label} of layer {name!r}"
         result.append(
             {
