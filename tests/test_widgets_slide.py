@@ -153,14 +153,15 @@ def test_score_heatmap_top_tiles_and_canvas_clicks(
     assert any("outside the tissue tiles" in m for m in _errors())
 
 
-def test_scored_slide_reopens_from_cache_without_running(
-    qtbot, small_svs, model_path, tmp_path, monkeypatch
-):
+def test_scored_slide_reopens_from_cache_without_running(qtbot, small_svs, tmp_path, monkeypatch):
+    """A demo-flagged model stands in for the bundled one (empty model field)."""
     from napari_imilia._widgets.launch import open_review_viewer
     from napari_imilia.predict import predict_slide
 
+    demo = small_model(tmp_path / "demo-stand-in.safetensors", demo=True)
+    monkeypatch.setattr("napari_imilia.predict.default_model_path", lambda: demo)
     root = tmp_path / "scored"
-    first = predict_slide(small_svs, root, model_path=model_path, progress=False)
+    first = predict_slide(small_svs, root, progress=False)
     stamp = (first.out_dir / "slide.json").stat().st_mtime_ns
 
     def must_not_run(*args, **kwargs):
@@ -182,9 +183,13 @@ def test_scored_slide_reopens_from_cache_without_running(
         assert {"heatmap", "tile_table"} <= roles
         panel = viewer.window.dock_widgets["Slide & model (napari-imilia)"]
         assert "earlier result loaded" in panel.status_label.text()
+        heat = viewer.window.dock_widgets["Heatmap (napari-imilia)"]
+        assert "DEMO MODEL" in heat.demo_label.text() and "DEMO MODEL" in heat.model_label.text()
+        assert heat.heatmap_layer().data.shape == score_grid(session.tiles).values.shape
         top = viewer.window.dock_widgets["Top tiles (napari-imilia)"]
         assert len(top.tile_ids()) == 10
-        panel.form.set_model_path(str(model_path))
+        panel.form.set_model_path("")
+        assert panel.form.model_label.text().startswith("DEMO MODEL")
         _run(panel, qtbot)
         assert panel.last_outcome.cached and panel.last_outcome.error is None
         assert "earlier result reused" in panel.status_label.text()
@@ -221,7 +226,6 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
     root = tmp_path / "results"
     assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []
     assert viewer_state(viewer).session.prediction is None
-    monkeypatch.setattr(StainStatsExtractor, "embed", embed)
 
     wrong = small_model(tmp_path / "wrong.safetensors", in_dim=32, extractor=None)
     panel.form.set_model_path(str(wrong))
@@ -238,3 +242,16 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
     assert "--mpp" in panel.last_outcome.error or "MPP" in panel.last_outcome.error
     assert len(panel.settings.recent_slides) == 2
     assert panel.recent_combo.count() == 3
+
+    # closing the viewer mid-run stops the run, and nothing is written
+    started.clear()
+    release.clear()
+    panel.open_slide(small_svs)
+    panel.run()
+    qtbot.waitUntil(started.is_set, timeout=WAIT_MS)
+    worker, cancel = panel.worker, panel._cancel
+    viewer.close()
+    qtbot.waitUntil(cancel.is_set, timeout=WAIT_MS)
+    release.set()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
+    assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []

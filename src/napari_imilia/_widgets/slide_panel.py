@@ -242,6 +242,7 @@ class SlidePanel(QWidget):
             self.thumbnail_label.clear()
             return
         self.slide_label.setText(describe_slide(session.slide.summary()))
+        self.form.results_edit.setText(str(session.results_root))  # what Run will use
         self.settings.add_recent(session.slide.path)
         self._fill_recent()
         self.save()
