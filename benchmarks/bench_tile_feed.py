@@ -13,7 +13,9 @@ on the first ``--max-tiles`` tiles of that grid, in one run:
   the CPU (no cache), and the extractor alone on tiles already in memory.
 
 Each row is timed ``--repeats`` times after one warm-up (the file is in the page cache); the
-median and the best run are shown (the best run is the least disturbed on a shared machine).
+median and the best run are shown (the best run is the least disturbed on a shared machine),
+with the cores the process really got (its CPU seconds / wall seconds) and the tiles per CPU
+second, i.e. per core actually used, which other jobs on a shared machine disturb less.
 Prints a markdown table; nothing asserts. Figures go to docs/tiling_features.md.
 """
 
@@ -33,14 +35,16 @@ from pathlib import Path
 import numpy as np
 
 
-def _times_s(run: Callable[[], object], repeats: int) -> list[float]:
+def _times_s(run: Callable[[], object], repeats: int) -> tuple[list[float], float]:
+    """Wall seconds of each timed run, and the process CPU seconds of all of them."""
     run()
-    times = []
+    times, cpu = [], 0.0
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         run()
         times.append(time.perf_counter() - start)
-    return times
+        cpu += time.process_time() - cpu_start
+    return times, cpu
 
 
 def _raw_zarr(path: Path, level: int, boxes: list[tuple[int, int, int]], threads: int):
@@ -163,13 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{args.repeats} timed runs per row after a warm-up")
     print()
-    print("| path | workers | median s | tiles/s (median) | tiles/s (best run) |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print(
+        "| path | workers | median s | tiles/s (median) | tiles/s (best run) | cores used "
+        "| tiles per CPU-s |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for label, workers, run in rows:
-        times = _times_s(run, args.repeats)
+        times, cpu_s = _times_s(run, args.repeats)
         median = statistics.median(times)
         print(
-            f"| {label} | {workers} | {median:.3f} | {n / median:,.0f} | {n / min(times):,.0f} |",
+            f"| {label} | {workers} | {median:.3f} | {n / median:,.0f} | {n / min(times):,.0f} "
+            f"| {cpu_s / sum(times):.2f} | {n * len(times) / cpu_s:,.0f} |",
             flush=True,
         )
     slide.close()
