@@ -9,6 +9,13 @@ HistoPLUS JSON import of a generated file. Accuracy: planted nucleated cells mat
 one to detections whose centroids lie within 4 µm (Hungarian matching); recall = matched /
 planted, precision = matched / (matched + unmatched detections more than 3 µm inside the
 tile); the confusion matrix counts matched pairs. Prints markdown; nothing asserts.
+
+With ``--deep``: the ``cellvit`` backend with the full-size HistoPLUS 40x architecture
+(ViT-B/14 + 4 registers, full decoder, 142.8 M parameters) and seeded random weights, on the
+CPU with one torch thread: the network on one 224 px window (batch 1 and per window in a
+batch of 8), HoVer post-processing and measurements of one 224 px window from ideal maps of
+a synthetic tile, and ``segment`` end to end on a 224 px tile at 0.25 µm/px (one window) and
+at 0.5 µm/px (resampled to 448 px at 0.25: 9 windows of 224 px overlapping by 64).
 """
 
 from __future__ import annotations
@@ -150,6 +157,81 @@ def _shifted(cells: TileCells, dx: int, dy: int) -> TileCells:
     )
 
 
+def _timed(function, repeats: int) -> tuple[float, float]:
+    """Median (wall, CPU) ms of ``function()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        function()
+        times.append(((time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000))
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def deep_speed() -> list[tuple[str, int, tuple[float, float]]]:
+    """The CellViT backend at full size with random weights (see the module docstring)."""
+    import torch
+
+    from napari_imilia.cells.cellvit import HISTOPLUS_40X, CellViT, CellViTBackend
+    from napari_imilia.cells.cellvit.backend import cells_from_maps
+    from napari_imilia.cells.cellvit.post import hv_targets
+    from napari_imilia.cells.cellvit.windows import TileMaps
+    from napari_imilia.cells.measure import build_tile_cells
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    backend = CellViTBackend(CellViT(HISTOPLUS_40X).init_random(seed=0), device="cpu")
+    one = np.stack([render_tile(224, 0.25, seed=1, inflamed=True).rgb])
+    eight = np.stack([render_tile(224, 0.25, seed=s, inflamed=True).rgb for s in range(8)])
+    backend.predict_windows(one)  # warm-up
+    rows = [("network, 1 window (batch 1)", 3, _timed(lambda: backend.predict_windows(one), 3))]
+    wall, cpu = _timed(lambda: backend.predict_windows(eight), 1)
+    rows.append(("network, per window in a batch of 8", 8, (wall / 8, cpu / 8)))
+
+    def post(seed: int) -> None:
+        tile = render_tile(224, 0.25, seed=seed, inflamed=True)
+        labels = tile.instance_labels
+        types = np.eye(15, dtype=np.float32)[tile.class_ids].transpose(2, 0, 1)
+        maps = TileMaps((labels > 0).astype(np.float32), hv_targets(labels), types)
+        found, class_ids, probability = cells_from_maps(maps, np.arange(15), backend.hover)
+        build_tile_cells(
+            found,
+            class_ids,
+            probability,
+            tile.rgb,
+            mpp=0.25,
+            level0_xy=(0, 0),
+            level0_per_px=1.0,
+            backend="cellvit",
+        )
+
+    times = [_timed(lambda s=s: post(s), 1) for s in range(5)]
+    rows.append(
+        (
+            "post-processing + table, 1 window (ideal maps)",
+            5,
+            (statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)),
+        )
+    )
+    fine = render_tile(224, 0.25, seed=2, inflamed=True).rgb
+    rows.append(
+        (
+            "segment: 224 px tile at 0.25 µm/px (1 window)",
+            3,
+            _timed(lambda: backend.segment(fine, mpp=0.25, level0_xy=(0, 0), level0_per_px=1.0), 3),
+        )
+    )
+    coarse = render_tile(224, 0.5, seed=3, inflamed=True).rgb
+    rows.append(
+        (
+            "segment: 224 px tile at 0.5 µm/px (448 px, 9 windows)",
+            1,
+            _timed(
+                lambda: backend.segment(coarse, mpp=0.5, level0_xy=(0, 0), level0_per_px=2.0), 1
+            ),
+        )
+    )
+    return rows
+
+
 def _confusion_table(confusion: Counter) -> str:
     truths = sorted({t for t, _ in confusion})
     predicted = sorted({p for _, p in confusion})
@@ -168,6 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accuracy", action="store_true", help="also measure accuracy")
     parser.add_argument("--seeds", default="100:120", help="synthetic seeds, start:stop")
+    parser.add_argument("--deep", action="store_true", help="also time the cellvit backend")
     args = parser.parse_args()
     start, stop = (int(v) for v in args.seeds.split(":"))
     seeds = range(start, stop)
@@ -183,6 +266,12 @@ def main() -> None:
         f"\nHistoPLUS JSON: read {n_cells} cells in {read_s:.2f} s; "
         f"one 224-px region in {region_ms:.1f} ms"
     )
+    if args.deep:
+        print("\nCellViT, HistoPLUS 40x architecture, random weights, CPU:\n")
+        print("| step | n | CPU ms | wall ms |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, count, (wall, cpu) in deep_speed():
+            print(f"| {name} | {count} | {cpu:.0f} | {wall:.0f} |")
     if args.accuracy:
         for epithelium in (False, True):
             recall, precision, confusion = accuracy(seeds, epithelium=epithelium)
