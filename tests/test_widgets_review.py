@@ -140,6 +140,12 @@ def test_review_tiles_and_regions_reload_and_export(
     saved = json.loads((results_root.parent / "config" / "review_settings.json").read_text())
     assert saved == {"reviewer": "Dr Ada"}
 
+    # the regions layer removed by the user comes back (with its region) on Draw region
+    viewer.layers.remove(regions)
+    panel.draw_button.click()
+    (regions,) = layers_with_role(viewer, REGIONS_ROLE)
+    assert regions.mode == "add_polygon" and regions.features["entry_id"].tolist() == [ids[2]]
+
     # reopen in a new viewer: entries reload, the region is drawn back at the same place
     viewer2, panel2, session2 = _open(make_napari_viewer, small_svs)
     assert session2 is not session and panel2.listed_entry_ids() == [ids[0], ids[2]]

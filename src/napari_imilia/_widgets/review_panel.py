@@ -15,7 +15,6 @@ settings.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,65 +27,23 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_imilia._utils import write_text_atomic
-from napari_imilia._widgets._settings import settings_dir
+from napari_imilia._widgets._review_parts import (
+    VERDICT_KEYS,
+    EntryList,
+    load_reviewer,
+    notify,
+    save_reviewer,
+)
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
 from napari_imilia._widgets.review_regions import ReviewRegions
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.layers import level0_to_world
 from napari_imilia.review import SUGGESTED_CLASSES, VERDICTS
-
-ENTRY_ROLE = Qt.ItemDataRole.UserRole
-REVIEW_SETTINGS_NAME = "review_settings.json"
-#: Panel key, canvas key per verdict.
-VERDICT_KEYS: dict[str, tuple[str, str]] = {
-    "agree": ("A", "Alt-A"),
-    "disagree": ("D", "Alt-D"),
-    "uncertain": ("U", "Alt-U"),
-}
-VERDICT_MARKS = {"agree": "✔", "disagree": "✘", "uncertain": "?"}
-
-
-def load_reviewer() -> str:
-    """The reviewer name saved last time ('' if none)."""
-    try:
-        data = json.loads((settings_dir() / REVIEW_SETTINGS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    return str(data.get("reviewer", "")) if isinstance(data, dict) else ""
-
-
-def save_reviewer(name: str) -> None:
-    """Remember the reviewer name (atomic JSON write)."""
-    text = json.dumps({"reviewer": name}, indent=2, ensure_ascii=False) + "\n"
-    write_text_atomic(settings_dir() / REVIEW_SETTINGS_NAME, text)
-
-
-def describe_entry(entry: Any) -> str:
-    """One list line: verdict, target, class and the start of the note."""
-    if entry.target_kind == "tile":
-        target = f"tile {entry.tile_id}"
-    else:
-        target = "region" + (f" on tile {entry.tile_id}" if entry.tile_id else "")
-    parts = [f"{VERDICT_MARKS[entry.verdict]} {entry.verdict}", target]
-    if entry.reviewer_class:
-        parts.append(entry.reviewer_class)
-    if entry.note:
-        parts.append(entry.note if len(entry.note) <= 40 else entry.note[:39] + "…")
-    return " · ".join(parts)
-
-
-def _notify(level: str, message: str) -> None:
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning}.get(level, show_info)(message)
 
 
 class ReviewPanel(QWidget):
@@ -137,7 +94,7 @@ class ReviewPanel(QWidget):
         form.addRow("Class", self.class_combo)
         form.addRow("Note", self.note_edit)
         form.addRow("Reviewer", self.reviewer_edit)
-        self.entry_list = QListWidget()
+        self.entry_list = EntryList()
         self.delete_button = QPushButton("Delete selected review")
         self.count_label = QLabel("")
 
@@ -155,7 +112,7 @@ class ReviewPanel(QWidget):
         self.class_combo.lineEdit().editingFinished.connect(self._on_field_edited)
         self.note_edit.editingFinished.connect(self._on_field_edited)
         self.reviewer_edit.editingFinished.connect(self._remember_reviewer)
-        self.entry_list.currentItemChanged.connect(self._on_list_item)
+        self.entry_list.entry_chosen.connect(self._on_list_item)
         self.delete_button.clicked.connect(self.delete_selected)
 
     def _bind_keys(self) -> None:
@@ -187,35 +144,48 @@ class ReviewPanel(QWidget):
             self._session.tile_selected.disconnect(self._on_tile_selected)
             self._session.review_changed.disconnect(self._on_review_changed)
             self._session.prediction_changed.disconnect(self._on_prediction_changed)
-        if self.regions is not None:
-            self.regions.layer.selected_data.events.items_changed.disconnect(
-                self._on_shape_selection
-            )
-            self.regions.close()
-            self.regions = None
+        self._drop_regions()
         self._session = session
         self.entry_ids = []
         if session is not None:
             session.tile_selected.connect(self._on_tile_selected)
             session.review_changed.connect(self._on_review_changed)
             session.prediction_changed.connect(self._on_prediction_changed)
-            try:
-                self.regions = ReviewRegions(
-                    self.viewer,
-                    session,
-                    notify=lambda m: _notify("warning", m),
-                    on_drawn=self._on_region_drawn,
-                )
-            except ImiliaError as error:
-                _notify("error", f"the review of {session.slide_id} cannot be opened: {error}")
-            else:
-                self.regions.layer.selected_data.events.items_changed.connect(
-                    self._on_shape_selection
-                )
+            if self._ensure_regions() is not None:
                 for message in session.review.warnings:
-                    _notify("warning", message)
+                    notify("warning", message)
         self._on_tile_selected(None if session is None else session.selected_tile_id)
         self.refresh_list()
+
+    def _ensure_regions(self) -> ReviewRegions | None:
+        """The session's regions layer, (re)made when missing (e.g. the user removed it)."""
+        session = self.session
+        if session is None:
+            return None
+        if self.regions is not None and self.regions.alive:
+            return self.regions
+        self._drop_regions()
+        try:
+            self.regions = ReviewRegions(
+                self.viewer,
+                session,
+                notify=lambda m: notify("warning", m),
+                on_drawn=self._on_region_drawn,
+            )
+        except ImiliaError as error:
+            notify("error", f"the review of {session.slide_id} cannot be opened: {error}")
+            self.regions = None
+            return None
+        self.regions.layer.selected_data.events.items_changed.connect(self._on_shape_selection)
+        return self.regions
+
+    def _drop_regions(self) -> None:
+        if self.regions is not None:
+            self.regions.layer.selected_data.events.items_changed.disconnect(
+                self._on_shape_selection
+            )
+            self.regions.close()
+            self.regions = None
 
     def _on_prediction_changed(self, _result: Any) -> None:
         # a new model reopens the review store (it is keyed by the model): redraw all
@@ -293,11 +263,12 @@ class ReviewPanel(QWidget):
 
     def start_drawing(self) -> None:
         """Make the regions layer active in polygon mode."""
-        if self.regions is None:
-            _notify("warning", "open a slide first: regions are drawn on its slide")
+        regions = self._ensure_regions()
+        if regions is None:
+            notify("warning", "open a slide first: regions are drawn on its slide")
             return
-        self.viewer.layers.selection.active = self.regions.layer
-        self.regions.layer.mode = "add_polygon"
+        self.viewer.layers.selection.active = regions.layer
+        regions.layer.mode = "add_polygon"
 
     # ------------------------------------------------------------------ recording
     def _fields(self) -> dict[str, str]:
@@ -311,7 +282,7 @@ class ReviewPanel(QWidget):
         """Record ``verdict`` on the current target; returns the entries saved."""
         session = self.session
         if session is None:
-            _notify("warning", "open a slide before recording a review")
+            notify("warning", "open a slide before recording a review")
             return []
         self._remember_reviewer()
         try:
@@ -321,7 +292,7 @@ class ReviewPanel(QWidget):
                 else:
                     saved = self._record_tile(verdict)
         except ImiliaError as error:
-            _notify("error", f"review not saved: {error}")
+            notify("error", f"review not saved: {error}")
             saved = []
         if saved:
             self._show_entry(saved[0], ids=[e.entry_id for e in saved])
@@ -331,7 +302,7 @@ class ReviewPanel(QWidget):
         session = self.session
         tile_id = session.selected_tile_id
         if tile_id is None:
-            _notify("warning", "select a tile (Top tiles or a click on the slide) or draw a region")
+            notify("warning", "select a tile (Top tiles or a click on the slide) or draw a region")
             return []
         current = [e for e in self._current_entries() if e.tile_id == tile_id]
         if current and current[0].target_kind == "tile":
@@ -339,33 +310,15 @@ class ReviewPanel(QWidget):
         return [session.add_review(verdict=verdict, tile_id=tile_id, **self._fields())]
 
     def _record_regions(self, verdict: str) -> list[Any]:
-        regions, session = self.regions, self.session
+        regions = self.regions
         if regions is None or not regions.alive:
-            _notify("warning", "the 'Review regions' layer is gone; reopen the Review panel")
+            notify("warning", "the 'Review regions' layer was removed; press Draw region")
             return []
         indices = regions.selected_indices() or regions.pending_indices()[-1:]
         if not indices:
-            _notify("warning", "draw a region (Draw region) or select one in 'Review regions'")
+            notify("warning", "draw a region (Draw region) or select one in 'Review regions'")
             return []
-        saved = []
-        for index in indices:
-            vertices = regions.level0_region(index)
-            entry_id = regions.entry_ids()[index]
-            if entry_id:
-                entry = session.update_review(
-                    entry_id, region=vertices, verdict=verdict, **self._fields()
-                )
-            else:
-                centre = np.mean(np.asarray(vertices), axis=0)
-                entry = session.add_review(
-                    verdict=verdict,
-                    region=vertices,
-                    tile_id=session.tile_at(*centre),
-                    **self._fields(),
-                )
-            regions.set_entry(index, entry)
-            saved.append(entry)
-        return saved
+        return [regions.record(i, verdict=verdict, **self._fields()) for i in indices]
 
     def _current_entries(self) -> list[Any]:
         review = self.session.review
@@ -389,7 +342,7 @@ class ReviewPanel(QWidget):
                 for entry in changes:
                     self.session.update_review(entry.entry_id, **fields)
         except ImiliaError as error:
-            _notify("error", f"review not saved: {error}")
+            notify("error", f"review not saved: {error}")
 
     def _remember_reviewer(self) -> None:
         name = self.reviewer_edit.text().strip()
@@ -397,36 +350,21 @@ class ReviewPanel(QWidget):
             try:
                 save_reviewer(name)
             except OSError as error:
-                _notify("warning", f"reviewer name not remembered: {error}")
+                notify("warning", f"reviewer name not remembered: {error}")
 
     # ------------------------------------------------------------------ list
     def refresh_list(self) -> None:
         """Show every entry of the slide, keeping the current one selected."""
-        self.entry_list.blockSignals(True)
-        try:
-            self.entry_list.clear()
-            entries = [] if self.session is None else self.session.review.entries()
-            for entry in entries:
-                item = QListWidgetItem(describe_entry(entry))
-                item.setData(ENTRY_ROLE, entry.entry_id)
-                item.setToolTip(
-                    f"by {entry.reviewer or 'unnamed'}; created {entry.created_utc}, "
-                    f"updated {entry.updated_utc}"
-                )
-                self.entry_list.addItem(item)
-                if entry.entry_id in self.entry_ids[:1]:
-                    self.entry_list.setCurrentItem(item)
-            self.count_label.setText(f"{len(entries)} review(s) of this slide, saved")
-        finally:
-            self.entry_list.blockSignals(False)
+        entries = [] if self.session is None else self.session.review.entries()
+        self.entry_list.show_entries(entries, self.entry_ids[0] if self.entry_ids else None)
+        self.count_label.setText(f"{len(entries)} review(s) of this slide, saved")
 
     def listed_entry_ids(self) -> list[str]:
-        return [self.entry_list.item(i).data(ENTRY_ROLE) for i in range(self.entry_list.count())]
+        return self.entry_list.entry_ids()
 
-    def _on_list_item(self, item: QListWidgetItem | None, _previous: Any = None) -> None:
-        if item is None or self.session is None:
-            return
-        self.select_entry(item.data(ENTRY_ROLE))
+    def _on_list_item(self, entry_id: str) -> None:
+        if self.session is not None:
+            self.select_entry(entry_id)
 
     def select_entry(self, entry_id: str) -> None:
         """Edit ``entry_id`` and jump to its tile or region."""
@@ -434,7 +372,7 @@ class ReviewPanel(QWidget):
         try:
             entry = session.review.get(entry_id)
         except ImiliaError as error:
-            _notify("error", str(error))
+            notify("error", str(error))
             return
         if entry.target_kind == "region" and self.regions is not None:
             index = self.regions.index_of(entry_id)
@@ -452,20 +390,20 @@ class ReviewPanel(QWidget):
                 session.select_tile(entry.tile_id)
                 centre_on_tile(self.viewer, session, entry.tile_id)
             except ImiliaError as error:
-                _notify("warning", f"tile {entry.tile_id} is not in the current tiles: {error}")
+                notify("warning", f"tile {entry.tile_id} is not in the current tiles: {error}")
         self.target_kind = "tile"
         self._show_entry(entry)
 
     def delete_selected(self) -> None:
         """Delete the entry selected in the list (saved at once)."""
-        item = self.entry_list.currentItem()
-        if item is None or self.session is None:
-            _notify("info", "select a review in the list to delete it")
+        entry_id = self.entry_list.current_entry_id()
+        if entry_id is None or self.session is None:
+            notify("info", "select a review in the list to delete it")
             return
         try:
-            self.session.remove_review(item.data(ENTRY_ROLE))
+            self.session.remove_review(entry_id)
         except ImiliaError as error:
-            _notify("error", str(error))
+            notify("error", str(error))
             return
         self._show_entry(None)
         self.refresh_list()

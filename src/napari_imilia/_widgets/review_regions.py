@@ -139,6 +139,21 @@ class ReviewRegions:
         geometry = shape_geometry(xy, kind, f"shape {index}")
         return region_vertices(geometry, f"shape {index} of {REGIONS_LAYER_NAME!r}")
 
+    def record(self, index: int, **fields: Any) -> Any:
+        """Save shape ``index`` as a review (a new entry, or its entry updated with
+        ``fields`` and its current outline); returns the entry. A new entry names the
+        tile under the region's centre."""
+        vertices = self.level0_region(index)
+        entry_id = self.entry_ids()[index]
+        if entry_id:
+            entry = self.session.update_review(entry_id, region=vertices, **fields)
+        else:
+            centre = np.mean(np.asarray(vertices), axis=0)
+            tile_id = self.session.tile_at(*centre)
+            entry = self.session.add_review(region=vertices, tile_id=tile_id, **fields)
+        self.set_entry(index, entry)
+        return entry
+
     def set_entry(self, index: int, entry: Any) -> None:
         """Tie shape ``index`` to ``entry`` and colour it by its verdict."""
         features = self.layer.features
