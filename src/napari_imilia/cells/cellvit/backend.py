@@ -9,7 +9,7 @@ measure them with ``measure.build_tile_cells``. Labels are at the model's µm/px
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +64,12 @@ def cells_from_maps(
 class CellViTBackend:
     """Cells from a CellViT checkpoint (HistoPLUS's or one saved by ``save_cellvit``).
 
-    ``checkpoint``: a ``.safetensors``/``.pt`` file (or a loaded ``CellViT``); ``device``:
-    ``auto``/``cpu``/``cuda[:N]``; ``batch_size``: windows per forward pass; ``config``: a
-    JSON config path or ``CellViTConfig`` when the file has none beside it; ``mpp``: override
-    the µm/px the model works at; ``window_px``/``overlap_px``: sliding windows (model pixels,
-    ``window_px`` a multiple of the patch size); ``hover``: post-processing settings
-    (HistoPLUS's for the model's µm/px by default).
+    ``checkpoint``: a ``.safetensors``/``.pt`` file (or a loaded ``CellViT``, whose own
+    config is used); ``device``: ``auto``/``cpu``/``cuda[:N]``; ``batch_size``: windows per
+    forward pass; ``config``: a JSON config path or ``CellViTConfig`` when the file has none
+    beside it; ``mpp``: override the µm/px the model works at; ``window_px``/``overlap_px``:
+    sliding windows (model pixels, ``window_px`` a multiple of the patch size); ``hover``:
+    post-processing settings (HistoPLUS's for the model's µm/px by default).
     """
 
     name = "cellvit"
@@ -88,6 +88,8 @@ class CellViTBackend:
     ) -> None:
         if isinstance(checkpoint, CellViT):
             model, self.checkpoint = checkpoint.eval(), None
+            if mpp is not None:
+                model.config = replace(model.config, mpp=float(mpp))
         else:
             model = load_cellvit(checkpoint, config=config, mpp=mpp)
             self.checkpoint = Path(checkpoint)

@@ -272,7 +272,7 @@ def load_cellvit(
     state = to_model_keys(read_checkpoint(path))
     if isinstance(config, str | Path):
         config = read_config(config)
-    elif config is None and config_path_for(path).is_file() and path.suffix != ".json":
+    elif config is None and config_path_for(path).is_file():
         config = read_config(config_path_for(path))
     if config is None:
         config = infer_config(state, mpp=mpp, where=f"weights file {path}")
