@@ -85,13 +85,16 @@ def _update_or_add(viewer: Any, role: str, data: np.ndarray, **kwargs: Any) -> A
     existing = layers_with_role(viewer, role)
     for extra in existing[1:]:
         viewer.layers.remove(extra)
-    if existing:
+    if existing:  # each setter redraws: set only what changed (scale rarely does)
         layer = existing[0]
-        layer.data = data
-        layer.scale = kwargs["scale"]
+        if not np.allclose(layer.scale[-2:], kwargs["scale"]):
+            layer.scale = kwargs["scale"]
         layer.translate = kwargs["translate"]
-        layer.colormap = kwargs["colormap"]
-        layer.features = kwargs.get("features", {})
+        layer.data = data
+        if role == CELLS_ROLE:  # the epithelium's colours never change
+            layer.colormap = kwargs["colormap"]
+        if "features" in kwargs:
+            layer.features = kwargs["features"]
         layer.name = kwargs["name"]
         layer.metadata = {**layer.metadata, **metadata}
         return layer
