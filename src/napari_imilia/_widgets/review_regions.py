@@ -159,15 +159,13 @@ class ReviewRegions:
         features = self.layer.features
         for column in REGION_COLUMNS:
             features.loc[index, column] = str(getattr(entry, column) or "")
-        self._colour([index])
+        self._colour()
 
-    def _colour(self, indices: list[int]) -> None:
-        verdicts = self.layer.features["verdict"].tolist()
-        edges = np.array(self.layer.edge_color, copy=True)
-        faces = np.array(self.layer.face_color, copy=True)
-        for i in indices:
-            verdict = verdicts[i] if isinstance(verdicts[i], str) else ""
-            edges[i], faces[i] = _rgba(verdict), _rgba(verdict, FACE_ALPHA)
+    def _colour(self) -> None:
+        """Outline and fill every shape with its verdict's colour (one update of the layer)."""
+        verdicts = [v if isinstance(v, str) else "" for v in self.layer.features["verdict"]]
+        edges = np.array([_rgba(v) for v in verdicts]).reshape(-1, 4)
+        faces = np.array([_rgba(v, FACE_ALPHA) for v in verdicts]).reshape(-1, 4)
         with self.layer.block_update_properties():
             self.layer.edge_color = edges
             self.layer.face_color = faces
@@ -185,16 +183,17 @@ class ReviewRegions:
                 self.layer.remove_selected()
             present = set(self.entry_ids())
             missing = [e for eid, e in entries.items() if eid not in present]
+            ids = self.entry_ids()
             if missing:
-                start = self.layer.nshapes
                 data = [level0_to_world(np.asarray(e.region), self.mpp) for e in missing]
                 self.layer.add(data, shape_type=["polygon"] * len(data))
-                for offset, entry in enumerate(missing):
-                    self.set_entry(start + offset, entry)
-            ids = self.entry_ids()
-            for i, eid in enumerate(ids):
-                if eid:
-                    self.set_entry(i, entries[eid])
+                ids += [e.entry_id for e in missing]
+            features = self.layer.features
+            for column in REGION_COLUMNS:
+                features[column] = [
+                    str(getattr(entries[eid], column) or "") if eid else "" for eid in ids
+                ]
+            self._colour()
         finally:
             self._syncing = False
 
@@ -231,7 +230,7 @@ class ReviewRegions:
             try:
                 for column in REGION_COLUMNS:
                     self.layer.features.loc[index, column] = ""
-                self._colour([index])
+                self._colour()
             finally:
                 self._syncing = False
 
@@ -259,6 +258,6 @@ class ReviewRegions:
             self.layer.data = data
             self.layer.shape_type = types
             self.layer.features = features
-            self._colour(list(range(self.layer.nshapes)))
+            self._colour()
         finally:
             self._syncing = False
