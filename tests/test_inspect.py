@@ -330,3 +330,55 @@ def test_process_pool_gives_the_same_files(scored_slide, tmp_path):
     assert len(one.markers) == 6
     for name in ("markers.csv", "cells.geojson", "epithelium.geojson"):
         assert (one.out_dir / name).read_bytes() == (two.out_dir / name).read_bytes(), name
+
+
+def test_batched_inspection_shares_one_backend_call(scored_slide):
+    from napari_imilia.cells.classical import ClassicalBackend
+    from napari_imilia.inspect import inspect_tiles_batched
+
+    class CountingBackend:  # no epithelium_mask option, like the deep backends
+        name, analysis_mpp = "counting", 0.5
+
+        def __init__(self):
+            self.inner, self.calls = ClassicalBackend(), []
+
+        def segment(self, tile_rgb, *, mpp, level0_xy, level0_per_px, tissue_mask=None):
+            return self.inner.segment(
+                tile_rgb,
+                mpp=mpp,
+                level0_xy=level0_xy,
+                level0_per_px=level0_per_px,
+                tissue_mask=tissue_mask,
+            )
+
+        def segment_many(self, tiles):
+            self.calls.append(len(tiles))
+            return [
+                self.segment(
+                    t.rgb,
+                    mpp=t.mpp,
+                    level0_xy=t.level0_xy,
+                    level0_per_px=t.level0_per_px,
+                    tissue_mask=t.tissue_mask,
+                )
+                for t in tiles
+            ]
+
+    slide_path, results = scored_slide
+    tiles = pd.read_csv(results / "biopsy" / "tiles.csv", dtype={"tile_id": str}).head(4)
+    rows = [
+        *tiles.to_dict("records"),
+        {"tile_id": "glass", "x": 0, "y": 0, "width": 224, "height": 224},
+    ]
+    backend = CountingBackend()
+    with open_slide(slide_path) as slide:
+        batched = inspect_tiles_batched(slide, rows, cell_backend=backend)
+        single = [inspect_tile(slide, row, cell_backend=backend) for row in rows[:2]]
+    assert backend.calls[0] == 4  # the blank tile is not sent to the backend
+    assert [r.tile_id for r in batched] == [*tiles["tile_id"], "glass"]
+    assert batched[-1].flags == ["no_tissue"] and batched[-1].n_cells == 0
+    for one, many in zip(single, batched, strict=False):
+        pd.testing.assert_frame_equal(one.cells.table, many.cells.table)
+        pd.testing.assert_series_equal(
+            pd.Series(one.markers.as_row()), pd.Series(many.markers.as_row())
+        )

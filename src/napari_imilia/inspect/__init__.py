@@ -19,16 +19,19 @@ from napari_imilia.inspect.batch import (
     markers_frame,
 )
 from napari_imilia.inspect.pool import TileRecord, default_workers, inspect_tiles
+from napari_imilia.inspect.read import (
+    DEFAULT_ANALYSIS_MPP,
+    TileBox,
+    backend_analysis_mpp,
+    read_tile_at_mpp,
+)
 from napari_imilia.inspect.select import select_tiles
 from napari_imilia.inspect.tile import (
-    DEFAULT_ANALYSIS_MPP,
     INSPECTION_FLAGS,
     MIN_TISSUE_FRACTION,
-    TileBox,
     TileInspection,
-    backend_analysis_mpp,
     inspect_tile,
-    read_tile_at_mpp,
+    inspect_tiles_batched,
 )
 from napari_imilia.inspect.tools import CELL_BACKENDS, InspectConfig, InspectTools
 
@@ -51,6 +54,7 @@ __all__ = [
     "inspect_slide",
     "inspect_tile",
     "inspect_tiles",
+    "inspect_tiles_batched",
     "markers_frame",
     "read_tile_at_mpp",
     "select_tiles",

@@ -70,7 +70,7 @@ def _worker_init(slide_path: str, mpp: float | None, config: InspectConfig, thre
 
 def _worker_run(rows: list[dict[str, Any]]) -> list[TileRecord]:
     slide, tools = _WORKER["slide"], _WORKER["tools"]
-    return [TileRecord.from_inspection(tools.inspect(slide, row)) for row in rows]
+    return [TileRecord.from_inspection(r) for r in tools.inspect_many(slide, rows)]
 
 
 def _chunks(rows: list[dict[str, Any]], n_chunks: int) -> list[list[dict[str, Any]]]:
@@ -78,6 +78,8 @@ def _chunks(rows: list[dict[str, Any]], n_chunks: int) -> list[list[dict[str, An
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+#: Tiles per batched cell-backend call (a deep backend shares its device batches).
+BATCH_TILES = 8
 #: Below this many tiles per extra process, starting processes costs more than it saves.
 MIN_TILES_PER_WORKER = 16
 
@@ -112,15 +114,20 @@ def inspect_tiles(
     done: list[TileRecord] = []
     if workers <= 1:
         tools = InspectTools.load(config, slide)
-        for row in records_in:
+        for start in range(0, n, BATCH_TILES):
             check_cancel(cancel)
-            done.append(TileRecord.from_inspection(tools.inspect(slide, row)))
+            batch = tools.inspect_many(slide, records_in[start : start + BATCH_TILES])
+            done.extend(TileRecord.from_inspection(r) for r in batch)
             if progress:
                 progress(len(done), n)
         return done
     cores = os.cpu_count() or 1
     context = multiprocessing.get_context("spawn")
-    chunks = _chunks(records_in, workers * 4)
+    chunks = [
+        chunk[i : i + BATCH_TILES]
+        for chunk in _chunks(records_in, workers * 4)
+        for i in range(0, len(chunk), BATCH_TILES)
+    ]
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,

@@ -15,29 +15,24 @@ backends are not run on it.
 from __future__ import annotations
 
 import inspect as _signature
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from shapely.geometry import Polygon
 
-from napari_imilia.cells.base import RESAMPLE_TOLERANCE, CellBackend, resize_nearest
+from napari_imilia.cells.base import CellBackend, resize_nearest
 from napari_imilia.cells.measure import build_tile_cells
 from napari_imilia.cells.stain import optical_density, tissue_from_od
-from napari_imilia.cells.types import TileCells
+from napari_imilia.cells.types import CellTile, TileCells
 from napari_imilia.epithelium import METHODS, epithelium_polygons, segment_epithelium
-from napari_imilia.errors import DataError, ImiliaError
+from napari_imilia.errors import ImiliaError
+from napari_imilia.inspect.read import TileBox, backend_analysis_mpp, read_tile_at_mpp
 from napari_imilia.markers import TileMarkers, tile_markers
 from napari_imilia.slide import Slide
-from napari_imilia.tiling import level_array, read_level_region, round_half_up
 
-#: µm/px tiles are analysed at when the backend has no fixed resolution (HistoPLUS JSON
-#: of unknown MPP, classical with ``analysis_mpp=None``): IMILIA's tiling resolution.
-DEFAULT_ANALYSIS_MPP = 0.5
 #: Below this tissue fraction a tile is ``no_tissue``: no cells, no epithelium.
 MIN_TISSUE_FRACTION = 0.01
 #: Epithelium regions smaller than this (µm²) are left out of the polygons.
@@ -112,78 +107,6 @@ class TileInspection:
         return int(sum(a.nbytes for a in arrays) + sum(c.nbytes for c in self.cells.contours))
 
 
-@dataclass(frozen=True)
-class TileBox:
-    """A tile's level-0 box: top-left (x, y) and (width, height) in level-0 pixels."""
-
-    tile_id: str
-    x: int
-    y: int
-    width: int
-    height: int
-    score: float | None = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> TileBox:
-        """From a tile-table row (pandas Series or mapping with tile_id, x, y, width, height;
-        score optional)."""
-        get = row.get if isinstance(row, Mapping) or hasattr(row, "get") else None
-        if get is None:
-            raise DataError(f"a tile row must be a mapping or a table row; got {type(row)}")
-        missing = [k for k in ("x", "y", "width", "height") if get(k) is None]
-        if missing:
-            raise DataError(f"tile row lacks {', '.join(missing)} (level-0 px)")
-        x, y, width, height = (int(get(k)) for k in ("x", "y", "width", "height"))
-        if width <= 0 or height <= 0:
-            raise DataError(f"tile {get('tile_id')} has size {width} x {height} px")
-        score = get("score")
-        score = None if score is None or not math.isfinite(float(score)) else float(score)
-        tile_id = get("tile_id")
-        return cls(str(tile_id) if tile_id is not None else f"{x}_{y}", x, y, width, height, score)
-
-
-def read_tile_at_mpp(
-    slide: Slide, box: TileBox, analysis_mpp: float
-) -> tuple[np.ndarray, float, float]:
-    """The level-0 box read at about ``analysis_mpp`` µm/px: ``(rgb, mpp, level0_per_px)``.
-
-    Pixels come from the coarsest native level at least as fine as ``analysis_mpp``; when
-    that level's pixels are within ``RESAMPLE_TOLERANCE`` of the target they are used as
-    they are, else resized (PIL bilinear, antialiased). ``level0_per_px`` = box width /
-    image width; areas outside the slide are white.
-    """
-    slide_mpp = slide.require_mpp()
-    if not (math.isfinite(analysis_mpp) and analysis_mpp > 0):
-        raise DataError(f"analysis µm/px must be positive; got {analysis_mpp}")
-    out_w = max(1, round_half_up(box.width * slide_mpp / analysis_mpp))
-    out_h = max(1, round_half_up(box.height * slide_mpp / analysis_mpp))
-    level = slide.best_level_for_downsample(analysis_mpp / slide_mpp)
-    downsample = slide.level_info[level].downsample
-    read_w = max(1, round_half_up(box.width / downsample))
-    read_h = max(1, round_half_up(box.height / downsample))
-    region = read_level_region(
-        level_array(slide, level), downsample, (box.x, box.y), (read_w, read_h)
-    )
-    if abs(read_w / out_w - 1) <= RESAMPLE_TOLERANCE and abs(read_h / out_h - 1) <= (
-        RESAMPLE_TOLERANCE
-    ):
-        rgb = np.ascontiguousarray(region)
-    else:
-        image = Image.fromarray(region).resize((out_w, out_h), Image.Resampling.BILINEAR)
-        rgb = np.asarray(image)
-    level0_per_px = box.width / rgb.shape[1]
-    return rgb, slide_mpp * level0_per_px, level0_per_px
-
-
-def backend_analysis_mpp(backend: CellBackend, slide_mpp: float) -> float:
-    """µm/px to read tiles at for ``backend``: its ``analysis_mpp`` when finite, else
-    ``DEFAULT_ANALYSIS_MPP``; never finer than the slide (no upsampling beyond level 0)."""
-    wanted = float(getattr(backend, "analysis_mpp", math.nan))
-    if not (math.isfinite(wanted) and wanted > 0):
-        wanted = DEFAULT_ANALYSIS_MPP
-    return wanted if wanted >= slide_mpp * (1 - RESAMPLE_TOLERANCE) else slide_mpp
-
-
 def _accepts(function: Any, name: str) -> bool:
     try:
         return name in _signature.signature(function).parameters
@@ -210,6 +133,184 @@ def _on_grid(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return mask if mask.shape == tuple(shape) else resize_nearest(mask, tuple(shape))
 
 
+@dataclass
+class _Prepared:
+    """A tile read, with its tissue and epithelium, waiting for its cells."""
+
+    box: TileBox
+    rgb: np.ndarray
+    mpp: float
+    level0_per_px: float
+    tissue: np.ndarray
+    epithelium: np.ndarray | None
+    flags: list[str]
+    seconds: float
+
+    @property
+    def blank(self) -> bool:
+        return self.epithelium is None
+
+
+def _prepare(
+    slide: Slide,
+    tile_row: Any,
+    backend: CellBackend,
+    *,
+    epithelium_method: str,
+    episeg_probe: Any | None,
+    episeg_extractor: Any | None,
+    analysis_mpp: float | None,
+    min_tissue_fraction: float,
+) -> _Prepared:
+    started = time.perf_counter()
+    box = tile_row if isinstance(tile_row, TileBox) else TileBox.from_row(tile_row)
+    slide_mpp = slide.require_mpp()
+    mpp_wanted = backend_analysis_mpp(backend, slide_mpp) if analysis_mpp is None else analysis_mpp
+    rgb, mpp, per_px = read_tile_at_mpp(slide, box, float(mpp_wanted))
+    tissue = tissue_from_od(optical_density(rgb), mpp=mpp)
+    if tissue.mean() < min_tissue_fraction:
+        return _Prepared(box, rgb, mpp, per_px, tissue, None, ["no_tissue"], 0.0)
+    result = segment_epithelium(
+        rgb,
+        mpp=mpp,
+        method=epithelium_method,
+        probe=episeg_probe,
+        extractor=episeg_extractor,
+        tissue_mask=tissue,
+    )
+    seconds = time.perf_counter() - started
+    return _Prepared(box, rgb, mpp, per_px, tissue, result.mask, list(result.flags), seconds)
+
+
+def _blank_cells(prepared: _Prepared, backend: CellBackend) -> TileCells:
+    return build_tile_cells(
+        np.zeros(prepared.tissue.shape, dtype=np.int32),
+        np.zeros(1, dtype=np.int64),
+        None,
+        None,
+        mpp=prepared.mpp,
+        level0_xy=(prepared.box.x, prepared.box.y),
+        level0_per_px=prepared.level0_per_px,
+        backend=str(getattr(backend, "name", "cells")),
+    )
+
+
+def _segment(backend: CellBackend, tiles: list[_Prepared]) -> list[TileCells]:
+    """Cells of prepared tiles: one ``segment`` call each (with the epithelium mask) when
+    the backend takes one, else one ``segment_many`` (a deep backend batches all tiles'
+    windows together on its device)."""
+    if not tiles:
+        return []
+    if _accepts(backend.segment, "epithelium_mask"):
+        return [
+            backend.segment(
+                p.rgb,
+                mpp=p.mpp,
+                level0_xy=(p.box.x, p.box.y),
+                level0_per_px=p.level0_per_px,
+                tissue_mask=p.tissue,
+                epithelium_mask=p.epithelium,
+            )
+            for p in tiles
+        ]
+    return backend.segment_many(
+        [CellTile(p.rgb, p.mpp, (p.box.x, p.box.y), p.level0_per_px, p.tissue) for p in tiles]
+    )
+
+
+def _finish(
+    prepared: _Prepared,
+    cells: TileCells,
+    backend: CellBackend,
+    epithelium_method: str,
+    epithelium_min_area_um2: float,
+    seconds: float,
+) -> TileInspection:
+    if prepared.blank:
+        epithelium = np.zeros(cells.labels.shape, dtype=bool)
+        tissue = _on_grid(prepared.tissue, cells.labels.shape)
+    else:
+        epithelium = _on_grid(prepared.epithelium, cells.labels.shape)
+        tissue = _on_grid(prepared.tissue, cells.labels.shape)
+    flags = [*cells.flags, *(f for f in prepared.flags if f not in cells.flags)]
+    markers = tile_markers(cells, epithelium, tissue)
+    polygons = epithelium_polygons(
+        epithelium,
+        mpp=cells.mpp,
+        level0_xy=cells.level0_xy,
+        level0_per_px=cells.level0_per_px,
+        min_area_um2=epithelium_min_area_um2,
+    )
+    box = prepared.box
+    return TileInspection(
+        tile_id=box.tile_id,
+        level0_xy=(box.x, box.y),
+        level0_size_px=(box.width, box.height),
+        level0_per_px=float(cells.level0_per_px),
+        mpp=float(cells.mpp),
+        cells=cells,
+        epithelium_mask=epithelium,
+        epithelium_polygons=polygons,
+        tissue_mask=tissue,
+        markers=markers,
+        cell_backend=str(getattr(backend, "name", type(backend).__name__)),
+        epithelium_method=epithelium_method,
+        score=box.score,
+        flags=flags,
+        seconds=seconds,
+    )
+
+
+def inspect_tiles_batched(
+    slide: Slide,
+    tile_rows: Sequence[Any],
+    *,
+    cell_backend: CellBackend | str = "classical",
+    epithelium_method: str = "stain-heuristic",
+    episeg_probe: Any | None = None,
+    episeg_extractor: Any | None = None,
+    analysis_mpp: float | None = None,
+    min_tissue_fraction: float = MIN_TISSUE_FRACTION,
+    epithelium_min_area_um2: float = EPITHELIUM_MIN_AREA_UM2,
+) -> list[TileInspection]:
+    """``inspect_tile`` for several tiles, in order, with one batched cell-backend call.
+
+    Same arguments and results as ``inspect_tile``; a backend without an epithelium-mask
+    option gets all tissue tiles in one ``segment_many`` call. ``seconds`` of each result
+    is its own reading and epithelium time plus an equal share of the batched cell time.
+    """
+    from napari_imilia.cells import create_cell_backend
+
+    check_epithelium_method(epithelium_method, episeg_probe, episeg_extractor)
+    backend = create_cell_backend(cell_backend) if isinstance(cell_backend, str) else cell_backend
+    prepared = [
+        _prepare(
+            slide,
+            row,
+            backend,
+            epithelium_method=epithelium_method,
+            episeg_probe=episeg_probe,
+            episeg_extractor=episeg_extractor,
+            analysis_mpp=analysis_mpp,
+            min_tissue_fraction=min_tissue_fraction,
+        )
+        for row in tile_rows
+    ]
+    tissue_tiles = [p for p in prepared if not p.blank]
+    started = time.perf_counter()
+    found = iter(_segment(backend, tissue_tiles))
+    share = (time.perf_counter() - started) / max(1, len(tissue_tiles))
+    results = []
+    for p in prepared:
+        finish_start = time.perf_counter()
+        cells = _blank_cells(p, backend) if p.blank else next(found)
+        inspection = _finish(p, cells, backend, epithelium_method, epithelium_min_area_um2, 0.0)
+        own = time.perf_counter() - finish_start
+        inspection.seconds = p.seconds + own + (0.0 if p.blank else share)
+        results.append(inspection)
+    return results
+
+
 def inspect_tile(
     slide: Slide,
     tile_row: Any,
@@ -232,76 +333,17 @@ def inspect_tile(
     is read at (default: the backend's). The tile's epithelium mask is given to backends
     that accept one (the classical one uses it as epithelial context).
     """
-    from napari_imilia.cells import create_cell_backend
-
     started = time.perf_counter()
-    check_epithelium_method(epithelium_method, episeg_probe, episeg_extractor)
-    box = tile_row if isinstance(tile_row, TileBox) else TileBox.from_row(tile_row)
-    backend = create_cell_backend(cell_backend) if isinstance(cell_backend, str) else cell_backend
-    slide_mpp = slide.require_mpp()
-    mpp_wanted = backend_analysis_mpp(backend, slide_mpp) if analysis_mpp is None else analysis_mpp
-    rgb, mpp, per_px = read_tile_at_mpp(slide, box, float(mpp_wanted))
-    tissue = tissue_from_od(optical_density(rgb), mpp=mpp)
-    flags: list[str] = []
-    if tissue.mean() < min_tissue_fraction:
-        cells = build_tile_cells(
-            np.zeros(tissue.shape, dtype=np.int32),
-            np.zeros(1, dtype=np.int64),
-            None,
-            None,
-            mpp=mpp,
-            level0_xy=(box.x, box.y),
-            level0_per_px=per_px,
-            backend=str(getattr(backend, "name", "cells")),
-        )
-        epithelium = np.zeros(tissue.shape, dtype=bool)
-        flags.append("no_tissue")
-    else:
-        result = segment_epithelium(
-            rgb,
-            mpp=mpp,
-            method=epithelium_method,
-            probe=episeg_probe,
-            extractor=episeg_extractor,
-            tissue_mask=tissue,
-        )
-        flags.extend(result.flags)
-        extra = (
-            {"epithelium_mask": result.mask} if _accepts(backend.segment, "epithelium_mask") else {}
-        )
-        cells = backend.segment(
-            rgb,
-            mpp=mpp,
-            level0_xy=(box.x, box.y),
-            level0_per_px=per_px,
-            tissue_mask=tissue,
-            **extra,
-        )
-        epithelium = _on_grid(result.mask, cells.labels.shape)
-        tissue = _on_grid(tissue, cells.labels.shape)
-    flags = [*cells.flags, *(f for f in flags if f not in cells.flags)]
-    markers = tile_markers(cells, epithelium, tissue)
-    polygons = epithelium_polygons(
-        epithelium,
-        mpp=cells.mpp,
-        level0_xy=cells.level0_xy,
-        level0_per_px=cells.level0_per_px,
-        min_area_um2=epithelium_min_area_um2,
-    )
-    return TileInspection(
-        tile_id=box.tile_id,
-        level0_xy=(box.x, box.y),
-        level0_size_px=(box.width, box.height),
-        level0_per_px=float(cells.level0_per_px),
-        mpp=float(cells.mpp),
-        cells=cells,
-        epithelium_mask=epithelium,
-        epithelium_polygons=polygons,
-        tissue_mask=tissue,
-        markers=markers,
-        cell_backend=str(getattr(backend, "name", type(backend).__name__)),
+    (result,) = inspect_tiles_batched(
+        slide,
+        [tile_row],
+        cell_backend=cell_backend,
         epithelium_method=epithelium_method,
-        score=box.score,
-        flags=flags,
-        seconds=time.perf_counter() - started,
+        episeg_probe=episeg_probe,
+        episeg_extractor=episeg_extractor,
+        analysis_mpp=analysis_mpp,
+        min_tissue_fraction=min_tissue_fraction,
+        epithelium_min_area_um2=epithelium_min_area_um2,
     )
+    result.seconds = time.perf_counter() - started
+    return result

@@ -7,6 +7,7 @@ extractor once, so the napari panel and every batch worker reuse them tile after
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from napari_imilia.cells.base import CellBackend
 from napari_imilia.epithelium import METHODS
 from napari_imilia.errors import ImiliaError
-from napari_imilia.inspect.tile import TileInspection, inspect_tile
+from napari_imilia.inspect.tile import TileInspection, inspect_tile, inspect_tiles_batched
 
 #: Cell backends ``InspectConfig`` knows how to configure from files.
 CELL_BACKENDS: tuple[str, ...] = ("classical", "cellvit", "histoplus-json")
@@ -136,3 +137,18 @@ class InspectTools:
         )
         result.config = self.config
         return result
+
+    def inspect_many(self, slide: Any, tile_rows: Sequence[Any]) -> list[TileInspection]:
+        """``inspect_tiles_batched`` with these tools (one batched cell-backend call)."""
+        results = inspect_tiles_batched(
+            slide,
+            tile_rows,
+            cell_backend=self.backend,
+            epithelium_method=self.config.epithelium_method,
+            episeg_probe=self.probe,
+            episeg_extractor=self.extractor,
+            analysis_mpp=self.config.analysis_mpp,
+        )
+        for result in results:
+            result.config = self.config
+        return results
