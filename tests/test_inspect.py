@@ -382,3 +382,55 @@ def test_batched_inspection_shares_one_backend_call(scored_slide):
         pd.testing.assert_series_equal(
             pd.Series(one.markers.as_row()), pd.Series(many.markers.as_row())
         )
+
+
+def test_cli_inspect_with_a_cellvit_checkpoint(scored_slide, tmp_path, capsys):
+    """The deep backend through the CLI: a small random CellViT of the HistoPLUS 20x
+    architecture saved with save_cellvit (random weights: the pipeline, not accuracy)."""
+    from napari_imilia.cells.cellvit import HISTOPLUS_20X, CellViT, save_cellvit, scaled_down
+
+    config = scaled_down(HISTOPLUS_20X, embed_dim=32, depth=4, num_heads=2, grid=4)
+    checkpoint = save_cellvit(
+        CellViT(config).init_random(seed=3).eval(), tmp_path / "cv.safetensors"
+    )
+    slide, results = scored_slide
+    out = tmp_path / "deep"
+    code = main(
+        [
+            "inspect",
+            str(slide),
+            "--out",
+            str(out),
+            "--results",
+            str(results),
+            "--tiles",
+            "top:2",
+            "--cell-backend",
+            "cellvit",
+            "--cell-checkpoint",
+            str(checkpoint),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "biopsy" / "markers_summary.json").read_text())
+    assert summary["cell_backend"] == "cellvit" and summary["n_tiles"] == 2
+    markers = pd.read_csv(out / "biopsy" / "markers.csv")
+    cells = json.loads((out / "biopsy" / "cells.geojson").read_text())
+    assert len(cells["features"]) == markers["n_cells"].sum()
+    code = main(
+        [
+            "inspect",
+            str(slide),
+            "--out",
+            str(out),
+            "--results",
+            str(results),
+            "--cell-backend",
+            "cellvit",
+            "--cell-checkpoint",
+            str(tmp_path / "none.pt"),
+        ]
+    )
+    assert code == 2 and "none.pt" in capsys.readouterr().err

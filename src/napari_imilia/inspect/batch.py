@@ -167,6 +167,7 @@ def inspect_slide(
         summary = _summary(markers, scores, records, config, info, tiles, started)
         slide_dir = out_root / slide.slide_id
         _write_outputs(slide_dir, markers, records, scores, summary, context)
+        summary = _json_ready(summary)
     return SlideInspection(
         slide_id=slide.slide_id,
         out_dir=slide_dir,
@@ -268,7 +269,7 @@ def _summary(
             "coordinates": "level-0 pixels, (x, y), top-left origin",
         }
     )
-    return _json_ready(summary)
+    return summary
 
 
 def _epithelium_features(
@@ -331,7 +332,8 @@ def _write_outputs(
             scores,
             staging / "markers_vs_score.png",
         )
-        text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        ready = _json_ready(summary)  # NaN (e.g. rho of a constant marker) -> null
+        text = json.dumps(ready, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         write_text_atomic(staging / "markers_summary.json", text)
         (slide_dir / "markers_summary.json").unlink(missing_ok=True)
         for name in INSPECT_FILES:
