@@ -194,3 +194,20 @@ def test_pad_to_tiles_protocol_cuts_and_pads(tmp_path: Path) -> None:
         cut = loaded.predict(x, pad_to_tiles=10)
     assert cut.logit == pytest.approx(loaded.predict(x[:10]).logit, abs=1e-6)
     assert np.isnan(cut.tile_scores[10:]).all() and not np.isnan(cut.tile_scores[:10]).any()
+
+
+def test_saving_the_same_model_twice_gives_identical_bytes(tmp_path):
+    import hashlib
+
+    import torch
+
+    from napari_imilia.mil import create_model
+    from napari_imilia.mil.checkpoint import save_model
+
+    torch.manual_seed(0)
+    model = create_model("abmil", 16)
+    digests = set()
+    for index in range(3):
+        path = save_model(model, tmp_path / f"m{index}.safetensors")
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -61,3 +62,16 @@ def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """A safetensors file's bytes with its JSON header keys sorted (metadata included).
+
+    safetensors writes its header from a hash map, in no fixed order; sorting it makes equal
+    tensors and metadata give byte-identical files (stable sha256 of shipped weights).
+    """
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + header_len :]

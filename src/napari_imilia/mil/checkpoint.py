@@ -22,7 +22,12 @@ from typing import Any
 import torch
 
 from napari_imilia import __version__
-from napari_imilia._utils import atomic_path, sha256_file, write_text_atomic
+from napari_imilia._utils import (
+    atomic_path,
+    canonical_safetensors,
+    sha256_file,
+    write_text_atomic,
+)
 from napari_imilia.errors import CheckpointError
 from napari_imilia.mil.base import MILModel
 from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
@@ -72,7 +77,7 @@ def save_model(
     is the provenance record (data, labels hash, folds, seed, epochs, metrics...); ``demo``
     marks a model that is not fit for scientific use.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -81,9 +86,8 @@ def save_model(
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
     with atomic_path(path) as tmp:
-        save_file(
-            state, str(tmp), metadata={"format": CONFIG_FORMAT, "architecture": model.arch_name}
-        )
+        metadata = {"format": CONFIG_FORMAT, "architecture": model.arch_name}
+        tmp.write_bytes(canonical_safetensors(save(state, metadata=metadata)))
         weights_sha256 = sha256_file(tmp)
     config = {
         "format": CONFIG_FORMAT,

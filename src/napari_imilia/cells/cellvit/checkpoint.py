@@ -26,7 +26,12 @@ from typing import Any
 import torch
 
 from napari_imilia import __version__
-from napari_imilia._utils import atomic_path, sha256_file, write_text_atomic
+from napari_imilia._utils import (
+    atomic_path,
+    canonical_safetensors,
+    sha256_file,
+    write_text_atomic,
+)
 from napari_imilia.cells.cellvit.config import (
     BIOPTIMUS_MEAN,
     BIOPTIMUS_STD,
@@ -305,7 +310,7 @@ def load_cellvit(
 def save_cellvit(model: CellViT, path: str | Path, *, name: str | None = None) -> Path:
     """Write ``path`` (``.safetensors``, HistoPLUS key names, float32) and its ``.json``
     config atomically; returns ``path``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -315,7 +320,8 @@ def save_cellvit(model: CellViT, path: str | Path, *, name: str | None = None) -
         k: v.float() if v.is_floating_point() else v for k, v in histoplus_state_dict(model).items()
     }
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": CONFIG_FORMAT, "name": config.name})
+        metadata = {"format": CONFIG_FORMAT, "name": config.name}
+        tmp.write_bytes(canonical_safetensors(save(state, metadata=metadata)))
         weights_sha256 = sha256_file(tmp)
     record = {
         "format": CONFIG_FORMAT,
