@@ -72,7 +72,7 @@ class ModelSummary:
     members: int
 
     def describe(self) -> str:
-        demo = "DEMO MODEL (not for diagnosis) · " if self.demo else ""
+        demo = "DEMO MODEL (not for diagnosis)\n" if self.demo else ""
         ensemble = f", {self.members} folds" if self.members > 1 else ""
         extractor = self.extractor or "extractor not stated"
         return f"{demo}{self.name} ({self.architecture}{ensemble}; {self.in_dim}-d, {extractor})"

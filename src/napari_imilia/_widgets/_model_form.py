@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QWidget,
 )
@@ -54,6 +55,7 @@ class ModelForm(QWidget):
         self.model_folder_button = QPushButton("Folder…")
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
+        self.model_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.extractor_combo = QComboBox()
         self.extractor_combo.addItem(MODEL_OWN_EXTRACTOR, "")
         for name, description in list_extractors():
@@ -91,7 +93,7 @@ class ModelForm(QWidget):
         form.addRow(
             "MIL model", _row(self.model_edit, self.model_file_button, self.model_folder_button)
         )
-        form.addRow("", self.model_label)
+        form.addRow(self.model_label)
         form.addRow("extractor", self.extractor_combo)
         form.addRow("weights", _row(self.weights_edit, self.weights_button))
         form.addRow("device", self.device_combo)
@@ -137,11 +139,17 @@ class ModelForm(QWidget):
             summary = read_model_summary(self.model_edit.text())
         except ImiliaError as error:
             self.model_label.setStyleSheet("color: #ff5050;")
-            self.model_label.setText(str(error))
+            self._set_model_text(str(error))
             return False
         self.model_label.setStyleSheet("color: #ff5050; font-weight: bold;" if summary.demo else "")
-        self.model_label.setText(summary.describe())
+        self._set_model_text(summary.describe())
         return True
+
+    def _set_model_text(self, text: str) -> None:
+        """Show ``text`` with room for all its lines (wrapped labels get squeezed in docks)."""
+        self.model_label.setText(text)
+        lines = text.count("\n") + 1
+        self.model_label.setMinimumHeight(lines * self.model_label.fontMetrics().lineSpacing() + 4)
 
     # ------------------------------------------------------------------------- slots
     def _on_model_edited(self) -> None:

@@ -15,8 +15,9 @@ from napari_imilia.errors import SlideError
 from napari_imilia.review.session import ReviewSession
 
 PLUGIN = "napari-imilia"
-#: Dock widgets opened by :func:`open_review_viewer`, by manifest display name.
-REVIEW_DOCKS: tuple[str, ...] = ("Slide & model", "Heatmap", "Top tiles")
+#: Dock widgets opened by :func:`open_review_viewer`, by manifest display name, in order;
+#: Top tiles is tabbed with Slide & model (and shown), under the Heatmap.
+REVIEW_DOCKS: tuple[str, ...] = ("Heatmap", "Slide & model", "Top tiles")
 
 
 def open_review_viewer(
@@ -41,6 +42,6 @@ def open_review_viewer(
         raise SlideError(f"napari-imilia could not open {slide_path} as a slide")
     viewer_state(viewer).set_session(ReviewSession.for_slide(slide, Path(results_root)))
     for name in REVIEW_DOCKS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == "Top tiles")
     viewer.reset_view()
     return viewer

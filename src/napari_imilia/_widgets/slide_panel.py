@@ -247,7 +247,10 @@ class SlidePanel(QWidget):
         self._fill_recent()
         self.save()
         self._load_thumbnail(session.slide)
-        if session.prediction is not None:
+        scored = session.prediction is not None
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1 if scored else 0)
+        if scored:
             self.status_label.setText(
                 f"earlier result loaded from {session.results_dir} "
                 f"(score {session.prediction.score:.3f})"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtGui import QIcon, QKeySequence, QShortcut
+from qtpy.QtGui import QColor, QIcon, QKeySequence, QPixmap, QShortcut
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -68,6 +68,7 @@ class TopTilesWidget(QWidget):
         self.viewer = napari_viewer
         self._session: Any = None
         self._thumbs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._shown: set[str] = set()  # tiles whose gallery item shows its thumbnail
         self.thumb_worker: Any = None
         self._build_ui()
         self.link = link_viewer(napari_viewer)
@@ -92,6 +93,10 @@ class TopTilesWidget(QWidget):
         self.gallery.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
         self.gallery.setMovement(QListView.Movement.Static)
+        self.gallery.setGridSize(QSize(THUMB_PX + 12, THUMB_PX + 24))
+        blank = QPixmap(THUMB_PX, THUMB_PX)
+        blank.fill(QColor(128, 128, 128))
+        self._placeholder = QIcon(blank)
         self.gallery.setMinimumHeight(THUMB_PX + 40)
         self.info_label = QLabel("no prediction yet")
         controls = QHBoxLayout()
@@ -150,6 +155,7 @@ class TopTilesWidget(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         self.gallery.clear()
+        self._shown = set()
         self.list.blockSignals(False)
         if session is None or session.prediction is None:
             self.info_label.setText("no prediction yet")
@@ -170,7 +176,7 @@ class TopTilesWidget(QWidget):
             item = QListWidgetItem(text)
             item.setData(TILE_ID_ROLE, str(row["tile_id"]))
             self.list.addItem(item)
-            thumb = QListWidgetItem(str(position))
+            thumb = QListWidgetItem(self._placeholder, str(position))
             thumb.setData(TILE_ID_ROLE, str(row["tile_id"]))
             thumb.setToolTip(text)
             self.gallery.addItem(thumb)
@@ -251,11 +257,13 @@ class TopTilesWidget(QWidget):
             self.thumb_worker = None
 
     def _set_icon(self, tile_id: str, image: np.ndarray) -> None:
+        self._shown.add(tile_id)
         for i in range(self.gallery.count()):
             item = self.gallery.item(i)
             if item.data(TILE_ID_ROLE) == tile_id:
                 item.setIcon(QIcon(rgb_pixmap(image)))
 
     def icons_shown(self) -> int:
-        """Gallery items that have their thumbnail."""
-        return sum(not self.gallery.item(i).icon().isNull() for i in range(self.gallery.count()))
+        """Gallery items that show their tile's thumbnail (not the grey placeholder)."""
+        ids = [self.gallery.item(i).data(TILE_ID_ROLE) for i in range(self.gallery.count())]
+        return sum(tile_id in self._shown for tile_id in ids)
