@@ -115,6 +115,8 @@ def test_review_tiles_and_regions_reload_and_export(
     expected = shapely.box(200, 300, 600, 700)
     assert shapely.Polygon(region_entry.region).equals(expected)
     assert region_entry.reviewer_class == "artefact" and region_entry.reviewer == "Dr Ada"
+    assert panel.entry_list.current_entry_id() == region_entry.entry_id
+    assert "disagree, saved" in panel.target_label.text()
     assert regions.features["entry_id"].tolist() == [region_entry.entry_id]
     assert regions.edge_color[0].tolist() == pytest.approx([220 / 255, 40 / 255, 40 / 255, 1])
     moved = [np.asarray(regions.data[0]) + np.array([10 * mpp, 0.0])]

@@ -122,8 +122,8 @@ class ExportPanel(QWidget):
             _notify("error", f"export failed: {error}")
             return []
         self.last_written = written
-        names = ", ".join(p.name for p in written)
-        self.status_label.setText(f"Wrote {len(written)} files to {folder}: {names}")
+        names = "\n".join(p.name for p in written)
+        self.status_label.setText(f"Wrote {len(written)} files to {folder}:\n{names}")
         _notify("info", f"exported {len(written)} files to {folder}")
         return written
 

@@ -227,9 +227,8 @@ class ReviewPanel(QWidget):
             self._show_entry(None)
             return
         row = session.tile_row(tile_id)
-        self.target_label.setText(
-            f"Tile {tile_id}: score {float(row['score']):.3f}, rank {int(row['rank'])}"
-        )
+        shown = [f"{k} {row[k]:.4g}" for k in ("score", "rank") if k in row.index]
+        self.target_label.setText(f"Tile {tile_id}: " + ", ".join(shown))
         tile_entries = [e for e in session.review.for_tile(tile_id) if e.target_kind == "tile"]
         self._show_entry(tile_entries[-1] if tile_entries else None)
 
@@ -286,16 +285,19 @@ class ReviewPanel(QWidget):
             return []
         self._remember_reviewer()
         try:
-            with self._batch():
+            with self._batch():  # the list is refreshed once, with the saved entry selected
                 if self.target_kind == "region":
                     saved = self._record_regions(verdict)
                 else:
                     saved = self._record_tile(verdict)
+                if saved:
+                    self._show_entry(saved[0], ids=[e.entry_id for e in saved])
         except ImiliaError as error:
             notify("error", f"review not saved: {error}")
             saved = []
-        if saved:
-            self._show_entry(saved[0], ids=[e.entry_id for e in saved])
+        if saved and self.target_kind == "region":
+            where = f" on tile {saved[0].tile_id}" if saved[0].tile_id else ""
+            self.target_label.setText(f"{len(saved)} region(s){where}: {verdict}, saved")
         return saved
 
     def _record_tile(self, verdict: str) -> list[Any]:
