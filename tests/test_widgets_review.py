@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 import shapely
 
+from napari_imilia._widgets._inspect_layers import show_inspection
 from napari_imilia._widgets._state import layers_with_role, viewer_state
 from napari_imilia._widgets.review_regions import REGIONS_ROLE
 from napari_imilia.export import read_geojson, read_geojson_context
 from napari_imilia.export.layers import level0_to_world
+from napari_imilia.inspect import inspect_tile
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-imilia"
@@ -75,6 +77,8 @@ def _world_rect(x0: float, y0: float, x1: float, y1: float, mpp: float) -> np.nd
 def test_review_tiles_and_regions_reload_and_export(
     make_napari_viewer: Any, results_root: Path, small_svs: Path, notes: list
 ) -> None:
+    import npe2
+
     viewer, panel, session = _open(make_napari_viewer, small_svs)
     assert session.prediction is not None and session.results_dir.parent == results_root
     (regions,) = layers_with_role(viewer, REGIONS_ROLE)
@@ -162,19 +166,23 @@ def test_review_tiles_and_regions_reload_and_export(
     session2.select_tile(first)
     assert panel2.note_edit.text() == "crypt abscess, cryptitis"
 
-    # export from the new viewer and read everything back with shapely
+    # export from the new viewer (with one inspected tile) and read it back with shapely
+    inspection = inspect_tile(session2.slide, session2.tile_row(first))
+    session2.store_inspection(first, inspection)
     _, exporter = viewer2.window.add_plugin_dock_widget(PLUGIN, "Export / import")
     files = exporter.export()
     assert [f.name for f in files] == [
         "small_HE.tiles.geojson",
+        "small_HE.cells.geojson",
         "small_HE.review.geojson",
         "small_HE.tiles.csv",
+        "small_HE.markers.csv",
         "small_HE.reviews.csv",
     ]
     assert files[0].parent == session2.results_dir / "export"
     width, height = session2.slide.dimensions
     slide_box = shapely.box(0, 0, width, height)
-    for path in files[:2]:
+    for path in files[:3]:
         ctx = read_geojson_context(path)
         assert ctx.model_sha256 == session2.prediction.info["model_sha256"]
         assert ctx.extractor == "imilia-stain-stats" and ctx.mpp == pytest.approx(mpp)
@@ -185,13 +193,30 @@ def test_review_tiles_and_regions_reload_and_export(
     top = next(t for t in tiles if t.name == first)
     assert top.measurements["rank"] == 1.0
     assert top.geometry.equals(shapely.box(row["x"], row["y"], row["x"] + 224, row["y"] + 224))
-    tile_review, region_review = read_geojson(files[1])
+    assert top.measurements["n_cells"] == inspection.n_cells  # markers of inspected tiles
+    cells = [o for o in read_geojson(files[1]) if o.object_type == "cell"]
+    assert len(cells) == inspection.n_cells > 0
+    assert all(top.geometry.buffer(1).contains(c.nucleus_geometry) for c in cells)
+    tile_review, region_review = read_geojson(files[2])
     assert tile_review.object_type == "annotation" and tile_review.geometry.equals(top.geometry)
     assert tile_review.class_name == "active inflammation"
     assert tile_review.color == (220, 40, 40)
     assert tile_review.measurements == {"Review agreement": 0.0}
     assert region_review.geometry.equals(shapely.box(200, 310, 600, 710))
     assert region_review.properties["metadata"]["reviewer"] == "Dr Ada"
+
+    # the tile inspector's cells Labels layer, saved with the plugin's writer
+    cells_layer, _ = show_inspection(viewer2, session2, inspection)
+    out = files[0].parent / "cells_layer.geojson"
+    assert npe2.write(out, [cells_layer], plugin_name=PLUGIN) == [str(out)]
+    written = read_geojson(out)
+    table = inspection.cells.table
+    assert len(written) == len(table)
+    by_name = {o.properties["metadata"]["cell_id"]: o for o in written}
+    for cell in table.itertuples():
+        obj = by_name[cell.cell_id]
+        assert obj.class_name == cell.class_name
+        assert obj.geometry.buffer(0.5).contains(shapely.Point(cell.centroid_x, cell.centroid_y))
 
 
 QUPATH_FILE = {
