@@ -155,3 +155,21 @@ def test_bad_choices_become_notifications(viewer, qtbot, tmp_path):
     again = _dock(viewer, "Tile inspector")
     assert again.backend_combo.currentText() == "histoplus-json"
     assert again.json_edit.text() == str(tmp_path / "missing.json")
+
+
+def test_a_destroyed_dock_stops_listening(viewer, qtbot):
+    from qtpy.QtCore import QEvent
+    from qtpy.QtWidgets import QApplication
+
+    inspector = _dock(viewer, "Tile inspector")
+    plots = _dock(viewer, "Plots")
+    session = viewer_state(viewer).session
+    before = len(session.tile_selected), len(session.tile_inspected)
+    for widget in (inspector, plots):
+        viewer.window.remove_dock_widget(widget)
+        widget.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert len(session.tile_selected) == before[0] - 2  # the viewer link's slot remains
+    assert len(session.tile_inspected) == before[1] - 1
+    session.select_tile(str(session.tiles["tile_id"].iloc[0]))  # no call into deleted docks
+    assert not layers_with_role(viewer, CELLS_ROLE)

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._widgets._dock_links import DockLinks, track_worker
 from napari_imilia._widgets._inspect_layers import remove_inspection_layers, show_inspection
 from napari_imilia._widgets._inspect_settings import (
     InspectorSettings,
@@ -111,8 +112,9 @@ class TileInspectorWidget(QWidget):
         self._running: str | None = None
         self.current: TileInspection | None = None
         self._build_ui()
+        self.links = DockLinks(self)
         self.link = link_viewer(napari_viewer)
-        self.link.state.session_changed.connect(self._on_session_changed)
+        self.links.connect(self.link.state.session_changed, self._on_session_changed)
         self._on_session_changed(self.link.ensure_session())
 
     # ------------------------------------------------------------------------- UI
@@ -217,16 +219,17 @@ class TileInspectorWidget(QWidget):
         return self.link.state.session
 
     def _on_session_changed(self, session: Any) -> None:
-        if self._session is not None:
-            self._session.tile_selected.disconnect(self._on_tile_selected)
-            self._session.prediction_changed.disconnect(self._on_prediction_changed)
         self._session = session
         self._tools = None
         self._wanted = None
         self._clear()
-        if session is not None:
-            session.tile_selected.connect(self._on_tile_selected)
-            session.prediction_changed.connect(self._on_prediction_changed)
+        self.links.connect_session(
+            session,
+            {
+                "tile_selected": self._on_tile_selected,
+                "prediction_changed": self._on_prediction_changed,
+            },
+        )
 
     def _on_prediction_changed(self, _result: Any) -> None:
         self._wanted = None
@@ -285,6 +288,7 @@ class TileInspectorWidget(QWidget):
         worker.returned.connect(partial(self._on_returned, session))
         worker.errored.connect(partial(self._on_error, tile_id))
         worker.finished.connect(self._on_finished)
+        track_worker(worker)
         self.worker, self._running = worker, tile_id
         self.status_label.setText(f"inspecting tile {tile_id} ({config.cell_backend} cells)…")
         worker.start()

@@ -23,6 +23,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
+from napari_imilia._widgets._dock_links import DockLinks
 from napari_imilia._widgets._viewer_link import link_viewer
 from napari_imilia.cells.types import IMMUNE_CLASSES
 from napari_imilia.markers import MARKER_CLASSES, column_key
@@ -91,8 +92,9 @@ class PlotsWidget(QWidget):
         layout.addWidget(self.info_label)
         layout.addWidget(self.canvas, 1)
         self.marker_combo.currentIndexChanged.connect(self.redraw)
+        self.links = DockLinks(self)
         self.link = link_viewer(napari_viewer)
-        self.link.state.session_changed.connect(self._on_session_changed)
+        self.links.connect(self.link.state.session_changed, self._on_session_changed)
         self._on_session_changed(self.link.ensure_session())
 
     @property
@@ -111,15 +113,15 @@ class PlotsWidget(QWidget):
 
     # ------------------------------------------------------------------------- session
     def _on_session_changed(self, session: Any) -> None:
-        if self._session is not None:
-            self._session.prediction_changed.disconnect(self._on_prediction_changed)
-            self._session.tile_inspected.disconnect(self._on_tile_inspected)
-            self._session.tile_selected.disconnect(self._on_tile_selected)
         self._session = session
-        if session is not None:
-            session.prediction_changed.connect(self._on_prediction_changed)
-            session.tile_inspected.connect(self._on_tile_inspected)
-            session.tile_selected.connect(self._on_tile_selected)
+        self.links.connect_session(
+            session,
+            {
+                "prediction_changed": self._on_prediction_changed,
+                "tile_inspected": self._on_tile_inspected,
+                "tile_selected": self._on_tile_selected,
+            },
+        )
         self._on_prediction_changed(None)
 
     def _on_prediction_changed(self, _result: Any) -> None:
