@@ -434,3 +434,21 @@ def test_cli_inspect_with_a_cellvit_checkpoint(scored_slide, tmp_path, capsys):
         ]
     )
     assert code == 2 and "none.pt" in capsys.readouterr().err
+
+
+def test_real_slide_tiles(small_svs):
+    from napari_imilia.tiling import make_tile_grid
+    from napari_imilia.tissue import detect_tissue
+
+    with open_slide(small_svs) as slide:
+        grid = make_tile_grid(slide, detect_tissue(slide), target_mpp=0.5, tile_px=224)
+        tiles = grid.to_frame()
+        rows = tiles[tiles["tissue_fraction"] == 1.0].head(3)
+        results = [inspect_tile(slide, row) for _, row in rows.iterrows()]
+    for (_, row), result in zip(rows.iterrows(), results, strict=True):
+        assert result.shape == (224, 224) and result.level0_per_px == 1.0
+        assert result.mpp == pytest.approx(0.499)
+        density = result.n_cells / result.markers.tissue_area_mm2
+        assert 300 < density < 30_000  # nuclei per mm² of tissue: plausible for H&E
+        box = shapely_box(row["x"] - 1, row["y"] - 1, row["x"] + 225, row["y"] + 225)
+        assert all(box.contains(shapely.Polygon(c)) for c in result.cells.contours)
