@@ -26,6 +26,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _private_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Widget settings and default results go to a temporary folder, never the user's home."""
+    monkeypatch.setenv("IMILIA_CONFIG_DIR", str(tmp_path_factory.mktemp("user_config")))
+    monkeypatch.setenv("IMILIA_RESULTS_DIR", str(tmp_path_factory.mktemp("user_results")))
+
+
 def _shared_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_file():

@@ -75,7 +75,14 @@ def test_demo_without_viewer_writes_a_napari_screenshot(tmp_path, monkeypatch, s
     output = capsys.readouterr().out
     assert status == 0, output
     assert "private Xvfb" in output
-    assert (tmp_path / "out" / "slide_summary.json").is_file()
+    assert "DEMO model" in output
+    out = tmp_path / "out"
+    assert (out / "slide_summary.json").is_file() and (out / "demo_summary.json").is_file()
+    slide_dir = out / "small_HE"
+    products = ("tiles.csv", "heatmap.png", "cells.geojson", "epithelium.geojson", "top_tiles.png")
+    for name in products:
+        assert (slide_dir / name).is_file(), name
+    assert any((slide_dir / "masks").glob("*_cells.tif"))
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("RGB"))
     assert pixels.shape[0] > 600 and pixels.shape[1] > 800  # whole window, not a thumbnail

@@ -24,14 +24,14 @@ from typing import IO, Any, Literal
 from napari_imilia.errors import ImiliaError
 
 #: Virtual screen for screenshots: width x height x depth.
-XVFB_SCREEN = "1280x1024x24"
+XVFB_SCREEN = "1920x1200x24"
 #: Seconds to wait for Xvfb to accept connections, and for the Qt probe.
 XVFB_START_TIMEOUT_S = 20.0
 QT_PROBE_TIMEOUT_S = 30.0
 #: Seconds a screenshot child process may take (napari start-up is several seconds).
 SCREENSHOT_TIMEOUT_S = 180.0
 #: napari window size for screenshots (width, height) in screen pixels.
-WINDOW_SIZE_PX = (1200, 900)
+WINDOW_SIZE_PX = (1600, 1000)
 
 RenderMode = Literal["napari", "thumbnail"]
 
@@ -117,30 +117,37 @@ def _read_display_number(read_fd: int, process: subprocess.Popen[bytes], log: IO
     return int(text.strip())
 
 
-def open_viewer(slide_path: Path, *, show: bool = True) -> Any:
-    """A napari viewer with the slide opened through this plugin's reader."""
+def open_viewer(slide_path: Path, *, show: bool = True, results_root: Path | None = None) -> Any:
+    """A napari viewer with the slide opened through this plugin's reader; with
+    ``results_root``, ready for review (session, heatmap and docks: ``open_review_viewer``)."""
     import napari
 
+    if results_root is not None:
+        from napari_imilia._widgets.launch import open_review_viewer
+
+        return open_review_viewer(slide_path, results_root, show=show)
     viewer = napari.Viewer(title=f"napari-imilia: {slide_path.name}", show=show)
     viewer.open(str(slide_path), plugin="napari-imilia")
     return viewer
 
 
-def view_slide(slide_path: Path) -> None:
-    """Open napari on the slide and run its event loop until the window is closed."""
+def view_slide(slide_path: Path, results_root: Path | None = None) -> None:
+    """Open napari on the slide (ready for review with ``results_root``) and run its event
+    loop until the window is closed."""
     import napari
 
-    open_viewer(slide_path)
+    open_viewer(slide_path, results_root=results_root)
     napari.run()
 
 
-def screenshot_view(slide_path: Path, out_png: Path) -> Path:
-    """Render the napari window showing the whole slide, with a scale bar, to ``out_png``.
+def screenshot_view(slide_path: Path, out_png: Path, results_root: Path | None = None) -> Path:
+    """Render the napari window showing the whole slide, with a scale bar, to ``out_png``
+    (with ``results_root``: the review viewer, heatmap and docks included).
 
     Runs in this process and needs a display Qt can use; notifications (e.g. napari's PyQt5
     notice) are closed first so they do not cover the view.
     """
-    viewer = open_viewer(slide_path, show=True)
+    viewer = open_viewer(slide_path, show=True, results_root=results_root)
     try:
         viewer.window._qt_window.resize(*WINDOW_SIZE_PX)
         viewer.scale_bar.visible = True
@@ -185,13 +192,17 @@ def write_thumbnail_png(slide_path: Path, out_png: Path, max_px: int = 1024) -> 
     return out_png
 
 
-def screenshot_in_child(slide_path: Path, out_png: Path, env: dict[str, str]) -> str | None:
+def screenshot_in_child(
+    slide_path: Path, out_png: Path, env: dict[str, str], results_root: Path | None = None
+) -> str | None:
     """Run :func:`screenshot_view` in a child Python with ``env``; ``None`` or why it failed.
 
     A child keeps Qt (and its X connection) out of this process, so a private Xvfb can be
     stopped afterwards and a Qt that cannot start cannot abort the caller.
     """
     command = [sys.executable, "-m", __name__, str(slide_path), str(out_png)]
+    if results_root is not None:
+        command.append(str(results_root))
     try:
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=SCREENSHOT_TIMEOUT_S
@@ -204,8 +215,9 @@ def screenshot_in_child(slide_path: Path, out_png: Path, env: dict[str, str]) ->
     return None
 
 
-def render_view(slide_path: Path, out_png: Path) -> Rendered:
-    """Best available picture of the slide in napari, written to ``out_png``.
+def render_view(slide_path: Path, out_png: Path, results_root: Path | None = None) -> Rendered:
+    """Best available picture of the slide in napari (the review viewer with
+    ``results_root``), written to ``out_png``.
 
     Tries a private Xvfb (invisible), then the current display, then writes the slide
     thumbnail; ``Rendered.note`` says which, and why a napari view was not possible.
@@ -217,7 +229,7 @@ def render_view(slide_path: Path, out_png: Path) -> Rendered:
             with private_xvfb() as display:
                 env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
                 env.pop("WAYLAND_DISPLAY", None)
-                problem = screenshot_in_child(slide_path, out_png, env)
+                problem = screenshot_in_child(slide_path, out_png, env, results_root)
         except ImiliaError as error:
             problem = str(error)
         if problem is None:
@@ -226,7 +238,7 @@ def render_view(slide_path: Path, out_png: Path) -> Rendered:
     else:
         problems.append("Xvfb is not installed")
     if display_available():
-        problem = screenshot_in_child(slide_path, out_png, dict(os.environ))
+        problem = screenshot_in_child(slide_path, out_png, dict(os.environ), results_root)
         if problem is None:
             return Rendered(out_png, "napari", "napari window rendered on the current display")
         problems.append(problem)
@@ -239,12 +251,17 @@ def render_view(slide_path: Path, out_png: Path) -> Rendered:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m napari_imilia._viewer_launch SLIDE OUT_PNG``: screenshot on ``$DISPLAY``."""
+    """``python -m napari_imilia._viewer_launch SLIDE OUT_PNG [RESULTS_ROOT]``: screenshot
+    on ``$DISPLAY``."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m napari_imilia._viewer_launch SLIDE OUT_PNG", file=sys.stderr)
+    if len(args) not in (2, 3):
+        print(
+            "usage: python -m napari_imilia._viewer_launch SLIDE OUT_PNG [RESULTS_ROOT]",
+            file=sys.stderr,
+        )
         return 2
-    screenshot_view(Path(args[0]), Path(args[1]))
+    results_root = Path(args[2]) if len(args) == 3 else None
+    screenshot_view(Path(args[0]), Path(args[1]), results_root)
     return 0
 
 

@@ -1,35 +1,42 @@
-"""``imilia demo``: the sample slide, opened in napari (or rendered to a PNG without a screen).
+"""``imilia demo``: the whole pipeline on the sample slide, then napari (or a PNG of it).
 
-This first version generates (or finds in the cache) the synthetic IBD H&E sample slide,
-writes its summary, and either opens napari on it or, with no usable display or with
-``--no-viewer``, writes a screenshot of the napari view (private Xvfb) or a thumbnail.
+Runs ``napari_imilia.demo.run_demo`` (sample slide, bundled DEMO model: scores, heatmap,
+top tiles, cell and epithelium masks, QuPath GeoJSON and CSV exports), then opens napari
+ready for review when a display is usable; with ``--no-viewer`` or without a display it
+writes a screenshot of that napari view instead (private Xvfb; a thumbnail at worst).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-from napari_imilia._utils import write_text_atomic
 
 DEFAULT_OUT = "imilia_demo"
 SCREENSHOT_NAME = "slide_view.png"
-SUMMARY_NAME = "slide_summary.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="open the generated sample slide in napari (a screenshot without a display)",
+        help="run the whole pipeline on the sample slide with the DEMO model, then open napari",
         description=(
-            "Generate the synthetic IBD H&E sample slide (cached after the first run), write "
-            "its summary into --out, and open it in napari when a display is available. With "
-            "--no-viewer or without a display, write a screenshot of the napari view instead "
-            "(rendered on a private Xvfb when installed; a plain thumbnail otherwise)."
+            "Generate the synthetic IBD H&E sample slide (cached after the first run), score it "
+            "with the bundled DEMO model (trained on generated slides, not for diagnosis), "
+            "inspect its top tiles (cells, epithelium, markers), and write everything into "
+            "--out: tiles.csv, slide.json, heatmap.png, tiles.geojson, markers.csv, "
+            "cells.geojson, epithelium.geojson, markers_summary.json, masks/ and "
+            "top_tiles.png. Then open napari with the slide, its heatmap and the top tiles "
+            "ready when a display is available; with --no-viewer or without a display, write "
+            "a screenshot of that view instead."
         ),
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--top", type=int, default=20, help="top-scoring tiles to inspect for cells (20)"
+    )
+    parser.add_argument(
+        "--mask-tiles", type=int, default=5, help="best tiles whose masks are written (5)"
+    )
     parser.add_argument(
         "--no-viewer", action="store_true", help="do not open a napari window; write a PNG"
     )
@@ -43,27 +50,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_imilia import _viewer_launch as launch
-    from napari_imilia.sample import sample_slide_path
-    from napari_imilia.slide import open_slide
+    from napari_imilia.demo import run_demo
 
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    slide_path = sample_slide_path()
-    with open_slide(slide_path) as slide:
-        summary = slide.summary()
-    write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
-    width, height = summary["dimensions_px"]
-    print(f"sample slide: {slide_path} ({width} x {height} px, {summary['mpp']} µm/px)")
-    print(f"wrote {out_dir / SUMMARY_NAME}")
+    outputs = run_demo(out_dir, top_k=args.top, mask_tiles=args.mask_tiles)
+    demo = " [DEMO model: not for diagnosis]" if outputs.model_is_demo else ""
+    print(f"sample slide: {outputs.slide_path}")
+    print(
+        f"{outputs.slide_dir.name}: inflammation score {outputs.score:.4f} "
+        f"({outputs.n_tiles} tiles, model {outputs.model_name}){demo}"
+    )
+    print(f"{outputs.n_cells} cells in the top {args.top} tiles; wrote {len(outputs.files)} files:")
+    for path in outputs.files:
+        print(f"  {path}")
 
     show = not args.no_viewer and launch.display_available() and launch.qt_can_start()
     if args.screenshot or not show:
         png = Path(args.screenshot) if args.screenshot else out_dir / SCREENSHOT_NAME
-        rendered = launch.render_view(slide_path, png)
+        rendered = launch.render_view(outputs.slide_path, png, results_root=out_dir)
         print(f"wrote {rendered.path} ({rendered.note})")
     if show:
         print("opening napari; close its window to finish")
-        launch.view_slide(slide_path)
+        launch.view_slide(outputs.slide_path, results_root=out_dir)
     elif not args.no_viewer:
         print("no usable display: not opening napari (see the PNG above)")
     return 0
