@@ -1,4 +1,4 @@
-"""Screenshots of the Slide & model, Heatmap and Top tiles docks for the documentation.
+"""Screenshots of the Slide and model, Heatmap and Top tiles docks for the documentation.
 
 Run from the repository root under a display, e.g.::
 
@@ -60,7 +60,7 @@ def main() -> int:
     viewer.window._qt_window.resize(*WINDOW_PX)
     viewer.scale_bar.visible = True
     docks = viewer.window.dock_widgets
-    panel = docks["Slide & model (napari-imilia)"]
+    panel = docks["Slide and model (napari-imilia)"]
     panel.form.set_model_path(args.model)
     top = docks["Top tiles (napari-imilia)"]
     _settle(app)
@@ -75,7 +75,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out / "review_viewer.png"), canvas_only=False, flash=False)
     names = {
-        "dock_slide_model.png": "Slide & model (napari-imilia)",
+        "dock_slide_model.png": "Slide and model (napari-imilia)",
         "dock_heatmap.png": "Heatmap (napari-imilia)",
         "dock_top_tiles.png": "Top tiles (napari-imilia)",
     }

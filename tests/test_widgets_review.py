@@ -13,13 +13,18 @@ import pytest
 import shapely
 
 from napari_imilia._widgets._inspect_layers import show_inspection
+from napari_imilia._widgets._napari_compat import viewer_camera
 from napari_imilia._widgets._state import layers_with_role, viewer_state
 from napari_imilia._widgets.review_regions import REGIONS_ROLE
 from napari_imilia.export import read_geojson, read_geojson_context
 from napari_imilia.export.layers import level0_to_world
 from napari_imilia.inspect import inspect_tile
 
-pytestmark = pytest.mark.gui
+#: napari's deprecated viewer attributes (viewer.camera, viewer.scale_bar...) fail the test.
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.filterwarnings("error:viewer\\..* is a deprecated attribute:DeprecationWarning"),
+]
 PLUGIN = "napari-imilia"
 
 
@@ -138,8 +143,7 @@ def test_review_tiles_and_regions_reload_and_export(
     assert session.selected_tile_id == first and panel.entry_ids == [ids[0]]
     row = session.tile_row(first)
     centre = ((row["y"] + 111.5) * mpp, (row["x"] + 111.5) * mpp)
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    assert tuple(camera.center[-2:]) == pytest.approx(centre)
+    assert tuple(viewer_camera(viewer).center[-2:]) == pytest.approx(centre)
     panel.entry_list.setCurrentRow(1)
     panel.delete_button.click()
     assert [e.entry_id for e in session.review.entries()] == [ids[0], ids[2]]

@@ -1,4 +1,4 @@
-"""Slide & model, Heatmap and Top tiles docks driven through the npe2 manifest (``gui``).
+"""Slide and model, Heatmap and Top tiles docks driven through the npe2 manifest (``gui``).
 
 A real ABMIL head on the builtin extractor scores the small real SVS in the panel's worker
 thread; the heatmap must sit on the tile grid, top tiles must move the camera, canvas
@@ -15,12 +15,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from napari_imilia._widgets._napari_compat import viewer_camera
 from napari_imilia._widgets._state import viewer_state
 from napari_imilia._widgets._viewer_link import SELECTION_ROLE, tile_click_callback
 from napari_imilia.heatmap import score_grid
 from test_widgets_slide_core import EXTRACTOR, small_model
 
-pytestmark = pytest.mark.gui
+#: napari's deprecated viewer attributes (viewer.camera, viewer.scale_bar...) fail the test.
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.filterwarnings("error:viewer\\..* is a deprecated attribute:DeprecationWarning"),
+]
 PLUGIN = "napari-imilia"
 WAIT_MS = 90_000
 
@@ -69,7 +74,7 @@ def test_score_heatmap_top_tiles_and_canvas_clicks(
     make_napari_viewer, qtbot, small_svs, model_path
 ):
     viewer = make_napari_viewer(show=False)
-    panel = _dock(viewer, "Slide & model")
+    panel = _dock(viewer, "Slide and model")
     viewer.open(str(small_svs), plugin=PLUGIN)
     session = viewer_state(viewer).session
     assert session is not None and session.slide.path == small_svs and session.prediction is None
@@ -127,7 +132,7 @@ def test_score_heatmap_top_tiles_and_canvas_clicks(
             (tile["y"] + (tile["height"] - 1) / 2) * mpp,
             (tile["x"] + (tile["width"] - 1) / 2) * mpp,
         )
-        np.testing.assert_allclose(viewer.camera.center[-2:], centre)
+        np.testing.assert_allclose(viewer_camera(viewer).center[-2:], centre)
         outline = [
             lay for lay in viewer.layers if lay.metadata.get("imilia_role") == SELECTION_ROLE
         ]
@@ -175,13 +180,13 @@ def test_scored_slide_reopens_from_cache_without_running(qtbot, small_svs, tmp_p
         assert session.prediction.score == pytest.approx(first.score)
         dock_names = set(viewer.window.dock_widgets)
         assert {
-            "Slide & model (napari-imilia)",
+            "Slide and model (napari-imilia)",
             "Heatmap (napari-imilia)",
             "Top tiles (napari-imilia)",
         } <= dock_names
         roles = {lay.metadata.get("imilia_role") for lay in viewer.layers}
         assert {"heatmap", "tile_table"} <= roles
-        panel = viewer.window.dock_widgets["Slide & model (napari-imilia)"]
+        panel = viewer.window.dock_widgets["Slide and model (napari-imilia)"]
         assert "earlier result loaded" in panel.status_label.text()
         heat = viewer.window.dock_widgets["Heatmap (napari-imilia)"]
         assert "DEMO MODEL" in heat.demo_label.text() and "DEMO MODEL" in heat.model_label.text()
@@ -214,7 +219,7 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
 
     monkeypatch.setattr(StainStatsExtractor, "embed", blocking_embed)
     viewer = make_napari_viewer(show=False)
-    panel = _dock(viewer, "Slide & model")
+    panel = _dock(viewer, "Slide and model")
     viewer.open(str(small_svs), plugin=PLUGIN)
     panel.form.set_model_path(str(model_path))
     panel.run()
@@ -223,6 +228,7 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
     release.set()
     qtbot.waitUntil(lambda: not panel.running, timeout=WAIT_MS)
     assert panel.last_outcome.cancelled and "nothing was written" in panel.status_label.text()
+    assert any("inference cancelled" in m for m in _errors())
     root = tmp_path / "results"
     assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []
     assert viewer_state(viewer).session.prediction is None
@@ -240,6 +246,7 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
     panel.form.set_model_path(str(model_path))
     _run(panel, qtbot)
     assert "--mpp" in panel.last_outcome.error or "MPP" in panel.last_outcome.error
+    assert any(panel.last_outcome.error in m for m in _errors())
     assert len(panel.settings.recent_slides) == 2
     assert panel.recent_combo.count() == 3
 
@@ -255,3 +262,4 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
     release.set()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
     assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []
+    assert any("viewer was closed while scoring small_HE.svs" in m for m in _errors())

@@ -1,4 +1,4 @@
-"""The Slide & model panel's Qt-free parts: settings file, model summary, run outcomes
+"""The Slide and model panel's Qt-free parts: settings file, model summary, run outcomes
 (cancel, incompatible model, cached reuse), progress rate, heatmap values, coordinates."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the Slide & model panel's Run button does, without Qt: load, check, reuse or predict.
+"""What the Slide and model panel's Run button does, without Qt: load, check, reuse or predict.
 
 :func:`run_inference` runs in a napari ``thread_worker``. It loads the MIL model and the
 feature extractor (kept in a :class:`ModelCache` between runs), checks that they fit, reuses

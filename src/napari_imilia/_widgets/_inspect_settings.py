@@ -1,6 +1,6 @@
 """The tile inspector's remembered choices, in a small JSON file (no Qt).
 
-``<settings_dir()>/inspector_settings.json`` (the folder of the Slide & model panel's
+``<settings_dir()>/inspector_settings.json`` (the folder of the Slide and model panel's
 settings; ``$IMILIA_CONFIG_DIR`` overrides it) holds the cell backend, its checkpoint or
 HistoPLUS JSON, the epithelium method, the EpiSeg probe and its extractor's weights and the
 device. Written atomically; a missing or unreadable file gives the defaults.

@@ -1,4 +1,4 @@
-"""The model half of the Slide & model panel: checkpoint, extractor, device, MPP, tile size,
+"""The model half of the Slide and model panel: checkpoint, extractor, device, MPP, tile size,
 results folder. It edits a :class:`~napari_imilia._widgets._settings.PanelSettings` and makes
 the :class:`~napari_imilia._widgets._inference.InferenceRequest` of a Run."""
 

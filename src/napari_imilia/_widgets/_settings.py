@@ -1,4 +1,4 @@
-"""The Slide & model panel's remembered choices, in a small JSON file (no Qt).
+"""The Slide and model panel's remembered choices, in a small JSON file (no Qt).
 
 napari's settings API is not open to plugins, so choices (model checkpoint, extractor and its
 weights, device, target MPP, tile size, results folder, recent slides) live in
@@ -27,7 +27,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 @dataclass
 class PanelSettings:
-    """What the Slide & model panel remembers.
+    """What the Slide and model panel remembers.
 
     ``model_path`` empty means the bundled demo model; ``extractor`` empty means the one the
     model was trained on; ``target_mpp`` (µm/px) and ``tile_px`` 0 mean the model's values;

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_imilia._reader import slide_from_metadata
+from napari_imilia._widgets._napari_compat import canvas_size_px, viewer_camera
 from napari_imilia._widgets._state import LAYER_ROLE_KEY, layers_with_role, viewer_state
 from napari_imilia.review.session import ReviewSession
 
@@ -119,10 +120,10 @@ def centre_on_tile(viewer: Any, session: ReviewSession, tile_id: str) -> tuple[f
     tile = session.tile_row(tile_id)
     um_per_px = world_um_per_px(viewer, session)
     centre = tile_centre_world(tile, um_per_px)
-    viewer.camera.center = centre
-    canvas_px = min(int(v) for v in getattr(viewer.canvas, "size", (600, 600)))
+    camera = viewer_camera(viewer)
+    camera.center = centre
     tile_um = float(tile["width"]) * um_per_px
-    viewer.camera.zoom = max(canvas_px, 1) / (TILES_ACROSS_VIEW * tile_um)
+    camera.zoom = min(canvas_size_px(viewer)) / (TILES_ACROSS_VIEW * tile_um)
     return centre
 
 
@@ -155,7 +156,7 @@ def tile_click_callback(viewer: Any, event: Any) -> Any:
     moved = 0.0
     while event.type == "mouse_move":
         delta = np.asarray(event.position, dtype=np.float64)[-2:] - pressed[-2:]
-        moved = max(moved, float(np.hypot(*delta)) * float(viewer.camera.zoom))
+        moved = max(moved, float(np.hypot(*delta)) * float(viewer_camera(viewer).zoom))
         yield
     if moved <= CLICK_SLOP_PX:
         select_tile_at_world(viewer, event.position)

@@ -48,6 +48,7 @@ TILE_TABLE_ROLE = "tile_table"
 COLORMAPS: tuple[str, ...] = ("inferno", "viridis", "magma", "plasma", "turbo", "hot")
 VALUE_COLUMNS: dict[str, str] = {"tile score": "score", "attention": "attention"}
 DEFAULT_OPACITY = 0.55
+NO_PREDICTION_TEXT = "no prediction yet: run the model in the Slide and model panel"
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class HeatmapWidget(QWidget):
 
     # ------------------------------------------------------------------------- UI
     def _build_ui(self) -> None:
-        self.score_label = QLabel("no prediction yet: run the model in the Slide & model panel")
+        self.score_label = QLabel(NO_PREDICTION_TEXT)
         self.score_label.setWordWrap(True)
         font = self.score_label.font()
         font.setPointSize(font.pointSize() + 5)
@@ -184,7 +185,7 @@ class HeatmapWidget(QWidget):
         if result is None:
             remove_role_layers(self.viewer, HEATMAP_ROLE)
             remove_role_layers(self.viewer, TILE_TABLE_ROLE)
-            self.score_label.setText("no prediction yet: run the model in the Slide & model panel")
+            self.score_label.setText(NO_PREDICTION_TEXT)
             self.model_label.setText("")
             self.demo_label.setText("")
             return

@@ -16,8 +16,8 @@ from napari_imilia.review.session import ReviewSession
 
 PLUGIN = "napari-imilia"
 #: Dock widgets opened by :func:`open_review_viewer`, by manifest display name, in order;
-#: Top tiles is tabbed with Slide & model (and shown), under the Heatmap.
-REVIEW_DOCKS: tuple[str, ...] = ("Heatmap", "Slide & model", "Top tiles")
+#: Top tiles is tabbed with Slide and model (and shown), under the Heatmap.
+REVIEW_DOCKS: tuple[str, ...] = ("Heatmap", "Slide and model", "Top tiles")
 
 
 def open_review_viewer(
@@ -28,7 +28,7 @@ def open_review_viewer(
 ) -> Any:
     """A napari viewer with the slide layer, its ``ReviewSession`` over ``results_root``
     (an earlier prediction in ``results_root/<slide_id>`` is loaded), the heatmap layer and
-    the Slide & model, Heatmap and Top tiles docks; the camera shows the whole slide.
+    the Slide and model, Heatmap and Top tiles docks; the camera shows the whole slide.
     Raises ``SlideError`` when ``slide_path`` is not a slide our reader opens.
     """
     import napari

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._widgets._napari_compat import viewer_camera
 from napari_imilia._widgets._review_parts import (
     VERDICT_KEYS,
     EntryList,
@@ -217,7 +218,7 @@ class ReviewPanel(QWidget):
         session = self.session
         self.target_kind = "tile"
         if session is None:
-            self.target_label.setText("No slide open: open one in the Slide & model panel")
+            self.target_label.setText("No slide open: open one in the Slide and model panel")
             self._show_entry(None)
             return
         if tile_id is None:
@@ -381,9 +382,7 @@ class ReviewPanel(QWidget):
             if index is not None:
                 self.regions.layer.selected_data = {index}
             centre = np.mean(np.asarray(entry.region), axis=0)
-            camera = getattr(getattr(self.viewer, "scene", None), "camera", None)
-            camera = camera if camera is not None else self.viewer.camera
-            camera.center = tuple(level0_to_world(centre, self.regions.mpp)[0])
+            viewer_camera(self.viewer).center = tuple(level0_to_world(centre, self.regions.mpp)[0])
             self.target_kind = "region"
             self._show_entry(entry)
             return

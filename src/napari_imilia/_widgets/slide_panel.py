@@ -1,4 +1,4 @@
-"""Slide & model dock: open a slide, show its metadata, choose the model, Run / Cancel.
+"""Slide and model dock: open a slide, show its metadata, choose the model, Run / Cancel.
 
 Opening a slide (the *Open slide…* button, the recent list, drag and drop or *File → Open*)
 goes through our npe2 reader; the viewer link (``_viewer_link``) then creates the slide's
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,20 @@ def describe_slide(summary: dict[str, Any]) -> str:
     return "<br>".join(lines)
 
 
+def stop_when_closed(cancel: threading.Event, slide_name: str, *_: Any) -> None:
+    """The dock was destroyed during a run (its viewer closed): stop the run between batches
+    (nothing is written) and say so in a notification. Holds no reference to the dock."""
+    if cancel.is_set():
+        return
+    cancel.set()
+    from napari.utils.notifications import show_warning
+
+    show_warning(
+        f"napari-imilia: the viewer was closed while scoring {slide_name}; the run stops "
+        "and no feature or result file is written"
+    )
+
+
 class _ProgressRelay(QObject):
     """Carries ``progress(done, total)`` from the worker thread to the Qt main thread."""
 
@@ -101,7 +116,7 @@ class _ProgressRelay(QObject):
 
 
 class SlidePanel(QWidget):
-    """The Slide & model dock widget (npe2 ``napari-imilia.slide_panel``)."""
+    """The Slide and model dock widget (npe2 ``napari-imilia.slide_panel``)."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
@@ -304,8 +319,9 @@ class SlidePanel(QWidget):
         self.save()
         self._cancel = threading.Event()
         self._rate = ProgressRate()
-        self._stop_on_close = self._cancel.set
-        self.destroyed.connect(self._stop_on_close)  # closing the viewer stops the run
+        # closing the viewer (which destroys this dock) stops the run and says so
+        self._stop_on_close = partial(stop_when_closed, self._cancel, request.slide_path.name)
+        self.destroyed.connect(self._stop_on_close)
         relay = self._relay
         worker = thread_worker(run_inference, start_thread=False)(
             request,
