@@ -97,7 +97,8 @@ def accuracy(seeds: range, *, epithelium: bool) -> tuple[float, float, Counter]:
                 for c in tile.cells
                 if c.class_name != "Red blood cell" and 0 <= c.x_px < 224 and 0 <= c.y_px < 224
             ]
-            truth = np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) * 0.5
+            # planted centres are pixel indices; the table is continuous level-0 px (+ 0.5)
+            truth = (np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) + 0.5) * 0.5
             found = cells.table[["centroid_x", "centroid_y"]].to_numpy() * 0.5
             distance = np.linalg.norm(truth[:, None] - found[None], axis=2)
             rows, cols = linear_sum_assignment(np.where(distance <= MATCH_UM, distance, 1e6))

@@ -44,7 +44,8 @@ def _match(tile, cells, level0_per_px=1.0):
         and 0 <= c.x_px < tile.rgb.shape[1]
         and 0 <= c.y_px < tile.rgb.shape[0]
     ]
-    truth_um = np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) * tile.mpp
+    # planted centres are pixel indices (centre of pixel j at j): + 0.5 in continuous px
+    truth_um = (np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) + 0.5) * tile.mpp
     found_um = cells.table[["centroid_x", "centroid_y"]].to_numpy() / level0_per_px * tile.mpp
     distance = np.linalg.norm(truth_um[:, None] - found_um[None], axis=2)
     rows, cols = linear_sum_assignment(np.where(distance <= MATCH_UM, distance, 1e6))
@@ -184,13 +185,13 @@ def test_labels_table_and_contours_agree(backend):
     for contour, count in zip(cells.contours, counts, strict=True):
         assert contour.shape[1] == 2 and len(contour) >= 4
         np.testing.assert_array_equal(contour[0], contour[-1])
-        assert contour[:, 0].min() >= x0 - s and contour[:, 0].max() <= x0 + 224 * s
-        assert contour[:, 1].min() >= y0 - s and contour[:, 1].max() <= y0 + 224 * s
+        assert contour[:, 0].min() >= x0 and contour[:, 0].max() <= x0 + 224 * s
+        assert contour[:, 1].min() >= y0 and contour[:, 1].max() <= y0 + 224 * s
         polygon = shapely.Polygon(contour)
         assert polygon.is_valid
         assert 0.55 <= polygon.area / (count * s * s) <= 1.0
-    rows = np.rint((table["centroid_y"] - y0) / s).astype(int)
-    cols = np.rint((table["centroid_x"] - x0) / s).astype(int)
+    rows = np.floor((table["centroid_y"] - y0) / s).astype(int)
+    cols = np.floor((table["centroid_x"] - x0) / s).astype(int)
     assert ((rows >= 0) & (rows < 224) & (cols >= 0) & (cols < 224)).all()
 
 
@@ -247,8 +248,9 @@ def test_build_tile_cells_measures_like_regionprops():
     for region, row in zip(regionprops(labels), cells.table.itertuples(), strict=True):
         assert row.area_um2 == pytest.approx(region.area * 0.25)
         assert row.eccentricity == pytest.approx(region.eccentricity)
-        assert row.centroid_x == pytest.approx(100 + region.centroid[1] * 2)
-        assert row.centroid_y == pytest.approx(200 + region.centroid[0] * 2)
+        # continuous level-0 coordinates: pixel j of the labels spans [x0 + 2j, x0 + 2j + 2)
+        assert row.centroid_x == pytest.approx(100 + (region.centroid[1] + 0.5) * 2)
+        assert row.centroid_y == pytest.approx(200 + (region.centroid[0] + 0.5) * 2)
     assert np.isnan(cells.table["mean_hematoxylin_od"]).all()
     with pytest.raises(DataError, match="class ids"):
         build_tile_cells(
@@ -289,7 +291,7 @@ def test_real_slide_density_and_cells_in_tissue(backend, small_svs):
         tissue = tissue_from_od(optical_density(rgb), mpp=mpp)
         density = cells.n_cells / (tissue.sum() * mpp * mpp / 1e6)
         assert 500 <= density <= 10_000, density  # nuclei per mm² of tissue
-        rows = np.rint(cells.table["centroid_y"].to_numpy() - y).astype(int)
-        cols = np.rint(cells.table["centroid_x"].to_numpy() - x).astype(int)
+        rows = np.floor(cells.table["centroid_y"].to_numpy() - y).astype(int)
+        cols = np.floor(cells.table["centroid_x"].to_numpy() - x).astype(int)
         assert tissue[rows, cols].all()
         assert not {"out_of_focus", "no_tissue"} & set(cells.flags)

@@ -85,9 +85,10 @@ def test_cell_type_names_are_tolerated(given, expected):
 def test_tile_local_coordinates_become_level0(tmp_path):
     path = _write(tmp_path, _document([_cell(0, "Plasmocyte", 0.75)]))
     cells = read_histoplus_json(path, level0_dimensions=SLIDE_WH)
-    # tile (1, 2) of 224 px at 2 level-0 px per pixel; centroid (15, 15) in the tile
-    assert cells.centroids_xy.tolist() == [[(224 + 15) * 2, (448 + 15) * 2]]
-    np.testing.assert_array_equal(cells.polygons[0][0], [(224 + 10) * 2, (448 + 10) * 2])
+    # tile (1, 2) of 224 px at 2 level-0 px per pixel; centroid (15, 15) in the tile is the
+    # centre of that level's pixel (239, 463): level-0 (239.5 * 2, 463.5 * 2), continuous
+    assert cells.centroids_xy.tolist() == [[(224 + 15.5) * 2, (448 + 15.5) * 2]]
+    np.testing.assert_array_equal(cells.polygons[0][0], [(224 + 10.5) * 2, (448 + 10.5) * 2])
     assert cells.class_ids.tolist() == [class_id("Plasmocytes")]
     assert cells.cell_ids == [f"histoplus:{LEVEL_HALF}:1:2:0"]
 
@@ -95,7 +96,7 @@ def test_tile_local_coordinates_become_level0(tmp_path):
     assert tile.n_cells == 1
     row = tile.table.iloc[0]
     assert row["class_name"] == "Plasmocytes" and row["probability"] == 0.75
-    assert (row["centroid_x"], row["centroid_y"]) == (478.0, 926.0)
+    assert (row["centroid_x"], row["centroid_y"]) == (479.0, 927.0)
     # OpenCV polygons run through boundary pixel centres: 11 x 11 pixels
     assert int((tile.labels > 0).sum()) == 121
     assert row["area_um2"] == pytest.approx(121 * 0.998**2)

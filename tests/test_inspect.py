@@ -73,7 +73,7 @@ def test_inspect_tile_finds_planted_cells_at_level0_positions(tiff_writer, tmp_p
     table = result.cells.table
     planted = np.array(
         [[c.x_px, c.y_px] for c in tile.cells if c.class_name != "Red blood cell"]
-    ) + np.array(TILE_XY)
+    ) + (np.array(TILE_XY) + 0.5)  # pixel-index centres -> continuous level-0 px
     inside = ((planted >= TILE_XY) & (planted < np.array(TILE_XY) + size_px)).all(axis=1)
     planted = planted[inside]
     assert 0.8 * len(planted) <= len(table) <= 1.2 * len(planted)
@@ -111,8 +111,9 @@ def test_world_placement_puts_cells_on_their_level0_centroids(tiff_writer, tmp_p
     for _, cell in result.cells.table.head(10).iterrows():
         rows, cols = np.nonzero(labels == cell["label"])
         world = np.array([ty + rows.mean() * sy, tx + cols.mean() * sx])
-        expected = np.array([cell["centroid_y"], cell["centroid_x"]]) * 0.25
-        assert np.abs(world - expected).max() <= sx  # within one label pixel
+        # the slide layer shows level-0 position X at world (X - 0.5) * mpp
+        expected = (np.array([cell["centroid_y"], cell["centroid_x"]]) - 0.5) * 0.25
+        np.testing.assert_allclose(world, expected, atol=1e-9)
 
 
 def test_blank_and_outside_tiles_give_zero_cells_and_a_flag(tiff_writer, tmp_path):

@@ -44,8 +44,8 @@ def make_cells(cells=CELLS) -> TileCells:
                 "class_id": CELL_CLASSES.index(name),
                 "class_name": name,
                 "probability": 0.9,
-                "centroid_x": X0 + c * SCALE,
-                "centroid_y": Y0 + r * SCALE,
+                "centroid_x": X0 + (c + 0.5) * SCALE,  # the pixel centre
+                "centroid_y": Y0 + (r + 0.5) * SCALE,
                 "area_um2": 30.0,
                 "eccentricity": 0.5,
                 "mean_hematoxylin_od": 0.4,

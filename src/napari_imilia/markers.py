@@ -137,7 +137,8 @@ def tile_markers(
     cells' analysis ``cells.mpp``) and cover the same tile as ``cells.labels``. Tissue area is
     the tissue mask's pixel count x mpp² (the whole mask when ``tissue_mask`` is None);
     epithelium counts only inside tissue. A cell is intraepithelial when the mask pixel under
-    its level-0 centroid is epithelium (nearest pixel; centroids outside the tile are not).
+    its level-0 centroid is epithelium (the pixel whose square holds it; centroids outside the
+    tile are not).
     """
     epithelium = _check_mask(epithelium_mask, "epithelium mask", None)
     tissue = (
@@ -191,13 +192,14 @@ def tile_markers(
 
 
 def _centroids_in_mask(cells: TileCells, mask: np.ndarray, mpp: float) -> np.ndarray:
-    """Per table row: is the mask pixel nearest to the cell's level-0 centroid set?"""
+    """Per table row: is the mask pixel holding the cell's level-0 centroid set? (Mask pixel
+    (r, c) covers level-0 [x0 + c s, x0 + (c + 1) s) x [y0 + r s, y0 + (r + 1) s).)"""
     if len(cells.table) == 0:
         return np.zeros(0, dtype=bool)
     level0_per_mask_px = float(cells.level0_per_px) * mpp / float(cells.mpp)
     x0, y0 = (float(v) for v in cells.level0_xy)
-    cols = np.rint((cells.table["centroid_x"].to_numpy(np.float64) - x0) / level0_per_mask_px)
-    rows = np.rint((cells.table["centroid_y"].to_numpy(np.float64) - y0) / level0_per_mask_px)
+    cols = np.floor((cells.table["centroid_x"].to_numpy(np.float64) - x0) / level0_per_mask_px)
+    rows = np.floor((cells.table["centroid_y"].to_numpy(np.float64) - y0) / level0_per_mask_px)
     valid = (rows >= 0) & (rows < mask.shape[0]) & (cols >= 0) & (cols < mask.shape[1])
     inside = np.zeros(len(rows), dtype=bool)
     inside[valid] = mask[rows[valid].astype(np.int64), cols[valid].astype(np.int64)]

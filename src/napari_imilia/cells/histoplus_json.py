@@ -14,14 +14,16 @@ Coordinate space, from HistoPLUS's source (``extract``, ``border_effects``, ``ti
   level the model ran at (``inference_mpp``); cells found at 0.25 µm/px are rescaled to it.
 - ``x``, ``y`` are tile *indices* (column, row) on that level's grid of ``width`` x
   ``height`` pixel tiles (224), so the tile's top-left is ``(x * width, y * height)``.
-- ``coordinates`` (OpenCV contour points: centres of the boundary pixels) and ``centroid``
-  are in pixels of that level relative to the tile's top-left; a cell belongs to the tile
+- ``coordinates`` (OpenCV contour points: indices of the boundary pixels) and ``centroid``
+  (``cv2.moments`` of the mask: the mean pixel index) are in pixel-index units of that level
+  (pixel ``u``'s centre is ``u``) relative to the tile's top-left; a cell belongs to the tile
   holding its centroid and its polygon may stick out of the tile.
 
 ``write_histoplus_json`` (in ``histoplus_json_write``) writes the same format.
 
-Hence level-0 ``(X, Y) = ((x * width + u) * d, (y * height + v) * d)`` for a point (u, v),
-with ``d = 2 ** (level_count - 1 - level)``; this needs the slide's level-0 dimensions.
+Hence, in QuPath's continuous level-0 coordinates (pixel ``i`` spans [i, i + 1)), a point
+(u, v) is ``(X, Y) = ((x * width + u + 0.5) * d, (y * height + v + 0.5) * d)``, with
+``d = 2 ** (level_count - 1 - level)``; this needs the slide's level-0 dimensions.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import shapely
 from skimage.draw import polygon as fill_polygon
 
 from napari_imilia.cells.base import check_geometry, segment_each
-from napari_imilia.cells.measure import build_tile_cells
+from napari_imilia.cells.measure import PIXEL_CENTRE, build_tile_cells
 from napari_imilia.cells.types import CELL_CLASSES, CellTile, TileCells
 from napari_imilia.errors import DataError
 
@@ -147,7 +149,10 @@ class HistoPlusCells:
         origin = np.array([x0, y0])
         closed = [np.vstack([p, p[:1]]) for p in (self.polygons[i] for i in chosen)]
         lengths = [len(points) for points in closed]
-        coords = (np.concatenate(closed) - origin) / s if closed else np.zeros((0, 2))
+        # region pixel-index units (pixel (r, c) centred at (c, r)), as skimage draws
+        coords = np.zeros((0, 2))
+        if closed:
+            coords = (np.concatenate(closed) - origin) / s - PIXEL_CENTRE
         lines = shapely.linestrings(coords, indices=np.repeat(np.arange(len(closed)), lengths))
         # interior + boundary pixel centres: grow the outline by half a JSON pixel
         grown = shapely.buffer(lines, 0.51 * self.source_px[chosen] / s, quad_segs=1)
@@ -161,8 +166,8 @@ class HistoPlusCells:
         present[np.unique(labels)] = True
         for label in np.flatnonzero(~present[1:]) + 1:
             index = chosen[label - 1]
-            row = min(int((cy[index] - y0) / s), height - 1)
-            col = min(int((cx[index] - x0) / s), width - 1)
+            row = min(math.floor((cy[index] - y0) / s), height - 1)
+            col = min(math.floor((cx[index] - x0) / s), width - 1)
             labels[row, col] = label
         lut = np.concatenate([[0], self.class_ids[chosen]])
         return build_tile_cells(
@@ -220,7 +225,7 @@ def read_histoplus_json(
             _require(path, cell, cell_where, _CELL_KEYS)
             points = _points(path, cell["coordinates"], f"{cell_where}.coordinates", 3)
             centroid = _points(path, [cell["centroid"]], f"{cell_where}.centroid", 1)[0]
-            offset = np.array([ox, oy])
+            offset = np.array([ox, oy]) + PIXEL_CENTRE  # pixel index -> continuous
             polygons.append((points + offset) * d)
             source_px.append(d)
             centroids.append((centroid + offset) * d)

@@ -16,6 +16,7 @@ from skimage.measure import find_contours
 
 from napari_imilia._utils import write_text_atomic
 from napari_imilia.cells.histoplus_json import deepzoom_downsample, deepzoom_level_count
+from napari_imilia.cells.measure import PIXEL_CENTRE, index_to_level0
 from napari_imilia.cells.types import CELL_CLASSES, TileCells
 from napari_imilia.errors import DataError
 
@@ -55,7 +56,8 @@ def write_histoplus_json(
     for cells in tiles:
         rings = _boundary_rings(cells)
         for i, row in enumerate(cells.table.itertuples(index=False)):
-            centroid = np.array([row.centroid_x, row.centroid_y]) / d
+            # continuous level-0 -> pixel-index units of the DeepZoom level (OpenCV's)
+            centroid = np.array([row.centroid_x, row.centroid_y]) / d - PIXEL_CENTRE
             key = (int(centroid[0] // tile_size), int(centroid[1] // tile_size))
             offset = np.array(key, dtype=np.float64) * tile_size
             members = binned.setdefault(key, [])
@@ -65,7 +67,7 @@ def write_histoplus_json(
                     "cell_id": float(len(members)),
                     "cell_type": CELL_CLASSES[int(row.class_id)],
                     "confidence": probability if math.isfinite(probability) else None,
-                    "coordinates": (rings[i] / d - offset).tolist(),
+                    "coordinates": (rings[i] / d - PIXEL_CENTRE - offset).tolist(),
                     "centroid": (centroid - offset).tolist(),
                 }
             )
@@ -105,7 +107,7 @@ def _boundary_rings(cells: TileCells) -> list[np.ndarray]:
             rings.append(np.asarray(cells.contours[i], dtype=np.float64))
             continue
         rows, cols = ring[:, 0] + box[0].start - 1, ring[:, 1] + box[1].start - 1
-        rings.append(np.column_stack([x0 + cols * s, y0 + rows * s]))
+        rings.append(np.column_stack([index_to_level0(cols, x0, s), index_to_level0(rows, y0, s)]))
     return rings
 
 

@@ -1,9 +1,12 @@
 """Per-nucleus measurements from an instance label image: the table and contours of
 ``TileCells``.
 
-Coordinate convention (as ``TileCells``): label pixel (row r, column c) maps to level-0
-(x, y) = (x0 + c * s, y0 + r * s), s = ``level0_per_px``; centroids and contour points use
-the same mapping on sub-pixel positions.
+Coordinate convention (as ``TileCells``, QuPath's continuous level-0 coordinates): label pixel
+(row r, column c) covers the level-0 square [x0 + c s, x0 + (c + 1) s) x [y0 + r s, y0 + (r + 1) s),
+s = ``level0_per_px``, so its centre is (x0 + (c + 0.5) s, y0 + (r + 0.5) s). A sub-pixel
+position (row, col) in pixel-index units (pixel centres at integers, as skimage gives them)
+maps to level-0 with ``index_to_level0``; centroids and contours use that mapping, so they
+agree with pixel-square polygons (``epithelium_polygons``, ``labels_to_geometries``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,16 @@ from napari_imilia.cells.types import CELL_CLASSES, CELL_TABLE_COLUMNS, TileCell
 from napari_imilia.errors import DataError
 
 PerLabel = np.ndarray | Sequence[float] | Mapping[int, float]
+
+
+#: Offset (pixels) from a pixel's index to its centre in continuous coordinates.
+PIXEL_CENTRE = 0.5
+
+
+def index_to_level0(index: np.ndarray, origin: float, level0_per_px: float) -> np.ndarray:
+    """Level-0 coordinate of positions in pixel-index units along one axis (pixel ``j``'s
+    centre is ``j``): ``origin + (index + 0.5) * level0_per_px``."""
+    return origin + (np.asarray(index, dtype=np.float64) + PIXEL_CENTRE) * level0_per_px
 
 
 def hematoxylin_od(tile_rgb: np.ndarray) -> np.ndarray:
@@ -108,8 +121,8 @@ def build_tile_cells(
             "class_id": class_of,
             "class_name": pd.Series([CELL_CLASSES[c] for c in class_of], dtype="str"),
             "probability": probability,
-            "centroid_x": x0 + moments["col"] * scale,
-            "centroid_y": y0 + moments["row"] * scale,
+            "centroid_x": index_to_level0(moments["col"], x0, scale),
+            "centroid_y": index_to_level0(moments["row"], y0, scale),
             "area_um2": moments["area_px"] * float(mpp) ** 2,
             "eccentricity": moments["eccentricity"],
             "mean_hematoxylin_od": moments["hematoxylin"],
@@ -177,7 +190,9 @@ def label_contours(
 ) -> list[np.ndarray]:
     """Per label in ``values``: (K, 2) float64 level-0 (x, y) closed ring around its largest
     part (the longest marching-squares contour at level 0.5: points lie half-way between
-    boundary pixel centres and the background; K >= 5 with the first point repeated)."""
+    boundary pixel centres and the background, i.e. on the edges of the pixel squares;
+    K >= 5 with the first point repeated). With ``level0_xy=(0, 0)`` and ``level0_per_px=1``
+    the ring is in the label image's own continuous pixel coordinates."""
     x0, y0 = level0_xy
     slices = ndi.find_objects(labels)
     rings = []
@@ -187,8 +202,8 @@ def label_contours(
         traced = find_contours(crop, 0.5)
         ring = max(traced, key=len)
         points = np.empty((len(ring), 2), dtype=np.float64)
-        points[:, 0] = x0 + (ring[:, 1] + cs.start - 1) * level0_per_px
-        points[:, 1] = y0 + (ring[:, 0] + rs.start - 1) * level0_per_px
+        points[:, 0] = index_to_level0(ring[:, 1] + (cs.start - 1), x0, level0_per_px)
+        points[:, 1] = index_to_level0(ring[:, 0] + (rs.start - 1), y0, level0_per_px)
         rings.append(points)
     return rings
 

@@ -86,8 +86,10 @@ class TileCells:
     ``labels``: (H, W) int32 instance image at the analysis resolution ``mpp`` (µm/px), 0 is
     background, value ``k`` is the row whose ``label`` column is ``k``. ``level0_xy`` is the
     tile's top-left in level-0 pixels and ``level0_per_px`` the number of level-0 pixels per
-    analysis pixel, so analysis pixel (r, c) sits at level-0 (x0 + c * s, y0 + r * s).
-    ``contours`` holds one (K, 2) float array of level-0 (x, y) points per row of ``table``.
+    analysis pixel, so analysis pixel (r, c) covers the level-0 square [x0 + c s, x0 + (c + 1) s)
+    x [y0 + r s, y0 + (r + 1) s) (QuPath's continuous coordinates; centre x0 + (c + 0.5) s).
+    Table centroids are in those coordinates; ``contours`` holds one (K, 2) float array of
+    level-0 (x, y) points per row of ``table``, on the edges of the cell's pixel squares.
     """
 
     labels: np.ndarray
