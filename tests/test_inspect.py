@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -435,6 +436,76 @@ def test_cli_inspect_with_a_cellvit_checkpoint(scored_slide, tmp_path, capsys):
         ]
     )
     assert code == 2 and "none.pt" in capsys.readouterr().err
+
+
+def test_analysis_mpp_reaches_the_backends(tmp_path):
+    """``InspectConfig.analysis_mpp`` is the backends' own µm/px (classical analysis_mpp,
+    CellViT mpp=), so tiles are read at it and not resampled a second time."""
+    import torch
+
+    from napari_imilia.cells.cellvit import (
+        HISTOPLUS_20X,
+        CellViT,
+        histoplus_state_dict,
+        scaled_down,
+    )
+    from napari_imilia.inspect import InspectConfig, InspectTools
+
+    classical = InspectTools.load(InspectConfig(analysis_mpp=0.25), slide=None).backend
+    assert classical.analysis_mpp == 0.25
+    assert InspectTools.load(InspectConfig(), slide=None).backend.analysis_mpp == 0.5
+    config = scaled_down(HISTOPLUS_20X, embed_dim=32, depth=4, num_heads=2, grid=4)
+    bare = tmp_path / "bare.pt"  # 56 px training tiles, no JSON config: µm/px unknown
+    torch.save(histoplus_state_dict(CellViT(config).init_random(seed=1)), bare)
+    deep = InspectConfig(cell_backend="cellvit", cell_checkpoint=str(bare), device="cpu")
+    with pytest.raises(ImiliaError, match="--analysis-mpp"):
+        InspectTools.load(deep, slide=None)
+    forwarded = dataclasses.replace(deep, analysis_mpp=0.5)
+    assert InspectTools.load(forwarded, slide=None).backend.analysis_mpp == 0.5
+    with pytest.raises(ImiliaError, match="positive"):
+        InspectConfig(analysis_mpp=-1.0)
+
+
+def test_cli_inspect_deep_checkpoint_errors_and_analysis_mpp(scored_slide, tmp_path, capsys):
+    """A CellViT of unknown µm/px runs with --analysis-mpp; one of the wrong class count or
+    another architecture stops with a one-line error naming the file."""
+    import torch
+
+    from napari_imilia.cells import CELL_CLASSES
+    from napari_imilia.cells.cellvit import (
+        HISTOPLUS_20X,
+        CellViT,
+        histoplus_state_dict,
+        scaled_down,
+    )
+
+    config = scaled_down(HISTOPLUS_20X, embed_dim=32, depth=4, num_heads=2, grid=4)
+    bare = tmp_path / "bare.pt"
+    torch.save(histoplus_state_dict(CellViT(config).init_random(seed=1)), bare)
+    six = tmp_path / "six_classes.pt"
+    six_config = dataclasses.replace(config, class_names=CELL_CLASSES[:6])
+    torch.save(histoplus_state_dict(CellViT(six_config).init_random(seed=1)), six)
+    other = tmp_path / "resnet.pt"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(2, 8)}, other)
+    slide, results = scored_slide
+    out = tmp_path / "out"
+
+    def inspect(checkpoint, *extra):
+        argv = ["inspect", str(slide), "--out", str(out), "--results", str(results)]
+        argv += ["--tiles", "top:1", "--cell-backend", "cellvit", "--device", "cpu"]
+        return main([*argv, "--cell-checkpoint", str(checkpoint), *extra])
+
+    for checkpoint, message in (
+        (bare, "--analysis-mpp"),
+        (six, "predicts 6 cell types"),
+        (other, "not a CellViT"),
+    ):
+        assert inspect(checkpoint) == 2
+        error = capsys.readouterr().err
+        assert message in error and checkpoint.name in error and "Traceback" not in error
+    assert inspect(bare, "--analysis-mpp", "0.5") == 0, capsys.readouterr().err
+    summary = json.loads((out / "biopsy" / "markers_summary.json").read_text())
+    assert summary["analysis_mpp"] == 0.5 and summary["n_tiles"] == 1
 
 
 def test_real_slide_tiles(small_svs):

@@ -57,6 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mpp", type=float, default=None, help="level-0 µm/px, overriding the slide's metadata"
     )
     parser.add_argument(
+        "--analysis-mpp",
+        type=float,
+        default=None,
+        help="µm/px tiles are analysed at (default: the cell backend's: classical 0.5, a "
+        "CellViT checkpoint's own); needed for a CellViT checkpoint that is not a HistoPLUS "
+        "release and has no JSON config",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -84,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         episeg_extractor_weights=args.episeg_extractor_weights,
         device=args.device,
         mpp=args.mpp,
+        analysis_mpp=args.analysis_mpp,
         workers=args.workers,
         progress=True,
     )

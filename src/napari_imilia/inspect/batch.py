@@ -115,6 +115,7 @@ def inspect_slide(
     episeg_extractor_weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     mpp: float | None = None,
+    analysis_mpp: float | None = None,
     workers: int | None = None,
     progress: bool | ProgressCallback = False,
     cancel: threading.Event | None = None,
@@ -123,7 +124,8 @@ def inspect_slide(
 
     ``results_dir`` (default ``out_dir``) holds ``imilia predict``'s ``<slide_id>/``
     folder; ``tiles`` is a ``select_tiles`` spec; the backend options are those of
-    ``InspectConfig``; ``mpp`` overrides the slide's level-0 µm/px (default: the one the
+    ``InspectConfig`` (``analysis_mpp``: the µm/px tiles are analysed at, default the
+    backend's); ``mpp`` overrides the slide's level-0 µm/px (default: the one the
     prediction used when it was overridden). ``workers``: processes (default: all cores
     for weight-free backends). ``progress``: True for a tqdm bar, or ``progress(done,
     total)``. Raises ``ImiliaError`` for anything the user can fix.
@@ -141,6 +143,7 @@ def inspect_slide(
             None if episeg_extractor_weights is None else os.fspath(episeg_extractor_weights)
         ),
         device=device,
+        analysis_mpp=analysis_mpp,
     )
     out_root = Path(out_dir)
     results_root = Path(results_dir) if results_dir is not None else out_root

@@ -7,6 +7,7 @@ extractor once, so the napari panel and every batch worker reuse them tile after
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,10 @@ class InspectConfig:
     or ``"histoplus-json"`` (needs ``histoplus_json``: HistoPLUS's cell JSON of this slide).
     ``epithelium_method``: ``"stain-heuristic"`` or ``"episeg"`` (needs ``episeg_probe``; its
     extractor is the probe's, loaded from ``episeg_extractor_weights``). ``device`` is for
-    the deep models; ``analysis_mpp`` overrides the backend's µm/px.
+    the deep models. ``analysis_mpp`` overrides the µm/px tiles are analysed at: the
+    classical backend's ``analysis_mpp``, the µm/px a CellViT checkpoint works at (its
+    ``mpp=``; needed for checkpoints that are not a HistoPLUS release and have no JSON
+    config), the resolution HistoPLUS JSON cells are rasterised at.
     """
 
     cell_backend: str = "classical"
@@ -62,6 +66,13 @@ class InspectConfig:
             raise ImiliaError(
                 "epithelium method 'episeg' needs a trained probe: pass --episeg-probe PATH "
                 "(train one with `imilia train-episeg`), or use 'stain-heuristic'"
+            )
+        if self.analysis_mpp is not None and not (
+            math.isfinite(self.analysis_mpp) and self.analysis_mpp > 0
+        ):
+            raise ImiliaError(
+                f"analysis µm/px must be a positive number (--analysis-mpp); got "
+                f"{self.analysis_mpp}"
             )
         if self.epithelium_method not in METHODS:
             raise ImiliaError(
@@ -101,10 +112,14 @@ class InspectTools:
         from napari_imilia.cells import create_cell_backend
 
         if config.cell_backend == "classical":
-            backend = create_cell_backend("classical")
+            options = {} if config.analysis_mpp is None else {"analysis_mpp": config.analysis_mpp}
+            backend = create_cell_backend("classical", **options)
         elif config.cell_backend == "cellvit":
             backend = create_cell_backend(
-                "cellvit", checkpoint=Path(config.cell_checkpoint or ""), device=config.device
+                "cellvit",
+                checkpoint=Path(config.cell_checkpoint or ""),
+                device=config.device,
+                mpp=config.analysis_mpp,
             )
         else:
             backend = create_cell_backend(

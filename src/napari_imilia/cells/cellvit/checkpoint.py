@@ -168,7 +168,8 @@ def infer_config(
         if train_px not in HISTOPLUS_BY_TRAIN_PX:
             raise CheckpointError(
                 f"{where}: trained on {train_px} px tiles, not a HistoPLUS release (448 px at "
-                "0.25 µm/px, 224 px at 0.5): its µm/px is unknown; pass mpp= or a JSON config"
+                "0.25 µm/px, 224 px at 0.5): its µm/px is unknown; pass mpp= (imilia inspect "
+                "--analysis-mpp) or a JSON config"
             )
         mpp = HISTOPLUS_BY_TRAIN_PX[train_px].mpp
     encoder = ViTConfig(
