@@ -18,6 +18,22 @@ fold_k.pt; inputs were float32 CPU tensors, one thread, ``torch.no_grad()``:
 Bags: ``z = np.random.default_rng(n).standard_normal((n, 768))``; ``x = z`` when offset is 0,
 else ``x = offset + 0.1 * z`` (all scores then sit on one side of the padding rows' score, so
 padding changes the result), cast to float32.
+
+Re-derived independently during the issue-3 audit from the same reference files (owkin/imilia
+5ca1c94, run from a scratch copy outside the repository, ``torch.load(..., weights_only=True,
+map_location="cpu")``: the release's tensors were saved on CUDA): every value above came out
+identical to 6 decimals, and so did the ensemble the way ``chowder/infer.py`` forms it
+(``torch.mean(torch.stack(fold_logits), dim=0)``, then ``torch.sigmoid``). Facts read off the
+reference: the tile scorer is a bare ``Linear`` (no hidden layer, so the mask does not reach
+it); ``ExtremeLayer`` takes ``topk(sorted=True)`` (descending) then
+``topk(largest=False, sorted=True)`` (ascending) along the tile axis and concatenates them
+(``(B, 50, 5)``); masked rows are filled with -inf / +inf before the selection and selected
+ones become 0; ``MultiChannelChowder`` flattens with ``reshape(-1, 50 * 5)`` (tile-rank major,
+channel minor); the MLP is Linear-Sigmoid-Linear-Sigmoid-Linear. One fact is *not* in the
+release: the hyper-parameters come from an ``exp.log`` that was not published, so the split
+of the 50 extreme scores per channel into ``n_top``/``n_bottom`` is assumed to be 25/25 (the
+state dict only fixes the sum). ``test_pins_reject_plausible_misreadings`` shows the pins
+tell the reference's semantics apart from close alternatives.
 """
 
 from __future__ import annotations
@@ -135,3 +151,36 @@ def test_ensemble_tile_scores_are_polarity_signed_channel_means(ensemble) -> Non
     np.testing.assert_allclose(
         ensemble.predict(x).tile_scores, np.mean(per_member, axis=0), atol=1e-6
     )
+
+
+def test_pins_reject_plausible_misreadings(folds) -> None:
+    """Each alternative reading of the reference misses the pinned logits by far more than 1e-4."""
+    import torch
+
+    from napari_imilia.mil.chowder import select_extremes
+
+    member = folds[0].members[0].module
+    x = torch.from_numpy(bag(500, 0.0))
+    with torch.no_grad():
+        scores = member.score_model(x)[None]  # (1, N, 5)
+        extremes = select_extremes(scores, None, 25, 25)  # (1, 50, 5)
+        readings = {
+            "reference": extremes.reshape(1, -1),
+            "channel-major flattening": extremes.transpose(1, 2).reshape(1, -1),
+            "bottom-k sorted descending": torch.cat(
+                [extremes[:, :25], extremes[:, 25:].flip(1)], dim=1
+            ).reshape(1, -1),
+            "top-k only, twice": torch.cat([extremes[:, :25]] * 2, dim=1).reshape(1, -1),
+        }
+        logits = {name: float(member.mlp(flat)[0, 0]) for name, flat in readings.items()}
+        relu = member.mlp[0][0](readings["reference"]).relu()
+        relu = member.mlp[1][0](relu).relu()
+        logits["ReLU activations"] = float(member.mlp[2](relu)[0, 0])
+    pinned = EXACT[(500, 0.0)][0]
+    assert logits.pop("reference") == pytest.approx(pinned, abs=1e-4)
+    for name, logit in logits.items():
+        assert abs(logit - pinned) > 1e-3, name
+    # a bag shorter than n_top padded with unmasked zero rows (instead of masked ones) misses
+    # the exact pin too, by 4.5e-4 for 15 zero rows
+    short = bag(10, 0.0)
+    assert abs(folds[0].predict(short, pad_to_tiles=25).logit - EXACT[(10, 0.0)][0]) > 3e-4
