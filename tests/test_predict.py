@@ -283,3 +283,27 @@ def test_blank_slide_has_no_tissue(
     with pytest.raises(NoTissueError, match=r"no tissue found in blank\.tiff"):
         predict_slide(blank, tmp_path / "out", model_path=model_paths["abmil"], device="cpu")
     assert not (tmp_path / "out").exists()
+
+
+def test_batch_size_reaches_the_extractor_it_loads(
+    small_svs: Path, model_paths: dict[str, Path], tmp_path: Path, monkeypatch
+) -> None:
+    import napari_imilia.extractors as extractors
+
+    made = []
+    real_create = extractors.create_extractor
+
+    def recording_create(*args, **kwargs):
+        made.append(real_create(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(extractors, "create_extractor", recording_create)
+    predict_slide(
+        small_svs,
+        tmp_path,
+        model_path=model_paths["max-mil"],
+        device="cpu",
+        batch_size=5,
+        progress=False,
+    )
+    assert [e.batch_size for e in made] == [5]

@@ -127,7 +127,9 @@ def _preload(options: dict[str, Any]) -> dict[str, Any]:
     weights = options.pop("extractor_weights", None)
     options["model"] = model
     if options.get("extractor") is None and name:
-        options["extractor"] = create_extractor(name, weights_path=weights, device=device)
+        options["extractor"] = create_extractor(
+            name, weights_path=weights, device=device, batch_size=options.get("batch_size", 32)
+        )
     if options.get("extractor") is not None:
         check_model_fits_extractor(model, options["extractor"])
     return options

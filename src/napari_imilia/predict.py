@@ -118,7 +118,8 @@ def predict_slide(
     ``extractor_name`` (default: the extractor the model was trained on). ``mpp`` overrides
     the slide's level-0 µm/px; ``target_mpp`` (µm/px) and ``tile_px`` default to the model's,
     then the extractor's; tiles with less than ``min_tissue_fraction`` (0-1) tissue are
-    dropped. ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
+    dropped. ``batch_size``: tiles per decoded batch and per forward pass of an extractor
+    loaded here (an extractor passed in keeps its own). ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
     ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
     Raises ``ImiliaError`` (or a subclass) for anything the user can fix.
     """
@@ -140,7 +141,9 @@ def predict_slide(
                 f"model {model.name} does not say which extractor made its features; "
                 "pass --extractor NAME"
             )
-        extractor = create_extractor(name, weights_path=extractor_weights, device=device)
+        extractor = create_extractor(
+            name, weights_path=extractor_weights, device=device, batch_size=batch_size
+        )
     check_model_fits_extractor(model, extractor)
     target_mpp = float(target_mpp or config.get("mpp") or extractor.target_mpp)
     tile_px = int(tile_px or config.get("tile_px") or extractor.tile_px)
