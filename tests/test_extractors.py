@@ -3,6 +3,7 @@ checkpoints, and the weight-free imilia-stain-stats descriptor."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 
@@ -403,3 +404,53 @@ def test_builtin_rejects_weights_and_bad_tiles(tmp_path):
         extractor.embed(np.zeros((2, 224, 224, 3), np.float32))
     with pytest.raises(ImiliaError, match="shape"):
         extractor.embed(np.zeros((224, 224, 3), np.uint8))
+
+
+# ------------------------------------------------------------ the CUDA bf16 code path
+
+
+@contextlib.contextmanager
+def cpu_bf16_context(device):
+    """What ``inference_context`` does on CUDA (inference mode + bf16 autocast), on the CPU."""
+    with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        yield
+
+
+def test_cuda_inference_context_asks_for_bf16_autocast(monkeypatch):
+    from napari_imilia import device as device_module
+
+    requested = []
+
+    def recording_autocast(device_type, dtype=None, enabled=True):
+        requested.append((device_type, dtype, enabled))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(device_module.torch, "autocast", recording_autocast)
+    with device_module.inference_context(torch.device("cuda")):
+        assert torch.is_inference_mode_enabled()
+    with device_module.inference_context(torch.device("cpu")):
+        assert torch.is_inference_mode_enabled()
+    assert requested == [("cuda", torch.bfloat16, True)]  # the CPU runs in float32
+
+
+def test_vit_extractor_runs_under_bf16_autocast(monkeypatch, tmp_path):
+    """The forward pass the extractor runs on CUDA, with bf16 autocast (here on the CPU):
+    float32 outputs close to the float32 pass, no dtype clash anywhere in the ViT."""
+    from napari_imilia.extractors import foundation
+
+    spec = tiny_spec("h0-mini")
+    save_file(
+        VisionTransformer(spec.vit).init_random(seed=21).state_dict(),
+        str(tmp_path / "w.safetensors"),
+    )
+    extractor = ViTExtractor(spec, tmp_path / "w.safetensors", device="cpu")
+    tiles = random_tiles(4, spec.vit.img_size_px, seed=9)
+    full_emb, full_tokens = extractor.embed_with_patch_tokens(tiles)
+    monkeypatch.setattr(foundation, "inference_context", cpu_bf16_context)
+    low_emb, low_tokens = extractor.embed_with_patch_tokens(tiles)
+    assert low_emb.dtype == low_tokens.dtype == np.float32
+    assert not np.array_equal(low_emb, full_emb)  # bf16 really ran
+    for low, full in ((low_emb, full_emb), (low_tokens, full_tokens)):
+        low, full = low.reshape(-1, spec.vit.embed_dim), full.reshape(-1, spec.vit.embed_dim)
+        cosine = (low * full).sum(1) / np.linalg.norm(low, axis=1) / np.linalg.norm(full, axis=1)
+        assert cosine.min() > 0.99

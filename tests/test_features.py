@@ -137,6 +137,35 @@ def test_feed_raises_a_worker_error_naming_the_tile(slide, grid, monkeypatch):
     assert not _feed_threads()
 
 
+def test_feed_decodes_in_parallel_and_ahead_of_the_consumer(slide, grid, monkeypatch):
+    """Two reads run at the same time in worker threads, and the next batch is read while the
+    consumer still holds the current one (decode overlapped with compute)."""
+    original = TileReader.__call__
+    both_in_flight = threading.Barrier(2, timeout=20)
+    next_batch_read = threading.Event()
+    reader_threads: set[str] = set()
+
+    def spying(self, index):
+        reader_threads.add(threading.current_thread().name)
+        if index < 2:  # the first two tiles only finish once both are being read at once
+            both_in_flight.wait()
+        if index >= 4:
+            next_batch_read.set()
+        return original(self, index)
+
+    monkeypatch.setattr(TileReader, "__call__", spying)
+    with TileFeed(slide, grid, batch_size=4, num_workers=2, prefetch_batches=2) as feed:
+        batches = iter(feed)
+        first = next(batches)
+        # the consumer "computes" on batch 0 and reads nothing itself meanwhile
+        assert next_batch_read.wait(timeout=20), "batch 1 was not read during batch 0"
+        assert first.indices.tolist() == [0, 1, 2, 3]
+        rest = [b.indices.tolist() for b in batches]
+    assert [i for b in rest for i in b] == list(range(4, grid.n_tiles))
+    assert len(reader_threads) == 2 and all(n.startswith("tile-feed") for n in reader_threads)
+    assert not both_in_flight.broken
+
+
 def test_feed_stops_cleanly_when_abandoned(slide, grid):
     feed = TileFeed(slide, grid, batch_size=4, num_workers=2, prefetch_batches=3)
     for _ in feed:

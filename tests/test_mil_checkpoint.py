@@ -211,3 +211,29 @@ def test_saving_the_same_model_twice_gives_identical_bytes(tmp_path):
         path = save_model(model, tmp_path / f"m{index}.safetensors")
         digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_prediction_stays_float32_under_the_cuda_bf16_autocast(
+    arch: str, tmp_path: Path, monkeypatch
+) -> None:
+    """On CUDA, ``predict`` runs inside the bf16 autocast of ``inference_context``; the MIL head
+    must opt out so a slide scores the same as on the CPU (checked here with CPU autocast)."""
+    import contextlib
+
+    from napari_imilia.mil import predictor
+
+    @contextlib.contextmanager
+    def cpu_bf16_context(device):
+        with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            yield
+
+    loaded = load_model(save_model(model_of(arch), tmp_path / "m.safetensors"), device="cpu")
+    x = features(40, seed=5)
+    full = loaded.predict(x)
+    monkeypatch.setattr(predictor, "inference_context", cpu_bf16_context)
+    under_autocast = loaded.predict(x)
+    assert under_autocast.logit == full.logit
+    np.testing.assert_array_equal(under_autocast.tile_scores, full.tile_scores)
+    with cpu_bf16_context(None):  # without the opt-out the head would run in bf16
+        assert float(model_of(arch)(torch.from_numpy(x)).logit) != full.logit

@@ -49,7 +49,8 @@ def test_training_recovers_a_planted_signal(arch: str) -> None:
     assert not np.isnan(result.oof_probability).any()
 
 
-def test_shuffled_labels_give_chance_level_auc() -> None:
+@pytest.mark.parametrize("arch", sorted(FAST))
+def test_shuffled_labels_give_chance_level_auc(arch: str) -> None:
     bags, labels = planted_bags()
     aucs = []
     for permutation_seed in range(3):
@@ -57,9 +58,9 @@ def test_shuffled_labels_give_chance_level_auc() -> None:
         result = train_cross_validation(
             bags,
             shuffled,
-            "abmil",
+            arch,
             seed=permutation_seed,
-            hparams=FAST["abmil"],
+            hparams=FAST[arch],
             final_model=False,
             **TRAIN,
         )
@@ -67,16 +68,17 @@ def test_shuffled_labels_give_chance_level_auc() -> None:
     assert 0.25 <= float(np.mean(aucs)) <= 0.75, aucs
 
 
-def test_same_seed_gives_identical_metrics_and_weights() -> None:
+@pytest.mark.parametrize("arch", sorted(FAST))
+def test_same_seed_gives_identical_metrics_and_weights(arch: str) -> None:
     bags, labels = planted_bags(n_slides=20)
     global_state = torch.get_rng_state()
     runs = [
         train_cross_validation(
             bags,
             labels,
-            "imilia-chowder",
+            arch,
             seed=seed,
-            hparams=FAST["imilia-chowder"],
+            hparams=FAST[arch],
             folds=2,
             epochs=3,
             lr=1e-2,

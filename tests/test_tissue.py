@@ -157,6 +157,60 @@ def test_pen_marks_are_excluded(inked, tissue_truth):
     assert tissue.pen_fraction > 0
 
 
+def soft_pen_strokes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with two hand-drawn-like marker strokes, and where the ink is (alpha > 0.05).
+
+    A blue ring circling the big ellipse just outside it, and a green wave that runs over the
+    background and across the small ellipse. Ink is a semi-transparent filter (alpha 0.7-0.8,
+    soft edges) multiplying what lies under it, as marker ink on a glass slide does.
+    """
+    yy, xx = np.mgrid[0 : SHAPE_HW[0], 0 : SHAPE_HW[1]]
+    ring_px = (np.hypot((yy - 900) / 640, (xx - 1000) / 750) - 1) * 650  # signed distance
+    wave_px = yy - (300 + 120 * np.sin(xx / 90.0))
+    strokes = [
+        (0.8 * np.clip(1 - np.abs(ring_px) / 14, 0, 1) ** 0.5, (40, 70, 170)),
+        (0.7 * np.clip(1 - np.abs(wave_px) / 12, 0, 1) ** 0.5 * (xx > 1600), (40, 150, 90)),
+    ]
+    out = image.astype(np.float32)
+    for alpha, ink_rgb in strokes:
+        transmitted = np.asarray(ink_rgb, dtype=np.float32) / 255.0
+        out *= 1 - alpha[..., None] * (1 - transmitted)
+    ink = (strokes[0][0] > 0.05) | (strokes[1][0] > 0.05)
+    return np.clip(out, 0, 255).astype(np.uint8), ink
+
+
+def test_soft_curved_pen_strokes_give_no_tissue_and_no_tiles(tmp_path, tissue_truth):
+    image, ink = soft_pen_strokes(synthetic_he(tissue_truth, seed=3))
+    path = write_pyramid_tiff(tmp_path / "marked.tiff", image, mpp=MPP, n_levels=3)
+    with open_slide(path) as slide:
+        tissue = detect_tissue(slide)
+        unfiltered = detect_tissue(slide, remove_pen=False)
+        grid = make_tile_grid(slide, tissue, target_mpp=MPP, tile_px=32)
+        grid_unfiltered = make_tile_grid(slide, unfiltered, target_mpp=MPP, tile_px=32)
+    truth_low = block_mean(tissue_truth, 4) > 0
+    ink_on_glass = (block_mean(ink, 4) > 0) & ~truth_low
+    assert ink_on_glass.sum() > 5000
+    assert not (tissue.mask & ink_on_glass).any()
+    assert (unfiltered.mask & ink_on_glass).sum() > 0.5 * ink_on_glass.sum()
+    assert iou(tissue.mask, block_mean(tissue_truth, 4) > 0.5) >= 0.97
+    # the green wave over the small ellipse stays tissue: ink over tissue is not cut out
+    under_wave = truth_low & (block_mean(ink, 4) > 0.5)
+    assert under_wave.sum() > 50 and tissue.mask[under_wave].mean() > 0.9
+
+    def true_fractions(g):
+        return np.array(
+            [
+                tissue_truth[y : y + h, x : x + w].mean()
+                for x, y, w, h in zip(
+                    g.x.tolist(), g.y.tolist(), g.width.tolist(), g.height.tolist(), strict=True
+                )
+            ]
+        )
+
+    assert grid.n_tiles > 500 and true_fractions(grid).min() >= 0.25
+    assert (true_fractions(grid_unfiltered) == 0).sum() > 20  # tiles of bare ink without it
+
+
 def test_blank_slide_gives_an_empty_mask_and_the_grid_names_the_thresholds(tmp_path):
     image = synthetic_he(np.zeros((600, 800), dtype=bool))
     path = write_pyramid_tiff(tmp_path / "blank.tiff", image, mpp=0.5, n_levels=2)
