@@ -5,10 +5,13 @@ Run as ``python benchmarks/bench_cells.py [--accuracy] [--seeds 100:120]``. Spee
 wall ms per 224 x 224 tile at 0.5 µm/px on one thread (median over tiles, after one warm-up), on
 synthetic tiles (normal and inflamed colonic mucosa) and on every 224-px tile of
 ``small_HE.svs`` (../shared/data, skipped when absent) holding at least 50% tissue; plus
-HistoPLUS JSON import of a generated file. Accuracy: planted nucleated cells matched one to
-one to detections whose centroids lie within 4 µm (Hungarian matching); recall = matched /
-planted, precision = matched / (matched + unmatched detections more than 3 µm inside the
-tile); the confusion matrix counts matched pairs. Prints markdown; nothing asserts.
+HistoPLUS JSON import of a generated file. Accuracy (``napari_imilia.cells.evaluate``):
+planted nucleated cells matched one to one to detections whose centroids lie within 4 µm
+(Hungarian matching); detection recall = matched / planted, precision = matched / (matched +
+unmatched detections more than 3 µm inside the tile); centroid error of matched cells (µm);
+count error per tile |detected - planted| / planted; per class recall and precision (a
+class's precision counts its false detections too); the confusion matrix counts matched
+pairs. ``--no-speed`` skips the timings. Prints markdown; nothing asserts.
 
 With ``--deep``: the ``cellvit`` backend with the full-size HistoPLUS 40x architecture
 (ViT-B/14 + 4 registers, full decoder, 142.8 M parameters) and seeded random weights, on the
@@ -34,9 +37,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from napari_imilia.cells.classical import ClassicalBackend
+from napari_imilia.cells.evaluate import AccuracyReport, evaluate_tile
 from napari_imilia.cells.histoplus_json import read_histoplus_json
 from napari_imilia.cells.histoplus_json_write import write_histoplus_json
 from napari_imilia.cells.stain import optical_density, tissue_from_od
@@ -44,7 +47,6 @@ from napari_imilia.cells.types import TileCells
 from napari_imilia.synthetic import render_tile
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "small_HE.svs"
-MATCH_UM = 4.0
 
 
 def _time_ms(backend: ClassicalBackend, rgb: np.ndarray, mpp: float) -> tuple[float, float]:
@@ -83,33 +85,33 @@ def _median(backend: ClassicalBackend, tiles: list[np.ndarray], mpp: float) -> t
     return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
-def accuracy(seeds: range, *, epithelium: bool) -> tuple[float, float, Counter]:
+def planted_nuclei(tile) -> tuple[np.ndarray, list[str]]:
+    """Continuous tile-pixel centres and classes of a synthetic tile's nucleated cells whose
+    centre lies in the tile (red cells have no nucleus)."""
+    height, width = tile.rgb.shape[:2]
+    planted = [
+        c
+        for c in tile.cells
+        if c.class_name != "Red blood cell" and 0 <= c.x_px < width and 0 <= c.y_px < height
+    ]
+    # planted centres are pixel indices (pixel j centred at j): + 0.5 in continuous px
+    xy = np.array([[c.x_px, c.y_px] for c in planted], dtype=np.float64).reshape(-1, 2) + 0.5
+    return xy, [c.class_name for c in planted]
+
+
+def accuracy(seeds: range, *, epithelium: bool) -> AccuracyReport:
+    """Normal and inflamed 224 px tiles at 0.5 µm/px of each seed against their planted
+    nuclei (``cells.evaluate``: matched within 4 µm)."""
     backend = ClassicalBackend()
-    confusion: Counter = Counter()
-    n_planted = n_false = 0
+    report = AccuracyReport()
     for seed in seeds:
         for inflamed in (False, True):
             tile = render_tile(224, 0.5, seed=seed, inflamed=inflamed)
             extra = {"epithelium_mask": tile.epithelium_mask} if epithelium else {}
             cells = backend.segment(tile.rgb, mpp=0.5, level0_xy=(0, 0), level0_per_px=1.0, **extra)
-            planted = [
-                c
-                for c in tile.cells
-                if c.class_name != "Red blood cell" and 0 <= c.x_px < 224 and 0 <= c.y_px < 224
-            ]
-            # planted centres are pixel indices; the table is continuous level-0 px (+ 0.5)
-            truth = (np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) + 0.5) * 0.5
-            found = cells.table[["centroid_x", "centroid_y"]].to_numpy() * 0.5
-            distance = np.linalg.norm(truth[:, None] - found[None], axis=2)
-            rows, cols = linear_sum_assignment(np.where(distance <= MATCH_UM, distance, 1e6))
-            keep = distance[rows, cols] <= MATCH_UM
-            inner = ((found > 3) & (found < 112 - 3)).all(axis=1)
-            n_false += len(np.setdiff1d(np.flatnonzero(inner), cols[keep]))
-            n_planted += len(planted)
-            for r, c in zip(rows[keep], cols[keep], strict=True):
-                confusion[(planted[r].class_name, cells.table["class_name"].iloc[c])] += 1
-    matched = sum(confusion.values())
-    return matched / max(n_planted, 1), matched / max(matched + n_false, 1), confusion
+            xy, classes = planted_nuclei(tile)
+            report.add([evaluate_tile(cells, xy, classes, tile_size_px=(224, 224))])
+    return report
 
 
 def json_import(side_tiles: int = 20) -> tuple[int, float, float]:
@@ -237,14 +239,48 @@ def _confusion_table(confusion: Counter) -> str:
     truths = sorted({t for t, _ in confusion})
     predicted = sorted({p for _, p in confusion})
     lines = [
-        "| planted \\ predicted | " + " | ".join(predicted) + " | accuracy |",
-        "| --- |" + " ---: |" * (len(predicted) + 1),
+        "| planted \\ predicted | " + " | ".join(predicted) + " |",
+        "| --- |" + " ---: |" * len(predicted),
     ]
     for truth in truths:
         counts = [confusion[(truth, p)] for p in predicted]
-        share = confusion[(truth, truth)] / max(sum(counts), 1)
-        lines.append(f"| {truth} | " + " | ".join(map(str, counts)) + f" | {share:.2f} |")
+        lines.append(f"| {truth} | " + " | ".join(map(str, counts)) + " |")
     return "\n".join(lines)
+
+
+def _class_table(report: AccuracyReport) -> str:
+    lines = [
+        "| class | planted (matched) | recall | predicted | precision |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in report.per_class().items():
+        lines.append(
+            f"| {name} | {row['n_known']} | {row['recall']:.2f} | {row['n_predicted']} | "
+            f"{row['precision']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _print_accuracy(seeds: str) -> None:
+    for epithelium in (False, True):
+        report = accuracy(_seed_range(seeds), epithelium=epithelium)
+        label = "with the planted epithelium mask" if epithelium else "no epithelium mask"
+        print(
+            f"\nSynthetic seeds {seeds}, normal + inflamed, {label}: {len(report.tiles)} tiles, "
+            f"{report.n_known} planted nuclei; detection recall {report.recall:.3f}, "
+            f"precision {report.precision:.3f}; centroid error median "
+            f"{report.position_error_um(0.5):.2f} µm, 95th percentile "
+            f"{report.position_error_um(0.95):.2f} µm; count error per tile median "
+            f"{100 * report.count_error(0.5):.1f}%, max {100 * report.count_error(1.0):.1f}%\n"
+        )
+        print(_class_table(report))
+        print()
+        print(_confusion_table(report.confusion))
+
+
+def _seed_range(text: str) -> range:
+    start, stop = (int(v) for v in text.split(":"))
+    return range(start, stop)
 
 
 def main() -> None:
@@ -252,21 +288,22 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="also measure accuracy")
     parser.add_argument("--seeds", default="100:120", help="synthetic seeds, start:stop")
     parser.add_argument("--deep", action="store_true", help="also time the cellvit backend")
+    parser.add_argument("--no-speed", action="store_true", help="skip the classical timings")
     args = parser.parse_args()
-    start, stop = (int(v) for v in args.seeds.split(":"))
-    seeds = range(start, stop)
+    seeds = _seed_range(args.seeds)
     machine = platform.processor() or platform.machine()
     threads = os.environ["OMP_NUM_THREADS"]
     print(f"{machine}, python {platform.python_version()}, OMP_NUM_THREADS={threads}\n")
-    print("| tiles | n | CPU ms/tile | tiles/s per core | wall ms/tile |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, count, (wall, cpu) in speed(seeds):
-        print(f"| {name} | {count} | {cpu:.1f} | {1000 / cpu:.1f} | {wall:.1f} |")
-    n_cells, read_s, region_ms = json_import()
-    print(
-        f"\nHistoPLUS JSON: read {n_cells} cells in {read_s:.2f} s; "
-        f"one 224-px region in {region_ms:.1f} ms"
-    )
+    if not args.no_speed:
+        print("| tiles | n | CPU ms/tile | tiles/s per core | wall ms/tile |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for name, count, (wall, cpu) in speed(seeds):
+            print(f"| {name} | {count} | {cpu:.1f} | {1000 / cpu:.1f} | {wall:.1f} |")
+        n_cells, read_s, region_ms = json_import()
+        print(
+            f"\nHistoPLUS JSON: read {n_cells} cells in {read_s:.2f} s; "
+            f"one 224-px region in {region_ms:.1f} ms"
+        )
     if args.deep:
         print("\nCellViT, HistoPLUS 40x architecture, random weights, CPU:\n")
         print("| step | n | CPU ms | wall ms |")
@@ -274,14 +311,7 @@ def main() -> None:
         for name, count, (wall, cpu) in deep_speed():
             print(f"| {name} | {count} | {cpu:.0f} | {wall:.0f} |")
     if args.accuracy:
-        for epithelium in (False, True):
-            recall, precision, confusion = accuracy(seeds, epithelium=epithelium)
-            label = "with the planted epithelium mask" if epithelium else "no epithelium mask"
-            print(
-                f"\nSynthetic seeds {args.seeds}, normal + inflamed, {label}: "
-                f"recall {recall:.3f}, precision {precision:.3f}\n"
-            )
-            print(_confusion_table(confusion))
+        _print_accuracy(args.seeds)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import shapely
 from scipy import ndimage as ndi
-from scipy.optimize import linear_sum_assignment
 from skimage.draw import ellipse
 from skimage.measure import regionprops
 
@@ -20,13 +19,12 @@ from napari_imilia.cells import (
 )
 from napari_imilia.cells.classical import ClassicalBackend
 from napari_imilia.cells.classical_rules import ClassicalRules
+from napari_imilia.cells.evaluate import AccuracyReport, evaluate_tile
 from napari_imilia.cells.stain import optical_density, tissue_from_od
 from napari_imilia.cells.types import class_id
 from napari_imilia.errors import DataError
 
 synthetic = pytest.importorskip("napari_imilia.synthetic")
-
-MATCH_UM = 4.0
 
 
 def _segment(backend, tile, *, level0_xy=(0, 0), level0_per_px=1.0, **extra):
@@ -35,29 +33,25 @@ def _segment(backend, tile, *, level0_xy=(0, 0), level0_per_px=1.0, **extra):
     )
 
 
-def _match(tile, cells, level0_per_px=1.0):
-    """Planted nucleated cells matched one-to-one to detections within MATCH_UM."""
+def _evaluate(tile, cells, level0_per_px=1.0):
+    """``cells.evaluate`` of detections against the tile's planted nucleated cells (matched
+    within 4 µm); planted pixel-index centres become continuous level-0 px."""
+    height, width = tile.rgb.shape[:2]
     planted = [
         c
         for c in tile.cells
-        if c.class_name != "Red blood cell"
-        and 0 <= c.x_px < tile.rgb.shape[1]
-        and 0 <= c.y_px < tile.rgb.shape[0]
+        if c.class_name != "Red blood cell" and 0 <= c.x_px < width and 0 <= c.y_px < height
     ]
-    # planted centres are pixel indices (centre of pixel j at j): + 0.5 in continuous px
-    truth_um = (np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) + 0.5) * tile.mpp
-    found_um = cells.table[["centroid_x", "centroid_y"]].to_numpy() / level0_per_px * tile.mpp
-    distance = np.linalg.norm(truth_um[:, None] - found_um[None], axis=2)
-    rows, cols = linear_sum_assignment(np.where(distance <= MATCH_UM, distance, 1e6))
-    keep = distance[rows, cols] <= MATCH_UM
-    edge_um = tile.rgb.shape[0] * tile.mpp - 3.0
-    inner = ((found_um > 3.0) & (found_um < edge_um)).all(axis=1)
-    unmatched_inner = np.setdiff1d(np.flatnonzero(inner), cols[keep])
-    pairs = [
-        (planted[r].class_name, cells.table["class_name"].iloc[c])
-        for r, c in zip(rows[keep], cols[keep], strict=True)
-    ]
-    return pairs, len(planted), len(unmatched_inner)
+    xy = (np.array([[c.x_px, c.y_px] for c in planted]).reshape(-1, 2) + 0.5) * level0_per_px
+    origin = np.asarray(cells.level0_xy, dtype=np.float64)
+    size = (round(width * tile.mpp / cells.mpp), round(height * tile.mpp / cells.mpp))
+    return evaluate_tile(cells, xy + origin, [c.class_name for c in planted], tile_size_px=size)
+
+
+def _match(tile, cells, level0_per_px=1.0):
+    """(pairs, planted count, false detections) of ``_evaluate``."""
+    result = _evaluate(tile, cells, level0_per_px)
+    return result.pairs, result.n_known, len(result.false_classes)
 
 
 @pytest.fixture(scope="module")
@@ -66,36 +60,98 @@ def backend() -> ClassicalBackend:
 
 
 @pytest.fixture(scope="module")
-def matched(backend):
-    """Detections matched to planted nuclei on 8 held-out synthetic tiles (seeds 100-103)."""
-    pairs, n_planted, n_false = [], 0, 0
+def report(backend) -> AccuracyReport:
+    """Detections against planted nuclei on 8 held-out synthetic tiles (seeds 100-103,
+    normal and inflamed; the rules were not tuned on them)."""
+    report = AccuracyReport()
     for seed in range(100, 104):
         for kwargs in ({}, {"inflamed": True}):
             tile = synthetic.render_tile(224, 0.5, seed=seed, **kwargs)
-            got, planted, false = _match(tile, _segment(backend, tile))
-            pairs += got
-            n_planted += planted
-            n_false += false
-    return pairs, n_planted, n_false
+            report.add([_evaluate(tile, _segment(backend, tile))])
+    return report
 
 
-def test_detects_planted_nuclei(matched):
-    pairs, n_planted, n_false = matched
-    assert n_planted > 300
-    recall = len(pairs) / n_planted
-    precision = len(pairs) / (len(pairs) + n_false)
-    assert recall >= 0.95, recall  # measured 0.995 on seeds 100-119
-    assert precision >= 0.95, precision  # measured 0.990
+def test_detects_planted_nuclei_at_their_positions_and_counts(report):
+    # stated tolerances; docs/cells.md gives the figures measured on seeds 100-119
+    assert report.n_known > 300
+    assert report.recall >= 0.97, report.recall  # measured 0.996
+    assert report.precision >= 0.97, report.precision  # measured 0.989
+    assert report.position_error_um(0.5) <= 0.3  # measured median 0.09 µm
+    assert report.position_error_um(0.95) <= 2.0  # measured 95th percentile 1.15 µm
+    assert report.count_error(0.5) <= 0.05  # measured median 1.6% per tile
+    assert report.count_error(1.0) <= 0.15  # measured worst tile 10.6%
 
 
 @pytest.mark.parametrize(
-    ("name", "minimum"), [("Lymphocytes", 0.85), ("Epithelial", 0.8), ("Plasmocytes", 0.8)]
+    ("name", "min_recall", "min_precision"),
+    [
+        # measured on these 8 tiles: recall / precision
+        ("Lymphocytes", 0.88, 0.95),  # 0.94 / 0.99
+        ("Plasmocytes", 0.75, 0.95),  # 0.82 / 1.00
+        ("Epithelial", 0.85, 0.95),  # 0.92 / 0.99 (no epithelium mask)
+        ("Eosinophils", 0.9, 0.9),  # 1.00 / 1.00
+        ("Neutrophils", 0.75, 0.9),  # 0.86 / 1.00
+        ("Fibroblasts", 0.8, 0.65),  # 1.00 / 0.77
+    ],
 )
-def test_classifies_common_cells(matched, name, minimum):
-    pairs = [predicted for truth, predicted in matched[0] if truth == name]
-    assert len(pairs) >= 20
-    accuracy = np.mean([predicted == name for predicted in pairs])
-    assert accuracy >= minimum, (name, accuracy)
+def test_per_class_recall_and_precision(report, name, min_recall, min_precision):
+    """Macrophages are left out: 5 planted here, recall 0.8 but precision 0.25 (pale nuclei
+    of other classes); docs/cells.md reports them as the classical rules' weakest class."""
+    row = report.per_class()[name]
+    assert row["n_known"] >= 5, row
+    assert row["recall"] >= min_recall, (name, row)
+    assert row["precision"] >= min_precision, (name, row)
+
+
+GRID_CLASSES = ("Lymphocytes", "Plasmocytes", "Neutrophils", "Eosinophils", "Fibroblasts")
+
+
+def _grid_tile(seed: int):
+    """A 224 px tile at 0.5 µm/px with one nucleus of each lamina-propria class per cell of
+    a 4 x 4 grid (56 px apart, jittered), macrophages included, on plain stroma."""
+    from napari_imilia.synthetic.looks import CELL_LOOKS
+
+    rng = np.random.default_rng(seed)
+    names = [*GRID_CLASSES, "Macrophages"]
+    planted = []
+    for k in range(16):
+        name = names[k % len(names)]
+        look = CELL_LOOKS[name]
+        planted.append(
+            synthetic.PlantedCell(
+                x_px=28 + 56 * (k % 4) + rng.uniform(-3, 3),
+                y_px=28 + 56 * (k // 4) + rng.uniform(-3, 3),
+                class_name=name,
+                major_um=look.nucleus_um[0],
+                minor_um=look.nucleus_um[1],
+                angle_rad=rng.uniform(0, np.pi),
+                lobes=look.lobes[0],
+            )
+        )
+    return synthetic.render_tile(224, 0.5, seed=seed, epithelium=False, cells=planted)
+
+
+def test_each_planted_class_comes_back_at_its_position(backend):
+    report = AccuracyReport()
+    for seed in range(3):
+        tile = _grid_tile(seed)
+        report.add([_evaluate(tile, _segment(backend, tile))])
+    confusion = report.confusion
+    for name in GRID_CLASSES:  # 9 of each but fibroblasts (6)
+        planted = sum(n for (truth, _), n in confusion.items() if truth == name)
+        assert planted == (6 if name == "Fibroblasts" else 9), name  # every one detected
+        assert confusion[(name, name)] >= planted - 1, (name, confusion)
+    errors = [
+        error
+        for tile in report.tiles
+        for (truth, _), error in zip(tile.pairs, tile.errors_um, strict=True)
+        if truth != "Macrophages"
+    ]
+    assert max(errors) <= 0.6, max(errors)  # centroid within 0.6 µm (measured at most 0.38)
+    # pale vesicular macrophage nuclei are mostly missed or split on plain stroma (measured
+    # 0 of 4 recovered): they must at least never count as immune cells
+    immune = {"Lymphocytes", "Plasmocytes", "Neutrophils", "Eosinophils"}
+    assert not any(p in immune for (t, p) in confusion if t == "Macrophages")
 
 
 def test_separates_granulocytes_from_lymphocytes(backend):
@@ -295,3 +351,30 @@ def test_real_slide_density_and_cells_in_tissue(backend, small_svs):
         cols = np.floor(cells.table["centroid_x"].to_numpy() - x).astype(int)
         assert tissue[rows, cols].all()
         assert not {"out_of_focus", "no_tissue"} & set(cells.flags)
+
+
+def test_evaluate_counts_matches_false_detections_and_classes_by_hand():
+    labels = np.zeros((40, 40), np.int32)
+    labels[4:8, 4:8], labels[20:24, 20:24], labels[30:34, 10:14] = 1, 2, 3  # centres + 0.5
+    class_ids = [0, class_id("Lymphocytes"), class_id("Plasmocytes"), class_id("Lymphocytes")]
+    cells = build_tile_cells(
+        labels, class_ids, None, None, mpp=0.5, level0_xy=(100, 0), level0_per_px=2.0, backend="t"
+    )
+    # detections at level-0 (112, 12), (144, 44), (124, 64) (0.25 µm per level-0 px); known:
+    # the first exactly, the second 1 µm off, a third more than 4 µm from any detection
+    known = np.array([[112.0, 12.0], [148.0, 44.0], [160.0, 40.0]])
+    result = evaluate_tile(
+        cells, known, ["Lymphocytes", "Lymphocytes", "Neutrophils"], tile_size_px=(40, 40)
+    )
+    assert result.pairs == [("Lymphocytes", "Lymphocytes"), ("Lymphocytes", "Plasmocytes")]
+    np.testing.assert_allclose(result.errors_um, [0.0, 1.0])
+    assert result.false_classes == ["Lymphocytes"]  # (124, 64): 12 µm inside, unmatched
+    report = AccuracyReport([result])
+    assert (report.recall, report.precision) == (2 / 3, 2 / 3)
+    assert report.per_class()["Lymphocytes"] == {
+        "n_known": 2,
+        "recall": 0.5,
+        "n_predicted": 2,
+        "precision": 0.5,
+    }
+    assert report.count_error(0.5) == 0.0  # 3 known and 3 found inside the 3 µm border
