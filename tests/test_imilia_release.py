@@ -184,3 +184,27 @@ def test_pins_reject_plausible_misreadings(folds) -> None:
     # the exact pin too, by 4.5e-4 for 15 zero rows
     short = bag(10, 0.0)
     assert abs(folds[0].predict(short, pad_to_tiles=25).logit - EXACT[(10, 0.0)][0]) > 3e-4
+
+
+def test_cli_score_takes_the_folds_one_by_one_or_as_a_folder(tmp_path) -> None:
+    import pandas as pd
+
+    from napari_imilia.cli import main
+    from napari_imilia.feature_cache import write_features
+
+    x = bag(200, 0.5)
+    coords = np.stack([np.arange(200) * 224, np.zeros(200)], axis=1)
+    write_features(tmp_path / "features" / "S1.h5", x, coords, {"extractor": "h0-mini"})
+    one_by_one = [arg for path in FOLDS for arg in ("--model", str(path))]
+    runs = {
+        "files": [*one_by_one],
+        "folder": ["--model", str(RELEASE)],
+        "folder, IMILIA padding": ["--model", str(RELEASE), "--pad-to-tiles", "10000"],
+    }
+    for name, models in runs.items():
+        out = tmp_path / name
+        args = ["score", *models, "--features", str(tmp_path / "features"), "--out", str(out)]
+        assert main([*args, "--device", "cpu"]) == 0
+        logit = float(pd.read_csv(out / "scores.csv")["logit"].iloc[0])
+        pins = PAD_10000 if "padding" in name else EXACT
+        assert logit == pytest.approx(np.mean(pins[(200, 0.5)]), abs=1e-4), name

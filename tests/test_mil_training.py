@@ -163,6 +163,11 @@ def test_cli_train_then_score(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert len(training["labels_sha256"]) == 64 and config["demo"] is False
     assert training["cv"]["mean_roc_auc"] == metrics["mean_roc_auc"]
     assert "mean ROC-AUC" in capsys.readouterr().out
+    again = tmp_path / "again" / "model.safetensors"
+    assert main([*args[:5], "--out", str(again), *args[7:]]) == 0
+    assert again.read_bytes() == out.read_bytes()  # same seed, same weights, same bytes
+    rerun = json.loads((again.parent / "cv_metrics.json").read_text())
+    assert rerun["folds"] == metrics["folds"]
 
     scores_dir = tmp_path / "scores"
     assert (
@@ -258,3 +263,16 @@ def test_cli_score_dimension_mismatch_exit_2(tmp_path: Path, capsys) -> None:
     )
     assert code == 2
     assert "expects 8-d features (extractor other-8) but got 16-d" in capsys.readouterr().err
+
+
+def test_cli_train_refuses_features_without_coords(tmp_path: Path, capsys) -> None:
+    import h5py
+
+    labels, ids = write_feature_dir(tmp_path / "features", n_slides=6)
+    with h5py.File(tmp_path / "features" / f"{ids[2]}.h5", "a") as h5:
+        del h5["coords"]
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--features", str(tmp_path / "features"), "--labels", str(labels)]
+    assert main([*args, "--out", str(out), "--folds", "3"]) == 2
+    assert f"{ids[2]}.h5 has no 'coords' dataset" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "cv_metrics.json").exists()

@@ -108,7 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tiling and slide match (default: OUT/features)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=32, help="tiles per extractor forward pass (32)"
+        "--batch-size",
+        type=int,
+        default=32,
+        help="tiles per decoded batch and per extractor forward pass (32; more on a big GPU)",
     )
     parser.add_argument(
         "--num-workers",
