@@ -242,11 +242,22 @@ def test_cancel_leaves_no_files_and_bad_inputs_notify(
 
     viewer.open(str(small_levels_tiff), plugin=PLUGIN)  # resolution tags are nonsense: no MPP
     assert viewer_state(viewer).session.slide.path == small_levels_tiff
-    assert "cannot be scored" in panel.slide_label.text()
+    assert "cannot be scored" in panel.slide_label.text() and not panel.mpp_row.isHidden()
     panel.form.set_model_path(str(model_path))
-    _run(panel, qtbot)
-    assert "--mpp" in panel.last_outcome.error or "MPP" in panel.last_outcome.error
-    assert any(panel.last_outcome.error in m for m in _errors())
+    panel.run()  # refused at once, saying what to do in the panel
+    assert not panel.running
+    assert any("cannot score small_HE_levels" in m and "Set slide MPP" in m for m in _errors())
+    panel.set_slide_mpp(30.0)  # implausible: refused
+    assert any("outside the plausible range" in m for m in _errors())
+    panel.mpp_row.spin.setValue(0.5)
+    panel.mpp_row.button.click()  # the slide reopens in µm, with a new session
+    session = viewer_state(viewer).session
+    assert (session.slide.mpp, session.slide.mpp_source) == (0.5, "override")
+    (layer,) = [lay for lay in viewer.layers if lay.name.startswith("small_HE_levels")]
+    assert tuple(layer.scale) == (0.5, 0.5) and layer.name == "small_HE_levels"
+    assert "0.5 µm/px (override)" in panel.slide_label.text()
+    _run(panel, qtbot)  # the MPP is used now: this tiny image then has too little tissue
+    assert "no tissue found" in panel.last_outcome.error and "MPP" not in panel.last_outcome.error
     assert len(panel.settings.recent_slides) == 2
     assert panel.recent_combo.count() == 3
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_imilia._widgets._dock_links import DockLinks
 from napari_imilia._widgets._viewer_link import link_viewer
@@ -30,6 +30,7 @@ from napari_imilia.markers import MARKER_CLASSES, column_key
 
 DEFAULT_MARKER = "density_per_mm2_immune"
 HISTOGRAM_BINS = 30
+CANVAS_MIN_HEIGHT_PX = 220
 
 
 def plot_markers() -> list[tuple[str, str]]:
@@ -84,6 +85,10 @@ class PlotsWidget(QWidget):
         self.info_label = QLabel("no prediction yet")
         self.figure = Figure(figsize=(7.0, 3.2), dpi=90, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
+        # Expanding: napari then adds no stretch under the dock, so the plots get its height
+        policy = QSizePolicy.Policy.Expanding
+        self.canvas.setSizePolicy(policy, policy)
+        self.canvas.setMinimumHeight(CANVAS_MIN_HEIGHT_PX)
         self.score_axes, self.scatter_axes = self.figure.subplots(1, 2)
         form = QFormLayout()
         form.addRow("Marker", self.marker_combo)

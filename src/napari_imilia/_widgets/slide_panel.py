@@ -18,9 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from qtpy.QtCore import QObject, Qt, Signal
-from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -42,57 +40,19 @@ from napari_imilia._widgets._inference import (
 )
 from napari_imilia._widgets._model_form import ModelForm
 from napari_imilia._widgets._settings import PanelSettings, load_settings, save_settings
+from napari_imilia._widgets._slide_info import (
+    SlideMppRow,
+    describe_slide,
+    missing_mpp_text,
+    reopen_with_mpp,
+    rgb_pixmap,
+    slide_thumbnail,
+)
 from napari_imilia._widgets._viewer_link import link_viewer
 from napari_imilia.review.session import ReviewSession
 
 SLIDE_FILTER = "Whole-slide images (*.svs *.tif *.tiff *.ndpi *.scn *.bif);;All files (*)"
-THUMBNAIL_PX = 180
 RECENT_PROMPT = "Recent slides…"
-
-
-def rgb_pixmap(image: np.ndarray) -> QPixmap:
-    """A QPixmap of an (H, W, 3) uint8 RGB array (copied)."""
-    image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
-    height, width = image.shape[:2]
-    qimage = QImage(image.data, width, height, 3 * width, QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(qimage.copy())
-
-
-def slide_thumbnail(slide: Any, max_px: int = THUMBNAIL_PX) -> np.ndarray:
-    """The slide's own thumbnail image when it has one, else one made from its levels."""
-    from PIL import Image
-
-    image = None
-    if "thumbnail" in getattr(slide, "associated_image_names", ()):
-        image = slide.associated_image("thumbnail")
-    if image is None:
-        image = slide.thumbnail(max_px)
-    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    pil.thumbnail((max_px, max_px))
-    return np.asarray(pil.convert("RGB"))
-
-
-def describe_slide(summary: dict[str, Any]) -> str:
-    """Metadata lines: file, level-0 size, MPP (and source), objective, vendor, levels."""
-    width, height = summary["dimensions_px"]
-    mpp = summary.get("mpp")
-    mpp_text = (
-        f"{mpp:.4g} µm/px ({summary.get('mpp_source')})"
-        if mpp
-        else f"unknown ({summary.get('mpp_warning') or 'no MPP'}): cannot be scored"
-    )
-    objective = summary.get("objective_power")
-    lines = [
-        f"<b>{summary['slide_id']}</b>",
-        f"{width} × {height} px at level 0, {len(summary['level_dimensions_px'])} levels"
-        f" ({summary['native_levels']} native)",
-        f"MPP: {mpp_text}",
-        f"objective: {f'{objective:g}x' if objective else 'unknown'}",
-        f"vendor: {summary.get('vendor') or 'unknown'}",
-    ]
-    if mpp:
-        lines.insert(2, f"size: {width * mpp / 1000:.2f} × {height * mpp / 1000:.2f} mm")
-    return "<br>".join(lines)
 
 
 def stop_when_closed(cancel: threading.Event, slide_name: str, *_: Any) -> None:
@@ -148,6 +108,7 @@ class SlidePanel(QWidget):
         self.slide_label.setTextFormat(Qt.TextFormat.RichText)
         self.thumbnail_label = QLabel()
         self.thumbnail_label.setMinimumHeight(60)
+        self.mpp_row = SlideMppRow()
         self.form = ModelForm(self.settings)
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
@@ -169,6 +130,7 @@ class SlidePanel(QWidget):
         info.addWidget(self.thumbnail_label)
         info.addWidget(self.slide_label, 1)
         slide_layout.addLayout(info)
+        slide_layout.addWidget(self.mpp_row)
         model_box = QGroupBox("Model")
         QVBoxLayout(model_box).addWidget(self.form)
         buttons = QHBoxLayout()
@@ -183,6 +145,7 @@ class SlidePanel(QWidget):
         layout.addStretch(1)
 
         self.open_button.clicked.connect(self._choose_slide)
+        self.mpp_row.requested.connect(self.set_slide_mpp)
         self.recent_combo.activated.connect(self._on_recent_chosen)
         self.form.changed.connect(self.save)
         self.form.results_root_changed.connect(self._on_results_root_changed)
@@ -230,6 +193,11 @@ class SlidePanel(QWidget):
 
             show_error(f"napari-imilia cannot open {path.name}: {error}")
 
+    def set_slide_mpp(self, um_per_px: float) -> None:
+        """Reopen the session's slide with ``um_per_px`` (µm per level-0 px) as its MPP; the
+        viewer link then starts the new slide's session."""
+        reopen_with_mpp(self.viewer, self.session, um_per_px)
+
     def _choose_slide(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a whole-slide image", "", SLIDE_FILTER)
         if path:
@@ -257,6 +225,7 @@ class SlidePanel(QWidget):
             self.thumbnail_label.clear()
             return
         self.slide_label.setText(describe_slide(session.slide.summary()))
+        self.mpp_row.show_for(session.slide)
         self.form.results_edit.setText(str(session.results_root))  # what Run will use
         self.settings.add_recent(session.slide.path)
         self._fill_recent()
@@ -282,7 +251,7 @@ class SlidePanel(QWidget):
         self._thumb_worker = worker
         worker.start()
 
-    def _show_thumbnail(self, image: np.ndarray) -> None:
+    def _show_thumbnail(self, image: Any) -> None:
         self.thumbnail_label.setPixmap(rgb_pixmap(image))
 
     # ------------------------------------------------------------------------- run
@@ -299,6 +268,11 @@ class SlidePanel(QWidget):
             show_warning("open a slide first (Open slide…, or drop it on the canvas)")
             return None
         slide = session.slide
+        if slide.mpp is None:
+            from napari.utils.notifications import show_error
+
+            show_error(f"napari-imilia cannot score {slide.slide_id}: {missing_mpp_text(slide)}")
+            return None
         override = slide.mpp if slide.mpp_source == "override" else None
         return InferenceRequest(
             slide_path=Path(slide.path),

@@ -31,8 +31,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._widgets._slide_info import rgb_pixmap
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
-from napari_imilia._widgets.slide_panel import rgb_pixmap
 from napari_imilia.tiling import resize_tile
 
 THUMB_PX = 96

@@ -1,0 +1,80 @@
+"""The docks' manifest entries and the napari-version helpers (no display needed)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import npe2
+
+from napari_imilia._widgets import _napari_compat as compat
+from napari_imilia._widgets.launch import REVIEW_DOCKS
+
+PLUGIN = "napari-imilia"
+DOCKS = (
+    "Slide and model",
+    "Heatmap",
+    "Top tiles",
+    "Tile inspector",
+    "Plots",
+    "Review",
+    "Export / import",
+)
+
+
+def _manifest() -> npe2.PluginManifest:
+    return npe2.PluginManifest.from_distribution(PLUGIN)
+
+
+def test_every_dock_is_in_the_manifest_with_a_plain_name():
+    manifest = _manifest()
+    widgets = manifest.contributions.widgets
+    assert tuple(w.display_name for w in widgets) == DOCKS
+    assert set(REVIEW_DOCKS) <= set(DOCKS)
+    commands = {c.id: c for c in manifest.contributions.commands}
+    for widget in widgets:
+        # Qt reads '&' in dock tabs and menu items as a mnemonic ("Slide & model" shows
+        # as "Slide _model"): names and titles must not contain one.
+        command = commands[widget.command]
+        assert "&" not in widget.display_name and "&" not in command.title
+        module, attribute = command.python_name.split(":")
+        widget_class = getattr(importlib.import_module(module), attribute)
+        assert list(inspect.signature(widget_class).parameters) == ["napari_viewer"]
+
+
+def test_compat_helpers_use_the_napari_09_homes_without_warnings():
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert compat.viewer_camera(viewer) is viewer.scene.camera
+        assert compat.scale_bar(viewer) is viewer.canvas.overlays["scale_bar"]
+        viewer.canvas.size = (480, 640)
+        assert compat.canvas_size_px(viewer) == (480, 640)
+
+
+def test_compat_helpers_fall_back_to_the_pre_09_attributes():
+    camera, bar = SimpleNamespace(zoom=1.0), SimpleNamespace(visible=False)
+    old = SimpleNamespace(camera=camera, scale_bar=bar, _canvas_size=(300, 500))
+    assert compat.viewer_camera(old) is camera
+    assert compat.scale_bar(old) is bar
+    assert compat.canvas_size_px(old) == (300, 500)
+    assert compat.canvas_size_px(SimpleNamespace(_canvas_size=(0, 0))) == (800, 600)
+
+
+def test_the_user_guide_has_a_section_and_a_screenshot_per_dock():
+    """Its panels section: one heading per dock, small PNGs (scripts/docs_screenshots.py)."""
+    docs = Path(__file__).parents[1] / "docs"
+    guide = (docs / "user_guide.md").read_text(encoding="utf-8")
+    guide = guide[guide.index("## Reviewing a slide in napari: the panels") :]
+    for name in DOCKS:
+        assert f"### {name}" in guide
+    images = re.findall(r"!\[[^\]]*\]\((images/[^)]+\.png)\)", guide)
+    assert len(images) >= len(DOCKS)
+    for image in images:
+        assert (docs / image).is_file() and (docs / image).stat().st_size < 300_000
