@@ -5,9 +5,11 @@ Per tile, at ``analysis_mpp`` µm/px (default 0.5; lengths below are µm, areas 
 1. Optical density and hematoxylin/eosin amounts (Ruifrok vectors, ``cells.stain``); tissue =
    summed OD over 0.25 after 2 µm smoothing (or the given tissue mask). Under 1% tissue:
    flag ``no_tissue``, no cells.
-2. Quality flags: ``out_of_focus`` when the normalised Laplacian-of-Gaussian sharpness is
-   below ``focus_min``; ``not_he`` when more than ``not_he_fraction`` of the tissue has a
-   non-H&E hue (ink, dye, debris). Implausible pixels never become nuclei.
+2. Quality flags (``stain.tile_quality_flags``): ``out_of_focus`` when the normalised
+   Laplacian-of-Gaussian sharpness is below ``focus_min``; ``not_he`` when more than
+   ``not_he_fraction`` of the tissue has a non-H&E hue (ink, dye, debris) or the tissue has
+   no stain colour (greyscale); ``ink`` for a patch of non-H&E colour of at least
+   ``ink_min_area_um2`` (pen marks). Implausible pixels never become nuclei.
 3. Nuclear foreground, two passes on hematoxylin smoothed over ``smooth_um``: dark nuclei above
    Otsu's threshold within the tissue, clamped to [``h_threshold_min``, ``h_threshold_max``]
    (so pure stroma or a blank tile gives no nuclei); pale (vesicular) nuclei exceeding the
@@ -36,11 +38,13 @@ from napari_imilia.cells.base import check_mask, resample_tile, resize_nearest, 
 from napari_imilia.cells.classical_rules import ClassicalRules, classify, nucleus_features
 from napari_imilia.cells.measure import build_tile_cells, label_contours
 from napari_imilia.cells.stain import (
+    QualityParams,
     deconvolve_he,
-    focus_measure,
     implausible_stain_mask,
     optical_density,
+    tile_quality_flags,
     tissue_from_od,
+    tissue_saturation,
 )
 from napari_imilia.cells.types import CellTile, TileCells
 from napari_imilia.errors import DataError
@@ -53,6 +57,8 @@ class SegmentationParams:
     min_tissue_fraction: float = 0.01
     focus_min: float = 0.03
     not_he_fraction: float = 0.12
+    min_tissue_saturation: float = 0.08
+    ink_min_area_um2: float = 100.0
     smooth_um: float = 0.4
     h_threshold_min: float = 0.30
     h_threshold_max: float = 0.80
@@ -70,6 +76,15 @@ class SegmentationParams:
     lobed_max_area_um2: float = 42.0
     min_area_um2: float = 6.0
     max_area_um2: float = 250.0
+
+    def quality(self) -> QualityParams:
+        """The tile-quality thresholds (``stain.tile_quality_flags``)."""
+        return QualityParams(
+            focus_min=self.focus_min,
+            not_he_fraction=self.not_he_fraction,
+            min_tissue_saturation=self.min_tissue_saturation,
+            ink_min_area_um2=self.ink_min_area_um2,
+        )
 
 
 @dataclass
@@ -99,15 +114,19 @@ def segment_nuclei(
     empty = np.zeros(tissue.shape, dtype=np.int32)
     if tissue.mean() < p.min_tissue_fraction:
         return NucleusSegmentation(empty, {}, tissue & False, tissue, her, ["no_tissue"])
-    flags = []
     implausible = implausible_stain_mask(tile_rgb) & tissue
-    if implausible.sum() > p.not_he_fraction * tissue.sum():
-        flags.append("not_he")
-    grey = np.asarray(tile_rgb)[:, :, :3].mean(axis=2) / 255.0
-    sharpness = focus_measure(grey, tissue, mpp=mpp)
-    if np.isfinite(sharpness) and sharpness < p.focus_min:
-        flags.append("out_of_focus")
+    saturation = tissue_saturation(tile_rgb, tissue)
+    flags = tile_quality_flags(
+        tile_rgb,
+        tissue,
+        mpp=mpp,
+        implausible=implausible,
+        saturation=saturation,
+        params=p.quality(),
+    )
     usable = tissue & ~implausible
+    if saturation < p.min_tissue_saturation:
+        usable = usable & False  # greyscale / unstained: no stain to deconvolve
     hematoxylin = ndi.gaussian_filter(her[:, :, 0], p.smooth_um / mpp)
     values = hematoxylin[usable]
     if values.size < 16:

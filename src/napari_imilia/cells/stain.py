@@ -8,6 +8,8 @@ per pixel; ``r`` is the amount along the third ("DAB") vector.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import rgb2hsv
@@ -92,3 +94,67 @@ def implausible_stain_mask(
     return ((saturation >= min_saturation) & ~he_hue) | (
         (saturation < min_saturation) & (value < dark_grey_value)
     )
+
+
+def tissue_saturation(tile_rgb: np.ndarray, tissue: np.ndarray) -> float:
+    """Median HSV saturation of the tissue pixels (NaN without tissue): 0 for a greyscale
+    image, 0.24-0.45 for H&E tissue (small_HE.svs and synthetic tiles)."""
+    tissue = np.asarray(tissue, dtype=bool)
+    if not tissue.any():
+        return float("nan")
+    return float(np.median(rgb2hsv(check_rgb(tile_rgb))[..., 1][tissue]))
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    """Thresholds of ``tile_quality_flags``; areas in µm², fractions of the tissue area."""
+
+    focus_min: float = 0.03
+    not_he_fraction: float = 0.12
+    min_tissue_saturation: float = 0.08
+    ink_min_area_um2: float = 100.0
+
+
+def tile_quality_flags(
+    tile_rgb: np.ndarray,
+    tissue: np.ndarray,
+    *,
+    mpp: float,
+    implausible: np.ndarray | None = None,
+    saturation: float | None = None,
+    params: QualityParams | None = None,
+) -> list[str]:
+    """``CELL_FLAGS`` of a tile with tissue (bool (H, W) ``tissue``), in a fixed order:
+
+    - ``out_of_focus``: ``focus_measure`` over the tissue below ``focus_min``;
+    - ``not_he``: more than ``not_he_fraction`` of the tissue has a non-H&E colour
+      (``implausible_stain_mask``), or the tissue's median saturation is under
+      ``min_tissue_saturation`` (greyscale, unstained; real H&E tissue: 0.24-0.45);
+    - ``ink``: a connected patch of non-H&E colour of at least ``ink_min_area_um2`` (pen
+      marks, tissue-marking dye), when the tile is not ``not_he`` already.
+
+    ``implausible`` / ``saturation``: the tile's ``implausible_stain_mask`` and
+    ``tissue_saturation`` when already computed.
+    """
+    p = params or QualityParams()
+    rgb = check_rgb(tile_rgb)
+    tissue = np.asarray(tissue, dtype=bool)
+    if not tissue.any():
+        return []
+    flags = []
+    grey = rgb.mean(axis=2) / 255.0
+    sharpness = focus_measure(grey, tissue, mpp=mpp)
+    if np.isfinite(sharpness) and sharpness < p.focus_min:
+        flags.append("out_of_focus")
+    odd = (implausible_stain_mask(rgb) if implausible is None else implausible) & tissue
+    if saturation is None:
+        saturation = tissue_saturation(rgb, tissue)
+    colourless = saturation < p.min_tissue_saturation
+    if odd.sum() > p.not_he_fraction * tissue.sum() or colourless:
+        flags.append("not_he")
+    elif odd.any():
+        patches, n = ndi.label(ndi.binary_opening(odd, np.ones((3, 3), bool)))
+        largest_px = int(np.bincount(patches.ravel())[1:].max()) if n else 0
+        if largest_px * mpp * mpp >= p.ink_min_area_um2:
+            flags.append("ink")
+    return flags

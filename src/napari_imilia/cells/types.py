@@ -70,7 +70,10 @@ CELL_TABLE_COLUMNS: tuple[str, ...] = (
 CELL_FLAGS: dict[str, str] = {
     "no_tissue": "less than 1% of the tile is tissue (blank glass, background); no cells",
     "out_of_focus": "the tile is blurred (low Laplacian variance); cells may be missed or merged",
-    "not_he": "many tissue pixels are not an H&E colour mixture (ink, pen marks, other stain)",
+    "not_he": "the tissue is not H&E: many pixels of other colours (ink, dye, another stain) "
+    "or no stain colour at all (greyscale)",
+    "ink": "ink, a pen mark or tissue-marking dye covers part of the tile; no nucleus is taken "
+    "from it",
 }
 
 

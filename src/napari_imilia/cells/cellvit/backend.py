@@ -1,6 +1,9 @@
 """The ``cellvit`` cell backend: a CellViT (HistoPLUS architecture) from a local file.
 
-Per tile: resample to the model's µm/px (``base.resample_tile``), cover it with overlapping
+Per tile: resample to the model's µm/px (``base.resample_tile``); tissue from the given
+mask or optical density (under 1%: flag ``no_tissue``, the network is not run) and the
+quality flags of ``stain.tile_quality_flags`` (``out_of_focus``, ``not_he``, ``ink``: the
+network still runs, its cells are flagged); cover it with overlapping
 windows (``cellvit.windows``), run them in batches on the GPU (bf16 autocast) or the CPU,
 stitch the output maps, extract nuclei with HoVer-Net post-processing (``cellvit.post``) and
 measure them with ``measure.build_tile_cells``. Labels are at the model's µm/px.
@@ -27,6 +30,7 @@ from napari_imilia.cells.cellvit.post import (
 )
 from napari_imilia.cells.cellvit.windows import TileMaps, predict_tile_maps
 from napari_imilia.cells.measure import build_tile_cells
+from napari_imilia.cells.stain import optical_density, tile_quality_flags, tissue_from_od
 from napari_imilia.cells.types import CellTile, TileCells
 from napari_imilia.device import inference_context, resolve_device
 from napari_imilia.errors import ImiliaError
@@ -42,7 +46,11 @@ class _Prepared:
     mpp: float
     level0_per_px: float
     level0_xy: tuple[int, int]
-    skip: bool
+    flags: list[str]
+
+    @property
+    def skip(self) -> bool:
+        return "no_tissue" in self.flags
 
 
 def cells_from_maps(
@@ -169,9 +177,13 @@ class CellViTBackend:
             level0_per_px=tile.level0_per_px,
             analysis_mpp=self.analysis_mpp,
         )
-        skip = tissue is not None and float(tissue.mean()) < MIN_TISSUE_FRACTION
+        found = tissue_from_od(optical_density(rgb), mpp=mpp) if tissue is None else tissue
+        if float(found.mean()) < MIN_TISSUE_FRACTION:
+            flags = ["no_tissue"]
+        else:
+            flags = tile_quality_flags(rgb, found, mpp=mpp)
         xy = (int(tile.level0_xy[0]), int(tile.level0_xy[1]))
-        return _Prepared(rgb, tissue, mpp, per_px, xy, skip)
+        return _Prepared(rgb, tissue, mpp, per_px, xy, flags)
 
     def _empty(self, p: _Prepared) -> TileCells:
         labels = np.zeros(p.rgb.shape[:2], dtype=np.int32)
@@ -184,7 +196,7 @@ class CellViTBackend:
             level0_xy=p.level0_xy,
             level0_per_px=p.level0_per_px,
             backend=self.name,
-            flags=["no_tissue"],
+            flags=p.flags,
         )
 
     def _cells(self, p: _Prepared, maps: TileMaps) -> TileCells:
@@ -204,4 +216,5 @@ class CellViTBackend:
             level0_xy=p.level0_xy,
             level0_per_px=p.level0_per_px,
             backend=self.name,
+            flags=p.flags,
         )
