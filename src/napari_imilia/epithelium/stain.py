@@ -2,8 +2,9 @@
 
 What it computes, per tile (all lengths in µm, converted with the tile's ``mpp``):
 
-1. Optical density ``OD = -log10(I / 255)`` per channel; tissue = pixels whose OD summed
-   over channels, smoothed over 2 µm, exceeds 0.25 (white lumina and background are not tissue).
+1. Optical density ``OD = -log10((I + 1) / 256)`` per channel (``cells.stain``); tissue =
+   pixels whose OD summed over channels, smoothed over 2 µm, exceeds 0.25 (white lumina and
+   background are not tissue).
 2. Colour deconvolution (Ruifrok & Johnston H&E vectors, ``skimage.color.rgb2hed``):
    hematoxylin (nuclei) and eosin (cytoplasm, stroma) optical densities.
 3. Nuclei = tissue pixels whose hematoxylin, smoothed over 0.5 µm, is above Otsu's threshold
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_imilia.cells.stain import optical_density, tissue_from_od
 from napari_imilia.errors import DataError
 
 MIN_NUCLEAR_HEMATOXYLIN = 0.03
@@ -54,18 +56,10 @@ class StainHeuristicParams:
     max_hole_um2: float = 50.0
 
 
-def optical_density(tile_rgb: np.ndarray) -> np.ndarray:
-    """Per-channel optical density (H, W, 3) float32 of an 8-bit RGB tile."""
-    rgb = np.asarray(tile_rgb)
-    if rgb.ndim != 3 or rgb.shape[2] < 3:
-        raise DataError(f"tile must be an (H, W, 3) RGB image; got shape {rgb.shape}")
-    return -np.log10((rgb[:, :, :3].astype(np.float32) + 1.0) / 256.0)
-
-
 def tissue_from_rgb(tile_rgb: np.ndarray, *, mpp: float) -> np.ndarray:
-    """(H, W) bool: pixels with summed optical density > 0.25 after 2 µm smoothing."""
-    od_sum = optical_density(tile_rgb).sum(axis=2)
-    return ndi.gaussian_filter(od_sum, 2.0 / mpp) > TISSUE_OD_SUM
+    """(H, W) bool: pixels with summed optical density > 0.25 after 2 µm smoothing (the
+    cell backends' tissue, ``cells.stain.tissue_from_od``)."""
+    return tissue_from_od(optical_density(tile_rgb), mpp=mpp, min_od_sum=TISSUE_OD_SUM)
 
 
 def _disk(radius_px: float) -> np.ndarray:
