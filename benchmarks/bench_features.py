@@ -1,15 +1,20 @@
-"""Feature and whole-slide benchmark: CPU features/s of the extractors, predict_slide wall time.
+"""Feature and whole-slide benchmark: features/s of the extractors, predict_slide wall time.
 
-Run as ``python benchmarks/bench_features.py [--batches 3] [--skip-vit]``. In one run:
+Run as ``python benchmarks/bench_features.py [--batches 3] [--skip-vit]``; on a GPU machine
+``python benchmarks/bench_features.py --device cuda --vit uni --batch-size 128 --vit-slide``
+(a ViT-L/16 in bf16 autocast, then the whole sample slide through it). In one run:
 
 1. ``imilia-stain-stats`` (builtin) ``embed`` on batches of ``--batch-size`` (32) tiles
    already in memory (real tiles of the generated sample slide);
-2. a full-size H0-mini (ViT-B/14, 4 registers, 768-d) with seeded random weights, through the
-   real extractor path (``create_extractor("h0-mini", weights_path=...)``: resize check,
-   normalisation, plain-torch ViT, class token) on the CPU, same batches; the random weights
-   are written to a temporary ``.safetensors`` first (343 MB) and deleted afterwards;
+2. a full-size ViT extractor (``--vit``, default H0-mini: ViT-B/14, 4 registers, 768-d) with
+   seeded random weights, through the real extractor path (``create_extractor(name,
+   weights_path=...)``: resize check, normalisation, plain-torch ViT, class token) on
+   ``--device`` (bf16 autocast on CUDA), same batches; the random weights are written to a
+   temporary ``.safetensors`` first (343 MB for H0-mini, 1.2 GB for UNI) and deleted afterwards;
 3. ``predict_slide`` on the whole sample slide (6144 x 4096 px, 0.5 µm/px) with the builtin
-   extractor and a small ABMIL model: cold (no feature cache) and warm (cache reused).
+   extractor and a small ABMIL model: cold (no feature cache) and warm (cache reused);
+4. with ``--vit-slide``: ``predict_slide`` cold on the sample slide with the ViT extractor of
+   step 2 and an IMILIA-shaped Chowder (5 channels, top/bottom 25) on ``--device``.
 
 Each measurement is repeated ``--repeats`` times after one warm-up (the ViT: ``--batches``
 timed batches after one warm-up batch); the median and best wall times are shown, and the
@@ -77,13 +82,15 @@ def _row(label: str, n_tiles: int, times: list[float]) -> str:
     )
 
 
-def _vit_weights(folder: Path) -> Path:
+def _vit_weights(folder: Path, name: str) -> Path:
     from safetensors.torch import save_file
 
-    from napari_imilia.vit import H0_MINI, VisionTransformer
+    from napari_imilia.extractors import FOUNDATION_SPECS
+    from napari_imilia.vit import VisionTransformer
 
-    model = VisionTransformer(H0_MINI).init_random(seed=0)
-    path = folder / "h0_mini_random.safetensors"
+    spec = next(s for s in FOUNDATION_SPECS if s.name == name)
+    model = VisionTransformer(spec.vit).init_random(seed=0)
+    path = folder / f"{name}_random.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
 
@@ -94,11 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=3, help="timed ViT batches (3)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-vit", action="store_true")
+    parser.add_argument("--vit", default="h0-mini", help="ViT extractor to time (h0-mini)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (bf16 autocast)")
+    parser.add_argument(
+        "--vit-slide", action="store_true", help="also predict the whole slide with the ViT"
+    )
     args = parser.parse_args(argv)
 
     import torch
 
-    from napari_imilia.extractors import create_extractor
+    from napari_imilia.extractors import FOUNDATION_SPECS, create_extractor
     from napari_imilia.mil import create_model, save_model
     from napari_imilia.predict import predict_slide
 
@@ -107,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
         f"(load average {load} at start), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
     )
+    if args.vit not in {spec.name for spec in FOUNDATION_SPECS}:
+        parser.error(f"--vit must be one of {', '.join(s.name for s in FOUNDATION_SPECS)}")
     slide_path, tiles = _sample_tiles(args.batch_size * max(args.batches, 4))
     batches = [tiles[i : i + args.batch_size] for i in range(0, len(tiles), args.batch_size)]
     print(f"tiles: {tiles.shape[1]} px from {slide_path.name}; batches of {args.batch_size}")
@@ -124,16 +139,24 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="imilia_bench_"))
     try:
-        if not args.skip_vit:
+        vit = None
+        if not args.skip_vit or args.vit_slide:
             vit = create_extractor(
-                "h0-mini", weights_path=_vit_weights(work), device="cpu", batch_size=32
+                args.vit,
+                weights_path=_vit_weights(work, args.vit),
+                device=args.device,
+                batch_size=args.batch_size,
             )
+        if not args.skip_vit:
             vit.embed(batches[0])  # warm-up
             timed = iter(batches[: args.batches])
             vit_times = _times_s(lambda: vit.embed(next(timed)), args.batches, warm_up=False)
-            label = f"H0-mini ViT-B/14 (random weights) embed, 1 batch of {args.batch_size}"
+            precision = "bf16 autocast" if vit.device.type == "cuda" else "float32"
+            label = (
+                f"{args.vit} {vit.spec.vit.describe().split(' (')[0]} (random weights, "
+                f"{vit.device.type}, {precision}) embed, 1 batch of {args.batch_size}"
+            )
             print(_row(label, args.batch_size, vit_times), flush=True)
-            del vit
 
         torch.manual_seed(0)
         model = create_model("abmil", builtin.dim, embed_dim=128, attn_dim=64)
@@ -156,6 +179,23 @@ def main(argv: list[str] | None = None) -> int:
 
         times = _times_s(warm, args.repeats)
         print(_row("predict_slide, sample slide, warm (feature cache)", n_tiles, times))
+
+        if args.vit_slide:
+            torch.manual_seed(0)
+            chowder = create_model("imilia-chowder", vit.dim)  # IMILIA's head shape
+            chowder_path = save_model(
+                chowder, work / "chowder.safetensors", extractor=vit.name, mpp=0.5, tile_px=224
+            )
+            vit_options = {"model_path": chowder_path, "extractor": vit, "device": args.device}
+            vit_options.update(progress=False, batch_size=args.batch_size)
+
+            def vit_cold() -> None:
+                shutil.rmtree(work / "out_vit", ignore_errors=True)
+                predict_slide(slide_path, work / "out_vit", **vit_options)
+
+            times = _times_s(vit_cold, args.repeats, warm_up=False)  # the first run counts
+            label = f"predict_slide with {args.vit} on {vit.device.type}, cold ({n_tiles} tiles)"
+            print(_row(label, n_tiles, times))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

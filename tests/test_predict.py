@@ -307,3 +307,16 @@ def test_batch_size_reaches_the_extractor_it_loads(
         progress=False,
     )
     assert [e.batch_size for e in made] == [5]
+
+
+def test_unknown_tissue_parameter_is_named_before_any_work(
+    small_svs: Path, model_paths: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ImiliaError, match=r"unknown tissue parameter.*saturation.*known:"):
+        predict_slide(
+            small_svs,
+            tmp_path / "out",
+            model_path=model_paths["abmil"],
+            tissue_params={"saturation": 0.2},
+        )
+    assert not (tmp_path / "out").exists()

@@ -66,6 +66,16 @@ def test_predict_one_slide(small_svs: Path, tmp_path: Path, capsys: pytest.Captu
     assert not (out / "cohort.csv").exists()  # one slide: no cohort table
     info = json.loads((out / "small_HE" / "slide.json").read_text())
     assert info["model"] == "model" and info["extractor"] == EXTRACTOR
+    assert info["tissue"]["remove_pen"] is True and 0.05 <= info["tissue"]["min_od"] <= 0.15
+
+    strict = tmp_path / "strict"
+    args = ["predict", str(small_svs), "--out", str(strict), "--model", str(model)]
+    assert main([*args, "--tissue-saturation", "0.35", "--tissue-min-od", "0.3"]) == 0
+    strict_info = json.loads((strict / "small_HE" / "slide.json").read_text())
+    assert strict_info["tissue"]["saturation_threshold"] == pytest.approx(0.35)
+    assert strict_info["tissue"]["min_od"] == pytest.approx(0.3)
+    assert strict_info["tissue"]["tissue_fraction"] < info["tissue"]["tissue_fraction"]
+    assert strict_info["n_tiles"] < info["n_tiles"]
 
 
 def _write_pickle_payload(path: Path, marker: Path) -> Path:
@@ -90,6 +100,7 @@ def _write_pickle_payload(path: Path, marker: Path) -> Path:
         "cuda without a GPU",
         "workers and scheduler",
         "min tissue above 1",
+        "tissue saturation above 1",
     ],
 )
 def test_bad_inputs_exit_2_with_a_message_and_no_files(
@@ -131,6 +142,8 @@ def test_bad_inputs_exit_2_with_a_message_and_no_files(
         extra, message = ["--device", "cuda"], "no CUDA GPU is available"
     elif case == "workers and scheduler":
         extra, message = ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"
+    elif case == "tissue saturation above 1":
+        extra, message = ["--tissue-saturation", "1.5"], r"--tissue-saturation\) must be in"
     else:
         extra, message = ["--min-tissue", "2"], "--min-tissue must be between 0 and 1"
     out = tmp_path / "out"

@@ -105,6 +105,7 @@ def predict_slide(
     target_mpp: float | None = None,
     tile_px: int | None = None,
     min_tissue_fraction: float = 0.5,
+    tissue_params: dict[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 32,
     num_workers: int | None = None,
@@ -118,8 +119,11 @@ def predict_slide(
     ``extractor_name`` (default: the extractor the model was trained on). ``mpp`` overrides
     the slide's level-0 µm/px; ``target_mpp`` (µm/px) and ``tile_px`` default to the model's,
     then the extractor's; tiles with less than ``min_tissue_fraction`` (0-1) tissue are
-    dropped. ``batch_size``: tiles per decoded batch and per forward pass of an extractor
-    loaded here (an extractor passed in keeps its own). ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
+    dropped. ``tissue_params`` go to :func:`~napari_imilia.tissue.detect_tissue`
+    (``saturation_threshold``, ``min_od``, ``remove_pen``, ``min_tissue_area_um2`` (µm²),
+    ``fill_holes_um2`` (µm²), ``mask_mpp`` (µm/px)). ``batch_size``: tiles per decoded batch
+    and per forward pass of an extractor loaded here (an extractor passed in keeps its own).
+    ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
     ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
     Raises ``ImiliaError`` (or a subclass) for anything the user can fix.
     """
@@ -131,6 +135,7 @@ def predict_slide(
     from napari_imilia.tissue import NoTissueError, detect_tissue
 
     started = time.perf_counter()
+    tissue_kwargs = check_tissue_params(tissue_params)
     if model is None:
         model = load_model(model_path or default_model_path(), device=device)
     config = dict(getattr(model, "config", {}) or {})
@@ -151,7 +156,7 @@ def predict_slide(
     with open_slide(slide_path, mpp=mpp) as slide:
         slide_mpp = slide.require_mpp()
         slide_dir = Path(out_dir) / slide.slide_id
-        tissue = detect_tissue(slide)
+        tissue = detect_tissue(slide, **tissue_kwargs)
         grid = make_tile_grid(
             slide,
             tissue,
@@ -197,6 +202,13 @@ def predict_slide(
             "tile_px": tile_px,
             "tile_footprint_px": int(tiles["width"].iloc[0]),
             "min_tissue_fraction": float(min_tissue_fraction),
+            "tissue": {
+                "saturation_threshold": tissue.saturation_threshold,
+                "min_od": tissue.min_od,
+                "remove_pen": bool(tissue_kwargs.get("remove_pen", True)),
+                "pen_fraction": tissue.pen_fraction,
+                "tissue_fraction": tissue.tissue_fraction,
+            },
             "n_tiles": len(tiles),
             "seconds": round(time.perf_counter() - started, 3),
             "software": f"napari-imilia {__version__}",
@@ -211,6 +223,41 @@ def predict_slide(
         info=info,
         out_dir=slide_dir,
     )
+
+
+TISSUE_PARAMS: tuple[str, ...] = (
+    "saturation_threshold",
+    "min_od",
+    "remove_pen",
+    "min_tissue_area_um2",
+    "fill_holes_um2",
+    "mask_mpp",
+)
+
+
+def check_tissue_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """``params`` for ``detect_tissue``, or ``ImiliaError`` naming an unknown or bad entry."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(TISSUE_PARAMS))
+    if unknown:
+        raise ImiliaError(
+            f"unknown tissue parameter(s) {', '.join(unknown)}; known: {', '.join(TISSUE_PARAMS)}"
+        )
+    saturation = params.get("saturation_threshold")
+    if saturation is not None and not 0.0 <= float(saturation) < 1.0:
+        raise ImiliaError(
+            f"tissue saturation threshold (--tissue-saturation) must be in [0, 1), got {saturation}"
+        )
+    for name, flag in (
+        ("min_od", " (--tissue-min-od)"),
+        ("min_tissue_area_um2", ""),
+        ("fill_holes_um2", ""),
+    ):
+        if params.get(name) is not None and float(params[name]) < 0:
+            raise ImiliaError(
+                f"tissue parameter {name}{flag} must be 0 or more, got {params[name]}"
+            )
+    return params
 
 
 def check_model_fits_extractor(model: Any, extractor: Any) -> None:

@@ -128,7 +128,8 @@ def make_tile_grid(
     if tissue_mask.is_empty:
         raise NoTissueError(
             f"no tissue found in {slide.path.name} ({tissue_mask.describe()}); check that the "
-            "slide shows stained tissue, or lower the saturation / optical-density thresholds"
+            "slide shows stained tissue, or lower the saturation / optical-density thresholds "
+            "(--tissue-saturation, --tissue-min-od)"
         )
     scale = target_mpp / slide_mpp
     footprint_px = round_half_up(tile_px * scale)

@@ -243,7 +243,7 @@ def _bounded_otsu(values: np.ndarray, given: float | None, bounds: tuple[float, 
         return bounds[1]
     from skimage.filters import threshold_otsu
 
-    return float(np.clip(threshold_otsu(values), *bounds))
+    return float(np.clip(float(threshold_otsu(values)), *bounds))
 
 
 def _disk(radius_px: int) -> np.ndarray:

@@ -102,6 +102,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep tiles with at least this tissue fraction, 0-1 (0.5)",
     )
     parser.add_argument(
+        "--tissue-saturation",
+        type=float,
+        default=None,
+        metavar="S",
+        help="tissue = HSV saturation above S (0-1) and mean optical density above "
+        "--tissue-min-od; default: Otsu's threshold of each, clipped to 0.05-0.15",
+    )
+    parser.add_argument(
+        "--tissue-min-od",
+        type=float,
+        default=None,
+        metavar="OD",
+        help="minimum mean optical density of tissue (default: Otsu, 0.05-0.15)",
+    )
+    parser.add_argument(
+        "--keep-pen-marks",
+        action="store_true",
+        help="do not exclude blue, green and black ink from the tissue mask",
+    )
+    parser.add_argument(
         "--cache-dir",
         default=None,
         help="feature cache folder, one <slide_id>.h5 per slide, reused when its extractor, "
@@ -148,6 +168,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ImiliaError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.num_workers is not None and args.num_workers < 0:
         raise ImiliaError(f"--num-workers must be 0 or more, got {args.num_workers}")
+    from napari_imilia.predict import check_tissue_params
+
+    check_tissue_params(predict_options(args)["tissue_params"])
     for name in ("mpp", "target_mpp", "tile_px"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -166,6 +189,11 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
         "target_mpp": args.target_mpp,
         "tile_px": args.tile_px,
         "min_tissue_fraction": args.min_tissue,
+        "tissue_params": {
+            "saturation_threshold": args.tissue_saturation,
+            "min_od": args.tissue_min_od,
+            "remove_pen": not args.keep_pen_marks,
+        },
         "cache_dir": args.cache_dir,
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
