@@ -8,6 +8,8 @@ bounded over 20 tiles in a row, update the plots, and turn bad choices into noti
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -128,11 +130,15 @@ def test_twenty_tiles_in_a_row_keep_memory_bounded(viewer, qtbot):
     session.max_inspections = 4
     tile_ids = session.tiles["tile_id"].astype(str).tolist()
     assert len(tile_ids) == 20
+    alive = []  # weak references to every inspection and its label image
     for tile_id in tile_ids:
         _inspect(inspector, session, tile_id, qtbot)
         assert len(layers_with_role(viewer, CELLS_ROLE)) == 1
         assert len(layers_with_role(viewer, EPITHELIUM_ROLE)) == 1
+        alive += [weakref.ref(inspector.current), weakref.ref(inspector.current.cells.labels)]
     assert session.inspected_tile_ids == tile_ids[-4:]
+    gc.collect()  # only the 4 cached inspections (the shown one among them) stay in memory
+    assert sum(ref() is not None for ref in alive) == 2 * 4
     assert layers_with_role(viewer, CELLS_ROLE)[0].metadata["tile_id"] == tile_ids[-1]
     ids, x, _ = plots.scatter_data()
     assert sorted(ids) == sorted(tile_ids) and len(x) == 20

@@ -1,0 +1,119 @@
+"""The whole review workflow on the generated sample slide, all seven docks open in one viewer
+through the npe2 manifest (``gui``): score with a small real ABMIL head, heatmap on the tile
+grid, top tile jump, inspection on the slide, a verdict, the plots, the export re-read with
+shapely, and the review reloaded in a new viewer without scoring again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+
+from napari_imilia._widgets._inspect_layers import CELLS_ROLE, EPITHELIUM_ROLE
+from napari_imilia._widgets._napari_compat import viewer_camera
+from napari_imilia._widgets._state import layers_with_role, viewer_state
+from napari_imilia._widgets._viewer_link import tile_centre_world
+from napari_imilia.cells.types import CELL_CLASS_COLORS
+from napari_imilia.export import read_geojson, read_geojson_context
+from napari_imilia.heatmap import score_grid
+from test_widgets_manifest import DOCKS
+from test_widgets_slide_core import small_model
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.filterwarnings("error:viewer\\..* is a deprecated attribute:DeprecationWarning"),
+]
+PLUGIN = "napari-imilia"
+WAIT_MS = 120_000
+
+
+def _docks(viewer) -> dict[str, object]:
+    docks = {}
+    for name in DOCKS:
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        assert dock.inner_widget() is widget
+        docks[name] = widget
+    return docks
+
+
+def test_review_workflow_on_the_sample_slide(
+    make_napari_viewer, qtbot, sample_slide: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("IMILIA_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("IMILIA_RESULTS_DIR", str(tmp_path / "results"))
+    model = small_model(tmp_path / "abmil-workflow.safetensors")
+    viewer = make_napari_viewer(show=False)
+    docks = _docks(viewer)
+    panel, heat, top = docks["Slide and model"], docks["Heatmap"], docks["Top tiles"]
+    inspector, review = docks["Tile inspector"], docks["Review"]
+
+    panel.open_slide(sample_slide)
+    session = viewer_state(viewer).session
+    assert session.slide.path == sample_slide and session.prediction is None
+    panel.form.set_model_path(str(model))
+    panel.run()
+    qtbot.waitUntil(lambda: not panel.running, timeout=WAIT_MS)
+    assert panel.last_outcome.error is None and session.prediction is not None
+    tiles, mpp = session.tiles, float(session.slide.mpp)
+
+    # heatmap: one pixel per tile, each centred on its tile
+    layer, grid = heat.heatmap_layer(), score_grid(tiles)
+    assert layer.data.shape == grid.values.shape
+    best = session.tile_row(session.ranked_tiles(1)["tile_id"].iloc[0])
+    pixel = (
+        (best["y"] - grid.origin_xy[1]) / grid.step_px,
+        (best["x"] - grid.origin_xy[0]) / grid.step_px,
+    )
+    np.testing.assert_allclose(layer.data_to_world(pixel), tile_centre_world(best, mpp))
+
+    # top tile: the camera centres on it, the inspector shows its cells and epithelium
+    top.select_next()
+    assert session.selected_tile_id == best["tile_id"]
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], tile_centre_world(best, mpp))
+    qtbot.waitUntil(
+        lambda: inspector.worker is None and inspector.current is not None, timeout=WAIT_MS
+    )
+    inspection = inspector.current
+    (cells,) = layers_with_role(viewer, CELLS_ROLE)
+    (epithelium,) = layers_with_role(viewer, EPITHELIUM_ROLE)
+    assert cells.data.shape == epithelium.data.shape == inspection.shape
+    np.testing.assert_allclose(epithelium.translate, cells.translate)
+    table = inspection.cells.table
+    assert len(table) > 10 and set(table["class_name"]) <= set(CELL_CLASS_COLORS)
+    for cell in table.head(5).itertuples():
+        rows, cols = np.nonzero(cells.data == cell.label)
+        world = np.asarray(cells.data_to_world((rows.mean(), cols.mean())))
+        assert (
+            np.abs(world - np.array([cell.centroid_y, cell.centroid_x]) * mpp).max()
+            <= (cells.scale[-1])
+        )
+    assert docks["Plots"].scatter_data()[0] == [best["tile_id"]]
+
+    # a verdict, the export, and the files re-read with shapely
+    review.class_combo.setEditText("active inflammation")
+    (entry,) = review.record("agree")
+    files = {p.name.split(".", 1)[1]: p for p in docks["Export / import"].export()}
+    assert set(files) >= {"tiles.geojson", "cells.geojson", "review.geojson", "reviews.csv"}
+    assert (
+        read_geojson_context(files["tiles.geojson"]).model_sha256
+        == (session.prediction.info["model_sha256"])
+    )
+    box = shapely.box(best["x"], best["y"], best["x"] + best["width"], best["y"] + best["height"])
+    exported = {t.name: t for t in read_geojson(files["tiles.geojson"])}
+    assert len(exported) == len(tiles) and exported[best["tile_id"]].geometry.equals(box)
+    cells_out = [o for o in read_geojson(files["cells.geojson"]) if o.object_type == "cell"]
+    assert len(cells_out) == inspection.n_cells
+    assert all(box.buffer(1).contains(c.nucleus_geometry) for c in cells_out)
+    (annotation,) = read_geojson(files["review.geojson"])
+    assert annotation.geometry.equals(box) and annotation.class_name == "active inflammation"
+
+    # reopened in a new viewer: the earlier result and the review come back, no run
+    viewer2 = make_napari_viewer(show=False)
+    viewer2.open(str(sample_slide), plugin=PLUGIN)
+    _, review2 = viewer2.window.add_plugin_dock_widget(PLUGIN, "Review")
+    session2 = viewer_state(viewer2).session
+    assert session2.prediction.score == pytest.approx(session.prediction.score)
+    assert review2.listed_entry_ids() == [entry.entry_id]
+    assert session2.review.get(entry.entry_id).verdict == "agree"
