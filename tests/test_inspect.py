@@ -22,7 +22,7 @@ from napari_imilia.inspect import (
     inspect_tile,
     select_tiles,
 )
-from napari_imilia.markers import marker_columns, tile_markers
+from napari_imilia.markers import MARKER_CLASSES, column_key, marker_columns, tile_markers
 from napari_imilia.slide import open_slide
 from napari_imilia.synthetic import render_tile
 
@@ -287,6 +287,19 @@ def test_cli_inspect_writes_the_five_files(scored_slide, tmp_path, capsys):
     assert summary["n_tiles"] == 6 and summary["cell_backend"] == "classical"
     assert summary["n_cells"] == markers["n_cells"].sum()
     assert "density_per_mm2_Lymphocytes" in summary["markers"]
+    # Spearman rho per class: markers.csv's density column against its score column
+    from scipy.stats import spearmanr
+
+    for name in [*MARKER_CLASSES, "immune"]:
+        column = f"density_per_mm2_{column_key(name)}"
+        row = summary["markers"][column]
+        values = markers[column].to_numpy(float)
+        if np.ptp(values) == 0:
+            assert row["spearman_rho"] is None  # NaN written as null
+        else:
+            expected = spearmanr(values, markers["score"]).statistic
+            assert row["spearman_rho"] == pytest.approx(expected, abs=1e-9), column
+        assert row["n_tiles"] == 6
     assert (folder / "markers_vs_score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "6 tiles" in capsys.readouterr().out
 

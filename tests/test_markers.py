@@ -185,3 +185,49 @@ def test_plot_marker_summary_writes_png(tmp_path):
     path = plot_marker_summary(summary, df, scores, tmp_path / "summary.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_markers_of_a_rendered_tile_equal_hand_counts_from_its_planted_cells():
+    """A synthetic H&E tile with 16 planted immune cells (lymphocytes, plasma cells,
+    eosinophils, neutrophils on a grid) through the classical backend: counts, densities and
+    intraepithelial counts equal those computed by hand from the planted cells and a
+    hand-drawn epithelium band (the left 100 columns). Seed 0 is a tile the backend
+    classifies exactly (its accuracy is tested in test_cells_classical.py)."""
+    from napari_imilia.cells.classical import ClassicalBackend
+    from napari_imilia.synthetic import PlantedCell, render_tile
+    from napari_imilia.synthetic.looks import CELL_LOOKS
+
+    names = ["Lymphocytes", "Plasmocytes", "Eosinophils", "Neutrophils"]
+    planted = []
+    for k in range(16):
+        look = CELL_LOOKS[names[k % 4]]
+        planted.append(
+            PlantedCell(
+                x_px=28 + 56 * (k // 4) + (k % 3),
+                y_px=28 + 56 * (k % 4) + (k % 2),
+                class_name=names[k % 4],
+                major_um=look.nucleus_um[0],
+                minor_um=look.nucleus_um[1],
+                angle_rad=0.4 * k,
+                lobes=look.lobes[0],
+            )
+        )
+    tile = render_tile(224, 0.5, seed=0, epithelium=False, cells=planted)
+    cells = ClassicalBackend().segment(tile.rgb, mpp=0.5, level0_xy=(X0, Y0), level0_per_px=2.0)
+    epithelium = np.zeros((224, 224), dtype=bool)
+    epithelium[:, :100] = True
+    m = tile_markers(cells, epithelium)
+
+    tissue_mm2 = 224 * 224 * 0.25 / 1e6
+    for name in names:
+        n = sum(c.class_name == name for c in planted)
+        inside = sum(c.class_name == name and c.x_px + 0.5 < 100 for c in planted)
+        assert m.counts[name] == n == 4, (name, cells.counts())
+        assert m.densities_per_mm2[name] == pytest.approx(n / tissue_mm2, rel=1e-12)
+        assert m.intraepithelial_counts[name] == inside
+        assert m.intraepithelial_densities_per_mm2[name] == pytest.approx(
+            inside / (224 * 100 * 0.25 / 1e6), rel=1e-12
+        )
+    assert m.n_cells == 16 and m.immune_count == 16
+    assert m.intraepithelial_immune_count == 8  # the first two grid columns
+    assert m.epithelium_fraction == pytest.approx(100 / 224)
