@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.color import rgb2hsv
 
 from napari_imilia.errors import DataError
 
@@ -71,6 +70,23 @@ def focus_measure(grey: np.ndarray, mask: np.ndarray, *, mpp: float) -> float:
     return float(np.var(response[mask])) / spread
 
 
+def hsv_of(tile_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hue in degrees [0, 360), saturation [0, 1], value [0, 1]) float32 (H, W) maps of an
+    8-bit RGB tile; the same values as ``skimage.color.rgb2hsv`` (ties between channels
+    resolved as it does), a few times faster."""
+    rgb = check_rgb(tile_rgb).astype(np.int16)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high, low = rgb.max(axis=2), rgb.min(axis=2)
+    delta = (high - low).astype(np.float32)
+    safe = np.where(delta > 0, delta, np.float32(1.0))
+    hue = np.where(red == high, (green - blue) / safe, 0.0)
+    hue = np.where(green == high, 2.0 + (blue - red) / safe, hue)
+    hue = np.where(blue == high, 4.0 + (red - green) / safe, hue)
+    hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0).astype(np.float32) * np.float32(360.0)
+    saturation = np.where(high > 0, delta / np.maximum(high, 1), 0.0).astype(np.float32)
+    return hue, saturation, (high / np.float32(255.0)).astype(np.float32)
+
+
 def implausible_stain_mask(
     tile_rgb: np.ndarray,
     *,
@@ -87,8 +103,7 @@ def implausible_stain_mask(
     ``min_saturation``, value below ``dark_grey_value``: black ink, debris). The fixed
     Ruifrok vectors are not used here: they fit real eosin poorly (pink lies ~20° off).
     """
-    hsv = rgb2hsv(check_rgb(tile_rgb))
-    hue, saturation, value = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    hue, saturation, value = hsv_of(tile_rgb)
     low, high = hue_range_deg
     he_hue = (hue >= low) | (hue <= high)
     return ((saturation >= min_saturation) & ~he_hue) | (
@@ -102,7 +117,9 @@ def tissue_saturation(tile_rgb: np.ndarray, tissue: np.ndarray) -> float:
     tissue = np.asarray(tissue, dtype=bool)
     if not tissue.any():
         return float("nan")
-    return float(np.median(rgb2hsv(check_rgb(tile_rgb))[..., 1][tissue]))
+    rgb = check_rgb(tile_rgb)[tissue].astype(np.int16)  # (N, 3): the tissue pixels only
+    high, low = rgb.max(axis=1), rgb.min(axis=1)
+    return float(np.median(np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)))
 
 
 @dataclass(frozen=True)
