@@ -5,18 +5,22 @@ shapely, and the review reloaded in a new viewer without scoring again."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
 
+import napari_imilia
 from napari_imilia._widgets._inspect_layers import CELLS_ROLE, EPITHELIUM_ROLE
 from napari_imilia._widgets._napari_compat import viewer_camera
 from napari_imilia._widgets._state import layers_with_role, viewer_state
 from napari_imilia._widgets._viewer_link import tile_centre_world
 from napari_imilia.cells.types import CELL_CLASS_COLORS
 from napari_imilia.export import read_geojson, read_geojson_context
+from napari_imilia.export.tables import csv_meta_path
 from napari_imilia.heatmap import score_grid
 from test_widgets_manifest import DOCKS
 from test_widgets_slide_core import small_model
@@ -36,6 +40,33 @@ def _docks(viewer) -> dict[str, object]:
         assert dock.inner_widget() is widget
         docks[name] = widget
     return docks
+
+
+def _check_qupath_format(files: dict[str, Path], info: dict) -> None:
+    """The raw files: UUID ids, objectType, classification {name, color} (cells, annotations),
+    measurements as a dict, cells with nucleusGeometry; every file (CSVs by their sidecar)
+    names the model, its hash, the extractor, µm/px and the software version."""
+    kinds = {"tiles.geojson": {"tile"}, "cells.geojson": {"cell", "annotation"}}
+    kinds["review.geojson"] = {"annotation"}
+    for name, object_types in kinds.items():
+        collection = json.loads(files[name].read_text(encoding="utf-8"))
+        assert collection["type"] == "FeatureCollection"
+        for feature in collection["features"]:
+            uuid.UUID(feature["id"])
+            props = feature["properties"]
+            assert props["objectType"] in object_types
+            if props["objectType"] != "tile":  # tiles: unclassified, coloured by measurement
+                assert set(props["classification"]) == {"name", "color"}
+            assert isinstance(props.get("measurements", {}), dict)
+            if props["objectType"] == "cell":
+                assert feature["nucleusGeometry"]["type"] == "Polygon"
+    described = [files[n] for n in ("tiles.geojson", "cells.geojson", "review.geojson")]
+    described += [csv_meta_path(files[n]) for n in ("tiles.csv", "markers.csv", "reviews.csv")]
+    for path in described:
+        data = json.loads(path.read_text(encoding="utf-8"))["imilia"]
+        assert (data["model_name"], data["model_sha256"]) == (info["model"], info["model_sha256"])
+        assert data["extractor"] == "imilia-stain-stats" and data["mpp"] == 0.5
+        assert data["software_version"] == napari_imilia.__version__
 
 
 def test_review_workflow_on_the_sample_slide(
@@ -108,6 +139,7 @@ def test_review_workflow_on_the_sample_slide(
     assert all(box.buffer(1).contains(c.nucleus_geometry) for c in cells_out)
     (annotation,) = read_geojson(files["review.geojson"])
     assert annotation.geometry.equals(box) and annotation.class_name == "active inflammation"
+    _check_qupath_format(files, session.prediction.info)
 
     # reopened in a new viewer: the earlier result and the review come back, no run
     viewer2 = make_napari_viewer(show=False)
