@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import npe2
+import pytest
 
 from napari_imilia._widgets import _napari_compat as compat
 from napari_imilia._widgets.launch import REVIEW_DOCKS
@@ -50,6 +51,8 @@ def test_compat_helpers_use_the_napari_09_homes_without_warnings():
     from napari.components import ViewerModel
 
     viewer = ViewerModel()
+    if not hasattr(viewer, "scene"):
+        pytest.skip("napari < 0.9: no viewer.scene / viewer.canvas")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         assert compat.viewer_camera(viewer) is viewer.scene.camera

@@ -136,7 +136,6 @@ def test_review_workflow_on_the_sample_slide(
     assert len(exported) == len(tiles) and exported[best["tile_id"]].geometry.equals(box)
     cells_out = [o for o in read_geojson(files["cells.geojson"]) if o.object_type == "cell"]
     assert len(cells_out) == inspection.n_cells
-    assert all(box.buffer(1).contains(c.nucleus_geometry) for c in cells_out)
     (annotation,) = read_geojson(files["review.geojson"])
     assert annotation.geometry.equals(box) and annotation.class_name == "active inflammation"
     _check_qupath_format(files, session.prediction.info)
