@@ -37,6 +37,8 @@ JPEG_QUALITY = 90
 THUMBNAIL_MAX_PX = 1024
 #: Level 0 is drawn in strips of this many tile rows (memory: strip height x width x 3 bytes).
 STRIP_TILES = 4
+#: Layout of :func:`sample_slide_path` slides besides size, seed and inflammation.
+_SAMPLE_LAYOUT: dict[str, Any] = {"mpp": SAMPLE_MPP, "n_inflamed_regions": 3, "n_pieces": 2}
 _APERIO = "Aperio Image Library v12.0.15"
 
 
@@ -94,11 +96,9 @@ def sample_slide_path(
             path,
             width_px=width_px,
             height_px=height_px,
-            mpp=SAMPLE_MPP,
             seed=seed,
             inflamed_regions="random" if inflamed else (),
-            n_inflamed_regions=3,
-            n_pieces=2,
+            **_SAMPLE_LAYOUT,
             levels=(1, 4, 16),
         )
     except OSError as error:
@@ -107,6 +107,47 @@ def sample_slide_path(
             "set IMILIA_CACHE_DIR to a writable folder"
         ) from error
     return path
+
+
+def sample_slide_scene(
+    *, inflamed: bool = True, seed: int = 0, size_px: tuple[int, int] = SAMPLE_SIZE_PX
+) -> Scene:
+    """The scene :func:`sample_slide_path` draws with the same arguments (its ground truth,
+    e.g. ``synthetic.truth.epithelium_truth``), without reading or writing the slide."""
+    width_px, height_px = (int(v) for v in size_px)
+    return slide_scene(
+        width_px,
+        height_px,
+        seed=seed,
+        inflamed_regions="random" if inflamed else (),
+        **_SAMPLE_LAYOUT,
+    )
+
+
+def synthetic_slide_scene(
+    slide_path: str | os.PathLike[str], *, n_pieces: int | None = None
+) -> Scene:
+    """The scene a synthetic slide was drawn from, rebuilt from its ``.truth.json``.
+
+    ``n_pieces`` (tissue pieces) is read from the truth; truth files written before it was
+    recorded need it given (2 for :func:`sample_slide_path` slides; ``write_synthetic_slide``
+    draws 1 unless told otherwise).
+    """
+    truth = read_truth(slide_path)
+    pieces = truth.get("tissue_pieces") if n_pieces is None else n_pieces
+    if pieces is None:
+        raise DataError(
+            f"{truth_path(slide_path)} does not record its tissue pieces; pass n_pieces "
+            "(2 for the sample slide) or regenerate the slide"
+        )
+    return slide_scene(
+        int(truth["width_px"]),
+        int(truth["height_px"]),
+        float(truth["mpp"]),
+        int(truth["seed"]),
+        inflamed_regions=[tuple(box) for box in truth["inflamed_regions_level0_px"]],
+        n_pieces=int(pieces),
+    )
 
 
 def _cached_ok(path: Path) -> bool:
@@ -326,6 +367,7 @@ def _truth(scene: Scene, levels: list[int], path: Path) -> dict[str, Any]:
         "level_downsamples": levels,
         "inflamed": bool(scene.inflamed_boxes),
         "inflamed_regions_level0_px": [list(box) for box in scene.inflamed_boxes],
+        "tissue_pieces": len(scene.tissue.x),
         "cell_counts": counts(inside),
         "cell_counts_in_inflamed_regions": counts(inside & (box_of >= 0)),
     }
