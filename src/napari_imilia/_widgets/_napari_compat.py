@@ -2,7 +2,8 @@
 
 napari 0.9 moved the camera to ``viewer.scene.camera`` and the canvas overlays (scale bar...)
 and size to ``viewer.canvas``; the old ``viewer.camera`` / ``viewer.scale_bar`` still work
-there but warn. napari 0.5-0.8 have only the old attributes (and ``viewer._canvas_size``).
+there but warn. napari 0.6.6-0.8 (the oldest supported: pyproject) have only the old
+attributes (and ``viewer._canvas_size``).
 The dock widgets, scripts and benchmarks use these helpers, never the old names.
 """
 
