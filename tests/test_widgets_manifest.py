@@ -81,3 +81,19 @@ def test_the_user_guide_has_a_section_and_a_screenshot_per_dock():
     assert len(images) >= len(DOCKS)
     for image in images:
         assert (docs / image).is_file() and (docs / image).stat().st_size < 300_000
+
+
+def test_the_screenshot_script_covers_every_dock_and_the_guide_shows_its_pngs():
+    import importlib.util
+
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "docs_screenshots", root / "scripts" / "docs_screenshots.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shot_docks = {name for name, _ in script.DOCK_SHOTS.values()}
+    assert shot_docks == set(DOCKS) and set(script.EXTRA_DOCKS) <= set(DOCKS)
+    guide = (root / "docs" / "user_guide.md").read_text(encoding="utf-8")
+    for png in (*script.WINDOW_SHOTS, *script.DOCK_SHOTS):
+        assert f"(images/{png})" in guide
