@@ -6,11 +6,12 @@ Run from the repository root:
     xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/bench_inspect.py --gui
 
 1. **Core**: ``inspect_tile`` (classical cells + stain-heuristic epithelium + markers +
-   epithelium polygons) on 224 px tiles at 0.5 µm/px of the generated sample slide (tiles
-   with >= 50% tissue, every ``--step``-th) and of ``small_HE.svs`` (../shared/data, skipped
-   when absent); median wall and CPU ms per tile after one warm-up, on one thread
-   (``OMP_NUM_THREADS=1``), with the time split into its stages (read, tissue, epithelium,
-   cells, markers + polygons) measured by running the same calls one by one.
+   epithelium polygons, with its 8 µm context margin) on 224 px tiles at 0.5 µm/px of the
+   generated sample slide (tiles with >= 50% tissue, every ``--step``-th) and of
+   ``small_HE.svs`` (../shared/data, skipped when absent); median wall and CPU ms per tile
+   after one warm-up, on one thread (``OMP_NUM_THREADS=1``); CPU ms with ``context_um=0``;
+   the time split into its stages (read, tissue, epithelium, cells, markers + polygons)
+   measured by running the same calls one by one on the padded tile.
 2. **GUI** (``--gui``, needs a display): in a napari viewer with the Tile inspector dock,
    the wall time from ``session.select_tile`` (what a canvas click or the Top tiles list
    does) until both Labels layers show the new tile and Qt has processed its events
@@ -29,6 +30,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, before numpy/scipy load
 
 import argparse
+import math
 import platform
 import statistics
 import tempfile
@@ -53,13 +55,15 @@ def core_latency(slide, tiles) -> dict[str, float]:
     from napari_imilia.cells import create_cell_backend
     from napari_imilia.cells.stain import optical_density, tissue_from_od
     from napari_imilia.epithelium import epithelium_polygons, segment_epithelium
-    from napari_imilia.inspect import TileBox, inspect_tile, read_tile_at_mpp
+    from napari_imilia.inspect import CONTEXT_UM, TileBox, inspect_tile, read_tile_at_mpp
+    from napari_imilia.inspect.context import context_box
     from napari_imilia.markers import tile_markers
 
     backend = create_cell_backend("classical")
     rows = [row for _, row in tiles.iterrows()]
     inspect_tile(slide, rows[0], cell_backend=backend)  # warm-up
-    totals, cpus, n_cells = [], [], []
+    totals, cpus, n_cells, alone_cpus = [], [], [], []
+    margin = math.ceil(CONTEXT_UM / slide.require_mpp())
     stages: dict[str, list[float]] = {k: [] for k in ("read", "tissue", "epi", "cells", "rest")}
     for row in rows:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -67,7 +71,10 @@ def core_latency(slide, tiles) -> dict[str, float]:
         totals.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         n_cells.append(result.n_cells)
-        box = TileBox.from_row(row)
+        cpu = time.process_time()
+        inspect_tile(slide, row, cell_backend=backend, context_um=0.0)
+        alone_cpus.append(time.process_time() - cpu)
+        box = context_box(TileBox.from_row(row), margin)  # the stages see the context too
         t0 = time.perf_counter()
         rgb, mpp, per_px = read_tile_at_mpp(slide, box, 0.5)
         t1 = time.perf_counter()
@@ -95,6 +102,7 @@ def core_latency(slide, tiles) -> dict[str, float]:
         "n": len(rows),
         "wall_ms": statistics.median(totals) * 1000,
         "cpu_ms": statistics.median(cpus) * 1000,
+        "alone_cpu_ms": statistics.median(alone_cpus) * 1000,
         "p90_ms": float(np.percentile(totals, 90)) * 1000,
         "cells": statistics.median(n_cells),
     }
@@ -182,6 +190,7 @@ def main() -> None:
     parser.add_argument("--gui", action="store_true", help="also time the napari dock")
     parser.add_argument("--repeats", type=int, default=15, help="GUI: tiles timed")
     parser.add_argument("--batch-tiles", type=int, default=120)
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch timing")
     args = parser.parse_args()
 
     from napari_imilia.sample import sample_slide_path
@@ -193,10 +202,10 @@ def main() -> None:
     )
     sample = sample_slide_path()
     print(
-        "| tiles | n | wall ms (median) | p90 | CPU ms | read | tissue | epithelium | cells "
-        "| markers+polygons | cells/tile |"
+        "| tiles | n | wall ms (median) | p90 | CPU ms | CPU ms, no context | read | tissue "
+        "| epithelium | cells | markers+polygons | cells/tile |"
     )
-    print("| --- |" + " ---: |" * 10)
+    print("| --- |" + " ---: |" * 11)
     sources = [("sample slide, 224 px @ 0.5 µm/px", sample)]
     if SHARED.is_file():
         sources.append(("small_HE.svs, 224 px @ 0.499 µm/px", SHARED))
@@ -205,7 +214,8 @@ def main() -> None:
             r = core_latency(slide, tissue_tiles(slide, args.step))
         print(
             f"| {name} | {r['n']} | {r['wall_ms']:.0f} | {r['p90_ms']:.0f} | "
-            f"{r['cpu_ms']:.0f} | {r['read_ms']:.1f} | {r['tissue_ms']:.1f} | "
+            f"{r['cpu_ms']:.0f} | {r['alone_cpu_ms']:.0f} | "
+            f"{r['read_ms']:.1f} | {r['tissue_ms']:.1f} | "
             f"{r['epi_ms']:.0f} | {r['cells_ms']:.0f} | {r['rest_ms']:.1f} | "
             f"{r['cells']:.0f} |"
         )
@@ -218,6 +228,8 @@ def main() -> None:
                 f"over {args.repeats} tiles (inspect_tile in the worker thread: "
                 f"{in_worker * 1000:.0f} ms)"
             )
+        if args.no_batch:
+            return
         print("\n| batch | tiles | processes | seconds | tiles/s |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for workers in (1, 2):

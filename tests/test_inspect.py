@@ -16,6 +16,7 @@ from napari_imilia.cli import main
 from napari_imilia.epithelium import EpiSegProbe, epithelium_polygons
 from napari_imilia.errors import ImiliaError
 from napari_imilia.inspect import (
+    CONTEXT_UM,
     INSPECT_FILES,
     TileBox,
     inspect_slide,
@@ -267,13 +268,19 @@ def test_cli_inspect_writes_the_five_files(scored_slide, tmp_path, capsys):
     cells = json.loads((folder / "cells.geojson").read_text())
     assert len(cells["features"]) == markers["n_cells"].sum()
     per_tile = dict.fromkeys(boxes, 0)
+    origins = {(t.x, t.y): t.tile_id for t in expected.itertuples()}
     for feature in cells["features"]:
         assert feature["properties"]["objectType"] == "cell"
         assert feature["properties"]["classification"]["name"]
         assert "Nucleus: Area µm^2" in feature["properties"]["measurements"]
         nucleus = shapely.geometry.shape(feature["nucleusGeometry"])
         assert nucleus.is_valid and nucleus.area > 0
-        tile_id = next(t for t, b in boxes.items() if b.contains(nucleus))
+        # "classical:x0:y0:label": the tile's origin; its centroid in that tile, the whole
+        # nucleus within the context margin read around it
+        _, x0, y0, _ = feature["properties"]["name"].split(":")
+        tile_id = origins[(int(x0), int(y0))]
+        assert boxes[tile_id].contains(nucleus.centroid)
+        assert boxes[tile_id].buffer(CONTEXT_UM / 0.5).contains(nucleus)
         per_tile[tile_id] += 1
     assert [per_tile[t] for t in markers["tile_id"]] == markers["n_cells"].tolist()
     epithelium = json.loads((folder / "epithelium.geojson").read_text())
@@ -535,5 +542,63 @@ def test_real_slide_tiles(small_svs):
         assert result.mpp == pytest.approx(0.499)
         density = result.n_cells / result.markers.tissue_area_mm2
         assert 300 < density < 30_000  # nuclei per mm² of tissue: plausible for H&E
-        box = shapely_box(row["x"] - 1, row["y"] - 1, row["x"] + 225, row["y"] + 225)
-        assert all(box.contains(shapely.Polygon(c)) for c in result.cells.contours)
+        table = result.cells.table
+        assert table["centroid_x"].between(row["x"], row["x"] + 224, inclusive="left").all()
+        assert table["centroid_y"].between(row["y"], row["y"] + 224, inclusive="left").all()
+        box = shapely_box(row["x"], row["y"], row["x"] + 224, row["y"] + 224)
+        context = box.buffer(CONTEXT_UM / 0.499)  # border nuclei are whole
+        assert all(context.contains(shapely.Polygon(c)) for c in result.cells.contours)
+
+
+def test_nuclei_on_a_shared_tile_border_are_counted_once_and_whole(tiff_writer, tmp_path):
+    """Two adjacent 224 px tiles; lymphocytes and plasma cells planted across their shared
+    border. With the default context margin each comes back once, in the tile holding its
+    centroid, with the area of the whole nucleus; without it, border nuclei are cut in two."""
+    from napari_imilia.synthetic import PlantedCell, render_region
+    from napari_imilia.synthetic.looks import CELL_LOOKS
+
+    planted = []
+    for k in range(6):
+        name = ("Lymphocytes", "Plasmocytes")[k % 2]
+        look = CELL_LOOKS[name]
+        planted.append(
+            PlantedCell(
+                # centres 1-3.5 px either side of the border at x = 224 (continuous 224.5
+                # is pixel 224's centre); a nucleus is 12-13 px across: all straddle it
+                x_px=224 + (-2.5, 1.5, -1.5, 3.0, 1.0, -3.5)[k],
+                y_px=24 + 36 * k,
+                class_name=name,
+                major_um=look.nucleus_um[0],
+                minor_um=look.nucleus_um[1],
+                angle_rad=0.5 * k,
+            )
+        )
+    region = render_region(448, 224, 0.5, seed=4, tissue="full", epithelium=False, cells=planted)
+    x0, y0 = 64, 32
+    canvas = np.full((y0 + 224 + 64, x0 + 448 + 64, 3), 250, np.uint8)
+    canvas[y0 : y0 + 224, x0 : x0 + 448] = region.rgb
+
+    def pattern(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        return canvas[np.clip(ys, 0, canvas.shape[0] - 1), np.clip(xs, 0, canvas.shape[1] - 1)]
+
+    path = tiff_writer(tmp_path / "border.tiff", canvas.shape[:2], mpp=0.5, pattern=pattern)
+    truth_xy = np.array([[c.x_px + 0.5 + x0, c.y_px + 0.5 + y0] for c in planted])
+    areas = np.bincount(region.instance_labels.ravel())[1 : len(planted) + 1] * 0.25
+    tiles = [TileBox("left", x0, y0, 224, 224), TileBox("right", x0 + 224, y0, 224, 224)]
+    with open_slide(path) as slide:
+        for context_um, whole in ((CONTEXT_UM, True), (0.0, False)):
+            results = [inspect_tile(slide, t, context_um=context_um) for t in tiles]
+            table = pd.concat([r.cells.table for r in results], ignore_index=True)
+            found = table[["centroid_x", "centroid_y"]].to_numpy()
+            distance = np.linalg.norm(truth_xy[:, None] - found[None], axis=2)
+            near = distance <= 4.0 / 0.5  # detections within 4 µm of each planted centre
+            if whole:
+                assert (near.sum(axis=1) == 1).all(), near.sum(axis=1)
+                match = distance.argmin(axis=1)
+                np.testing.assert_allclose(table["area_um2"].to_numpy()[match], areas, rtol=0.3)
+                for result, tile in zip(results, tiles, strict=True):  # centroid in its tile
+                    x = result.cells.table["centroid_x"]
+                    assert x.between(tile.x, tile.x + tile.width, inclusive="left").all()
+            else:  # tiles analysed alone cut every border nucleus
+                cut = table["area_um2"].to_numpy()[near.any(axis=0)]
+                assert near.sum() > len(planted) or (cut < 0.8 * areas.min()).any()

@@ -122,6 +122,10 @@ def tissue_saturation(tile_rgb: np.ndarray, tissue: np.ndarray) -> float:
     return float(np.median(np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)))
 
 
+#: The flags ``tile_quality_flags`` may set.
+QUALITY_FLAGS: tuple[str, ...] = ("out_of_focus", "not_he", "ink")
+
+
 @dataclass(frozen=True)
 class QualityParams:
     """Thresholds of ``tile_quality_flags``; areas in µm², fractions of the tissue area."""

@@ -18,6 +18,7 @@ from napari_imilia.inspect.batch import (
     inspect_slide,
     markers_frame,
 )
+from napari_imilia.inspect.context import CONTEXT_UM
 from napari_imilia.inspect.pool import TileRecord, default_workers, inspect_tiles
 from napari_imilia.inspect.read import (
     DEFAULT_ANALYSIS_MPP,
@@ -37,6 +38,7 @@ from napari_imilia.inspect.tools import CELL_BACKENDS, InspectConfig, InspectToo
 
 __all__ = [
     "CELL_BACKENDS",
+    "CONTEXT_UM",
     "DEFAULT_ANALYSIS_MPP",
     "EPITHELIUM_CLASS",
     "EPITHELIUM_COLOR",

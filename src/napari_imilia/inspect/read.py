@@ -50,6 +50,38 @@ class TileBox:
         return cls(str(tile_id) if tile_id is not None else f"{x}_{y}", x, y, width, height, score)
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """How ``read_tile_at_mpp`` reads a box: pyramid ``level`` (``downsample`` level-0 px
+    per pixel), ``read_wh`` pixels read there, resized to ``out_wh`` (equal: no resize)."""
+
+    level: int
+    downsample: float
+    read_wh: tuple[int, int]
+    out_wh: tuple[int, int]
+
+    def level0_per_px(self, box: TileBox) -> float:
+        """Level-0 pixels per pixel of the image read for ``box``."""
+        return box.width / self.out_wh[0]
+
+
+def read_plan(slide: Slide, box: TileBox, analysis_mpp: float) -> ReadPlan:
+    """The ``ReadPlan`` of ``box`` at about ``analysis_mpp`` µm/px (see ``read_tile_at_mpp``)."""
+    slide_mpp = slide.require_mpp()
+    if not (math.isfinite(analysis_mpp) and analysis_mpp > 0):
+        raise DataError(f"analysis µm/px must be positive; got {analysis_mpp}")
+    out_w = max(1, round_half_up(box.width * slide_mpp / analysis_mpp))
+    out_h = max(1, round_half_up(box.height * slide_mpp / analysis_mpp))
+    level = slide.best_level_for_downsample(analysis_mpp / slide_mpp)
+    downsample = slide.level_info[level].downsample
+    read_w = max(1, round_half_up(box.width / downsample))
+    read_h = max(1, round_half_up(box.height / downsample))
+    as_read = abs(read_w / out_w - 1) <= RESAMPLE_TOLERANCE
+    as_read &= abs(read_h / out_h - 1) <= RESAMPLE_TOLERANCE
+    out = (read_w, read_h) if as_read else (out_w, out_h)
+    return ReadPlan(level, float(downsample), (read_w, read_h), out)
+
+
 def read_tile_at_mpp(
     slide: Slide, box: TileBox, analysis_mpp: float
 ) -> tuple[np.ndarray, float, float]:
@@ -60,27 +92,17 @@ def read_tile_at_mpp(
     they are, else resized (PIL bilinear, antialiased). ``level0_per_px`` = box width /
     image width; areas outside the slide are white.
     """
-    slide_mpp = slide.require_mpp()
-    if not (math.isfinite(analysis_mpp) and analysis_mpp > 0):
-        raise DataError(f"analysis µm/px must be positive; got {analysis_mpp}")
-    out_w = max(1, round_half_up(box.width * slide_mpp / analysis_mpp))
-    out_h = max(1, round_half_up(box.height * slide_mpp / analysis_mpp))
-    level = slide.best_level_for_downsample(analysis_mpp / slide_mpp)
-    downsample = slide.level_info[level].downsample
-    read_w = max(1, round_half_up(box.width / downsample))
-    read_h = max(1, round_half_up(box.height / downsample))
+    plan = read_plan(slide, box, analysis_mpp)
     region = read_level_region(
-        level_array(slide, level), downsample, (box.x, box.y), (read_w, read_h)
+        level_array(slide, plan.level), plan.downsample, (box.x, box.y), plan.read_wh
     )
-    if abs(read_w / out_w - 1) <= RESAMPLE_TOLERANCE and abs(read_h / out_h - 1) <= (
-        RESAMPLE_TOLERANCE
-    ):
+    if plan.out_wh == plan.read_wh:
         rgb = np.ascontiguousarray(region)
     else:
-        image = Image.fromarray(region).resize((out_w, out_h), Image.Resampling.BILINEAR)
+        image = Image.fromarray(region).resize(plan.out_wh, Image.Resampling.BILINEAR)
         rgb = np.asarray(image)
-    level0_per_px = box.width / rgb.shape[1]
-    return rgb, slide_mpp * level0_per_px, level0_per_px
+    level0_per_px = plan.level0_per_px(box)
+    return rgb, slide.require_mpp() * level0_per_px, level0_per_px
 
 
 def backend_analysis_mpp(backend: CellBackend, slide_mpp: float) -> float:

@@ -7,7 +7,11 @@ of the result shares one pixel grid: ``TileInspection.mpp`` µm/px, whose pixel 
 covers the level-0 square ``[x0 + c·s, x0 + (c + 1)·s) × [y0 + r·s, y0 + (r + 1)·s)``,
 (x0, y0) = ``level0_xy``, s = ``level0_per_px``.
 
-A tile with less than ``min_tissue_fraction`` tissue (blank glass, background, a tile
+The tile is read with ``context_um`` µm of the slide around it (``inspect.context``): the
+backends see whole nuclei on the tile's borders, the cells kept are those whose centroid lies
+in the tile (with the area, centroid and contour of the whole nucleus), and the masks are
+brought back onto the tile's grid, so adjacent tiles count a nucleus on their shared border
+once. A tile with less than ``min_tissue_fraction`` tissue (blank glass, background, a tile
 outside the slide) gives zero cells, an empty epithelium and the flag ``no_tissue``; the
 backends are not run on it.
 """
@@ -15,6 +19,7 @@ backends are not run on it.
 from __future__ import annotations
 
 import inspect as _signature
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,13 +28,19 @@ from typing import Any
 import numpy as np
 from shapely.geometry import Polygon
 
-from napari_imilia.cells.base import CellBackend, resize_nearest
+from napari_imilia.cells.base import CellBackend
 from napari_imilia.cells.measure import build_tile_cells
-from napari_imilia.cells.stain import optical_density, tissue_from_od
+from napari_imilia.cells.stain import (
+    QUALITY_FLAGS,
+    optical_density,
+    tile_quality_flags,
+    tissue_from_od,
+)
 from napari_imilia.cells.types import CellTile, TileCells
 from napari_imilia.epithelium import METHODS, epithelium_polygons, segment_epithelium
 from napari_imilia.errors import ImiliaError
-from napari_imilia.inspect.read import TileBox, backend_analysis_mpp, read_tile_at_mpp
+from napari_imilia.inspect.context import CONTEXT_UM, cells_in_box, context_box, onto_grid
+from napari_imilia.inspect.read import TileBox, backend_analysis_mpp, read_plan, read_tile_at_mpp
 from napari_imilia.markers import TileMarkers, tile_markers
 from napari_imilia.slide import Slide
 
@@ -127,20 +138,19 @@ def check_epithelium_method(method: str, probe: Any | None, extractor: Any | Non
         )
 
 
-def _on_grid(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A bool mask brought to ``shape`` (nearest neighbour) when the backend resampled."""
-    mask = np.asarray(mask, dtype=bool)
-    return mask if mask.shape == tuple(shape) else resize_nearest(mask, tuple(shape))
-
-
 @dataclass
 class _Prepared:
-    """A tile read, with its tissue and epithelium, waiting for its cells."""
+    """A tile read with its context (``padded``, ``rgb`` at ``level0_per_px``), its tissue
+    and epithelium on that grid, and the tile's own grid (``tile_per_px``, ``tile_shape``),
+    waiting for its cells."""
 
     box: TileBox
+    padded: TileBox
     rgb: np.ndarray
     mpp: float
     level0_per_px: float
+    tile_per_px: float
+    tile_shape: tuple[int, int]
     tissue: np.ndarray
     epithelium: np.ndarray | None
     flags: list[str]
@@ -149,6 +159,17 @@ class _Prepared:
     @property
     def blank(self) -> bool:
         return self.epithelium is None
+
+    def onto_tile(self, mask: np.ndarray, per_px: float, shape: tuple[int, int]) -> np.ndarray:
+        """A mask of the padded read grid on a grid of the tile's box."""
+        return onto_grid(
+            mask,
+            source_xy=(self.padded.x, self.padded.y),
+            source_per_px=self.level0_per_px,
+            target_xy=(self.box.x, self.box.y),
+            target_per_px=per_px,
+            target_shape=shape,
+        )
 
 
 def _prepare(
@@ -161,38 +182,85 @@ def _prepare(
     episeg_extractor: Any | None,
     analysis_mpp: float | None,
     min_tissue_fraction: float,
+    context_um: float,
 ) -> _Prepared:
     started = time.perf_counter()
     box = tile_row if isinstance(tile_row, TileBox) else TileBox.from_row(tile_row)
     slide_mpp = slide.require_mpp()
     mpp_wanted = backend_analysis_mpp(backend, slide_mpp) if analysis_mpp is None else analysis_mpp
-    rgb, mpp, per_px = read_tile_at_mpp(slide, box, float(mpp_wanted))
+    plan = read_plan(slide, box, float(mpp_wanted))
+    tile_per_px, tile_shape = plan.level0_per_px(box), (plan.out_wh[1], plan.out_wh[0])
+    margin_px = math.ceil(context_um / (slide_mpp * tile_per_px)) if context_um > 0 else 0
+    padded = context_box(box, round(margin_px * tile_per_px))
+    rgb, mpp, per_px = read_tile_at_mpp(slide, padded, float(mpp_wanted))
     tissue = tissue_from_od(optical_density(rgb), mpp=mpp)
-    if tissue.mean() < min_tissue_fraction:
-        return _Prepared(box, rgb, mpp, per_px, tissue, None, ["no_tissue"], 0.0)
+    prepared = _Prepared(
+        box, padded, rgb, mpp, per_px, tile_per_px, tile_shape, tissue, None, [], 0.0
+    )
+    if prepared.onto_tile(tissue, tile_per_px, tile_shape).mean() < min_tissue_fraction:
+        prepared.flags = ["no_tissue"]
+        return prepared
+    if epithelium_method == "episeg":  # the probe's extractor takes tiles of its own size
+        tile_rgb = prepared.onto_tile(rgb, tile_per_px, tile_shape)
+        tile_tissue = prepared.onto_tile(tissue, tile_per_px, tile_shape)
+    else:
+        tile_rgb, tile_tissue = rgb, tissue
     result = segment_epithelium(
-        rgb,
+        tile_rgb,
         mpp=mpp,
         method=epithelium_method,
         probe=episeg_probe,
         extractor=episeg_extractor,
-        tissue_mask=tissue,
+        tissue_mask=tile_tissue,
     )
-    seconds = time.perf_counter() - started
-    return _Prepared(box, rgb, mpp, per_px, tissue, result.mask, list(result.flags), seconds)
+    prepared.epithelium, prepared.flags = result.mask, list(result.flags)
+    if epithelium_method == "episeg":  # back on the padded grid, no epithelium around
+        prepared.epithelium = onto_grid(
+            result.mask,
+            source_xy=(box.x, box.y),
+            source_per_px=tile_per_px,
+            target_xy=(padded.x, padded.y),
+            target_per_px=per_px,
+            target_shape=tissue.shape,
+            outside=False,
+        )
+    prepared.seconds = time.perf_counter() - started
+    return prepared
 
 
 def _blank_cells(prepared: _Prepared, backend: CellBackend) -> TileCells:
     return build_tile_cells(
-        np.zeros(prepared.tissue.shape, dtype=np.int32),
+        np.zeros(prepared.tile_shape, dtype=np.int32),
         np.zeros(1, dtype=np.int64),
         None,
         None,
-        mpp=prepared.mpp,
+        mpp=prepared.mpp * prepared.tile_per_px / prepared.level0_per_px,
         level0_xy=(prepared.box.x, prepared.box.y),
-        level0_per_px=prepared.level0_per_px,
+        level0_per_px=prepared.tile_per_px,
         backend=str(getattr(backend, "name", "cells")),
     )
+
+
+def _tile_quality(prepared: _Prepared) -> list[str]:
+    """The quality flags of the tile itself (the backend saw its context too)."""
+    tile_rgb = prepared.onto_tile(prepared.rgb, prepared.tile_per_px, prepared.tile_shape)
+    tile_tissue = prepared.onto_tile(prepared.tissue, prepared.tile_per_px, prepared.tile_shape)
+    mpp = prepared.mpp * prepared.tile_per_px / prepared.level0_per_px
+    return tile_quality_flags(tile_rgb, tile_tissue, mpp=mpp)
+
+
+def _cells_of_tile(prepared: _Prepared, padded_cells: TileCells) -> TileCells:
+    """The cells of the padded tile whose centroid is in the tile, on a grid of the tile:
+    the tile's own read grid, or the backend's finer/coarser one when it resampled."""
+    ratio = float(padded_cells.level0_per_px) / prepared.level0_per_px
+    per_px = prepared.tile_per_px * ratio
+    shape = prepared.tile_shape
+    if abs(ratio - 1.0) > 1e-9:
+        shape = (
+            max(1, round(prepared.box.height / per_px)),
+            max(1, round(prepared.box.width / per_px)),
+        )
+    return cells_in_box(padded_cells, prepared.box, level0_per_px=per_px, shape=shape)
 
 
 def _segment(backend: CellBackend, tiles: list[_Prepared]) -> list[TileCells]:
@@ -206,7 +274,7 @@ def _segment(backend: CellBackend, tiles: list[_Prepared]) -> list[TileCells]:
             backend.segment(
                 p.rgb,
                 mpp=p.mpp,
-                level0_xy=(p.box.x, p.box.y),
+                level0_xy=(p.padded.x, p.padded.y),
                 level0_per_px=p.level0_per_px,
                 tissue_mask=p.tissue,
                 epithelium_mask=p.epithelium,
@@ -214,7 +282,7 @@ def _segment(backend: CellBackend, tiles: list[_Prepared]) -> list[TileCells]:
             for p in tiles
         ]
     return backend.segment_many(
-        [CellTile(p.rgb, p.mpp, (p.box.x, p.box.y), p.level0_per_px, p.tissue) for p in tiles]
+        [CellTile(p.rgb, p.mpp, (p.padded.x, p.padded.y), p.level0_per_px, p.tissue) for p in tiles]
     )
 
 
@@ -226,13 +294,15 @@ def _finish(
     epithelium_min_area_um2: float,
     seconds: float,
 ) -> TileInspection:
+    shape = cells.labels.shape
+    tissue = prepared.onto_tile(prepared.tissue, cells.level0_per_px, shape)
     if prepared.blank:
-        epithelium = np.zeros(cells.labels.shape, dtype=bool)
-        tissue = _on_grid(prepared.tissue, cells.labels.shape)
+        epithelium = np.zeros(shape, dtype=bool)
     else:
-        epithelium = _on_grid(prepared.epithelium, cells.labels.shape)
-        tissue = _on_grid(prepared.tissue, cells.labels.shape)
+        epithelium = prepared.onto_tile(prepared.epithelium, cells.level0_per_px, shape)
     flags = [*cells.flags, *(f for f in prepared.flags if f not in cells.flags)]
+    if not prepared.blank and prepared.padded != prepared.box:
+        flags = [f for f in flags if f not in QUALITY_FLAGS] + _tile_quality(prepared)
     markers = tile_markers(cells, epithelium, tissue)
     polygons = epithelium_polygons(
         epithelium,
@@ -272,6 +342,7 @@ def inspect_tiles_batched(
     analysis_mpp: float | None = None,
     min_tissue_fraction: float = MIN_TISSUE_FRACTION,
     epithelium_min_area_um2: float = EPITHELIUM_MIN_AREA_UM2,
+    context_um: float = CONTEXT_UM,
 ) -> list[TileInspection]:
     """``inspect_tile`` for several tiles, in order, with one batched cell-backend call.
 
@@ -293,6 +364,7 @@ def inspect_tiles_batched(
             episeg_extractor=episeg_extractor,
             analysis_mpp=analysis_mpp,
             min_tissue_fraction=min_tissue_fraction,
+            context_um=context_um,
         )
         for row in tile_rows
     ]
@@ -303,7 +375,7 @@ def inspect_tiles_batched(
     results = []
     for p in prepared:
         finish_start = time.perf_counter()
-        cells = _blank_cells(p, backend) if p.blank else next(found)
+        cells = _blank_cells(p, backend) if p.blank else _cells_of_tile(p, next(found))
         inspection = _finish(p, cells, backend, epithelium_method, epithelium_min_area_um2, 0.0)
         own = time.perf_counter() - finish_start
         inspection.seconds = p.seconds + own + (0.0 if p.blank else share)
@@ -322,6 +394,7 @@ def inspect_tile(
     analysis_mpp: float | None = None,
     min_tissue_fraction: float = MIN_TISSUE_FRACTION,
     epithelium_min_area_um2: float = EPITHELIUM_MIN_AREA_UM2,
+    context_um: float = CONTEXT_UM,
 ) -> TileInspection:
     """Cells, epithelium, tissue and markers of one tile (see the module docstring).
 
@@ -331,7 +404,8 @@ def inspect_tile(
     ``"stain-heuristic"`` (weight-free) or ``"episeg"`` with ``episeg_probe`` and the
     ``episeg_extractor`` it was trained on. ``analysis_mpp`` overrides the µm/px the tile
     is read at (default: the backend's). The tile's epithelium mask is given to backends
-    that accept one (the classical one uses it as epithelial context).
+    that accept one (the classical one uses it as epithelial context). ``context_um``: µm of
+    the slide read around the tile (module docstring); 0 analyses the tile alone.
     """
     started = time.perf_counter()
     (result,) = inspect_tiles_batched(
@@ -344,6 +418,7 @@ def inspect_tile(
         analysis_mpp=analysis_mpp,
         min_tissue_fraction=min_tissue_fraction,
         epithelium_min_area_um2=epithelium_min_area_um2,
+        context_um=context_um,
     )
     result.seconds = time.perf_counter() - started
     return result
