@@ -290,3 +290,73 @@ def _save(path, array):
     from PIL import Image
 
     Image.fromarray(array.astype(np.uint8)).save(path)
+
+
+def test_train_episeg_cli_then_inspect_with_the_probe(tmp_path, capsys, tiff_writer):
+    """`imilia train-episeg` end to end with a (tiny, random) ViT of H0-mini's layout on
+    synthetic tiles and their planted epithelium masks: probe + episeg_cv.json written, the
+    probe loads with its extractor and segments a tile through inspect_tile."""
+    import dataclasses
+    import json
+
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from napari_imilia.cli import main
+    from napari_imilia.extractors import (
+        FOUNDATION_SPECS,
+        ViTExtractor,
+        register_extractor,
+        unregister_extractor,
+    )
+    from napari_imilia.inspect import TileBox, inspect_tile
+    from napari_imilia.slide import open_slide
+    from napari_imilia.synthetic import render_tile
+    from napari_imilia.vit import VisionTransformer
+    from napari_imilia.vit.config import scaled_down
+
+    h0 = next(spec for spec in FOUNDATION_SPECS if spec.name == "h0-mini")
+    spec = dataclasses.replace(h0, name="tiny-h0", vit=scaled_down(h0.vit, grid=16))  # 224 px
+    weights = tmp_path / "tiny.safetensors"
+    save_file(VisionTransformer(spec.vit).init_random(seed=2).state_dict(), str(weights))
+    tiles_dir, masks_dir = tmp_path / "tiles", tmp_path / "masks"
+    tiles_dir.mkdir(), masks_dir.mkdir()
+    rendered = [render_tile(224, 0.5, seed=s) for s in range(6)]
+    for k, tile in enumerate(rendered):
+        Image.fromarray(tile.rgb).save(tiles_dir / f"t{k}.png")
+        Image.fromarray(tile.epithelium_mask.astype(np.uint8) * 255).save(masks_dir / f"t{k}.png")
+    register_extractor(
+        "tiny-h0", "test", lambda w, d, b: ViTExtractor(spec, w, device=d, batch_size=b)
+    )
+    try:
+        probe_path = tmp_path / "probe.safetensors"
+        argv = ["train-episeg", "--tiles", str(tiles_dir), "--masks", str(masks_dir)]
+        argv += ["--extractor", "tiny-h0", "--extractor-weights", str(weights)]
+        assert main([*argv, "--out", str(probe_path), "--folds", "3", "--device", "cpu"]) == 0
+        assert "cross-validated AP" in capsys.readouterr().out
+        cv = json.loads((tmp_path / "episeg_cv.json").read_text())
+        assert cv["extractor"] == "tiny-h0" and len(cv["fold_ap"]) == 3
+        assert 0.0 <= cv["mean_ap"] <= 1.0
+        probe = load_episeg_probe(probe_path)
+        assert probe.extractor_name == "tiny-h0" and probe.mpp == 0.5
+        extractor = ViTExtractor(spec, weights, device="cpu")
+        probe.check_extractor(extractor)
+
+        path = tiff_writer(
+            tmp_path / "s.tiff",
+            (224, 224),
+            mpp=0.5,
+            pattern=lambda y, x: rendered[0].rgb[np.clip(y, 0, 223), np.clip(x, 0, 223)],
+        )
+        with open_slide(path) as slide:
+            result = inspect_tile(
+                slide,
+                TileBox("t", 0, 0, 224, 224),
+                epithelium_method="episeg",
+                episeg_probe=probe,
+                episeg_extractor=extractor,
+            )
+        assert result.epithelium_method == "episeg" and result.epithelium_mask.shape == (224, 224)
+        assert not result.epithelium_mask[~result.tissue_mask].any()
+    finally:
+        unregister_extractor("tiny-h0")
