@@ -112,9 +112,9 @@ def nuclear_level(
     return smooth, level
 
 
-#: Gaussian windows wider than this (σ, px) are computed on a grid coarser by
+#: Gaussian windows of σ >= 2 x this (px) are computed on a grid coarser by
 #: ``σ // COARSE_SIGMA_PX`` and interpolated back (bilinear): 3-4x faster, within ~0.01.
-COARSE_SIGMA_PX = 3.0
+COARSE_SIGMA_PX = 4.0
 
 
 def _smooth(images: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -129,8 +129,20 @@ def _smooth(images: np.ndarray, sigma_px: float) -> np.ndarray:
     )
     coarse = padded.reshape(n, rows, factor, cols, factor).mean(axis=(2, 4))
     coarse = ndi.gaussian_filter(coarse, (0, sigma_px / factor, sigma_px / factor))
-    fine = ndi.zoom(coarse, (1, factor, factor), order=1, grid_mode=True, mode="nearest")
-    return fine[:, :height, :width]
+    return _upsample_linear(_upsample_linear(coarse, factor, height, 1), factor, width, 2)
+
+
+def _upsample_linear(image: np.ndarray, factor: int, size: int, axis: int) -> np.ndarray:
+    """Linear interpolation of block means back to ``size`` pixels along ``axis`` (pixel
+    centres aligned, edges clamped)."""
+    position = (np.arange(size, dtype=np.float32) + 0.5) / factor - 0.5
+    position = np.clip(position, 0, image.shape[axis] - 1)
+    low = position.astype(np.int64)
+    high = np.minimum(low + 1, image.shape[axis] - 1)
+    shape = [1, 1, 1]
+    shape[axis] = size
+    weight = (position - low).reshape(shape)
+    return np.take(image, low, axis=axis) * (1 - weight) + np.take(image, high, axis=axis) * weight
 
 
 def _window_fraction(selected: np.ndarray, among: np.ndarray, sigma_px: float) -> np.ndarray:
