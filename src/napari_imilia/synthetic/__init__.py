@@ -4,6 +4,8 @@
 at a given pixel size (µm/px) together with the truth: planted nuclei of known HistoPLUS
 classes (instance and class label images, a :class:`PlantedCell` list), the crypt epithelium
 mask, the tissue mask, and the planted inflamed areas. Same arguments, same pixels.
+:func:`epithelium_truth` gives the true epithelium of any box of a scene at any µm/px
+without drawing it (``synthetic.truth``).
 """
 
 from napari_imilia.synthetic.looks import (
@@ -21,6 +23,7 @@ from napari_imilia.synthetic.render import (
     tissue_blobs,
 )
 from napari_imilia.synthetic.shapes import Box
+from napari_imilia.synthetic.truth import epithelium_mask_level0, epithelium_truth
 
 __all__ = [
     "DEFAULT_DENSITY_PER_MM2",
@@ -30,6 +33,8 @@ __all__ = [
     "Box",
     "PlantedCell",
     "SyntheticTile",
+    "epithelium_mask_level0",
+    "epithelium_truth",
     "make_scene",
     "render_region",
     "render_tile",
