@@ -19,7 +19,6 @@ backends are not run on it.
 from __future__ import annotations
 
 import inspect as _signature
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,18 +28,18 @@ import numpy as np
 from shapely.geometry import Polygon
 
 from napari_imilia.cells.base import CellBackend
-from napari_imilia.cells.measure import build_tile_cells
-from napari_imilia.cells.stain import (
-    QUALITY_FLAGS,
-    optical_density,
-    tile_quality_flags,
-    tissue_from_od,
-)
+from napari_imilia.cells.stain import QUALITY_FLAGS
 from napari_imilia.cells.types import CellTile, TileCells
-from napari_imilia.epithelium import METHODS, epithelium_polygons, segment_epithelium
+from napari_imilia.epithelium import METHODS, epithelium_polygons
 from napari_imilia.errors import ImiliaError
-from napari_imilia.inspect.context import CONTEXT_UM, cells_in_box, context_box, onto_grid
-from napari_imilia.inspect.read import TileBox, backend_analysis_mpp, read_plan, read_tile_at_mpp
+from napari_imilia.inspect.context import CONTEXT_UM
+from napari_imilia.inspect.prepare import (
+    PreparedTile,
+    blank_cells,
+    cells_of_tile,
+    prepare_tile,
+    tile_quality,
+)
 from napari_imilia.markers import TileMarkers, tile_markers
 from napari_imilia.slide import Slide
 
@@ -138,132 +137,7 @@ def check_epithelium_method(method: str, probe: Any | None, extractor: Any | Non
         )
 
 
-@dataclass
-class _Prepared:
-    """A tile read with its context (``padded``, ``rgb`` at ``level0_per_px``), its tissue
-    and epithelium on that grid, and the tile's own grid (``tile_per_px``, ``tile_shape``),
-    waiting for its cells."""
-
-    box: TileBox
-    padded: TileBox
-    rgb: np.ndarray
-    mpp: float
-    level0_per_px: float
-    tile_per_px: float
-    tile_shape: tuple[int, int]
-    tissue: np.ndarray
-    epithelium: np.ndarray | None
-    flags: list[str]
-    seconds: float
-
-    @property
-    def blank(self) -> bool:
-        return self.epithelium is None
-
-    def onto_tile(self, mask: np.ndarray, per_px: float, shape: tuple[int, int]) -> np.ndarray:
-        """A mask of the padded read grid on a grid of the tile's box."""
-        return onto_grid(
-            mask,
-            source_xy=(self.padded.x, self.padded.y),
-            source_per_px=self.level0_per_px,
-            target_xy=(self.box.x, self.box.y),
-            target_per_px=per_px,
-            target_shape=shape,
-        )
-
-
-def _prepare(
-    slide: Slide,
-    tile_row: Any,
-    backend: CellBackend,
-    *,
-    epithelium_method: str,
-    episeg_probe: Any | None,
-    episeg_extractor: Any | None,
-    analysis_mpp: float | None,
-    min_tissue_fraction: float,
-    context_um: float,
-) -> _Prepared:
-    started = time.perf_counter()
-    box = tile_row if isinstance(tile_row, TileBox) else TileBox.from_row(tile_row)
-    slide_mpp = slide.require_mpp()
-    mpp_wanted = backend_analysis_mpp(backend, slide_mpp) if analysis_mpp is None else analysis_mpp
-    plan = read_plan(slide, box, float(mpp_wanted))
-    tile_per_px, tile_shape = plan.level0_per_px(box), (plan.out_wh[1], plan.out_wh[0])
-    margin_px = math.ceil(context_um / (slide_mpp * tile_per_px)) if context_um > 0 else 0
-    padded = context_box(box, round(margin_px * tile_per_px))
-    rgb, mpp, per_px = read_tile_at_mpp(slide, padded, float(mpp_wanted))
-    tissue = tissue_from_od(optical_density(rgb), mpp=mpp)
-    prepared = _Prepared(
-        box, padded, rgb, mpp, per_px, tile_per_px, tile_shape, tissue, None, [], 0.0
-    )
-    if prepared.onto_tile(tissue, tile_per_px, tile_shape).mean() < min_tissue_fraction:
-        prepared.flags = ["no_tissue"]
-        return prepared
-    if epithelium_method == "episeg":  # the probe's extractor takes tiles of its own size
-        tile_rgb = prepared.onto_tile(rgb, tile_per_px, tile_shape)
-        tile_tissue = prepared.onto_tile(tissue, tile_per_px, tile_shape)
-    else:
-        tile_rgb, tile_tissue = rgb, tissue
-    result = segment_epithelium(
-        tile_rgb,
-        mpp=mpp,
-        method=epithelium_method,
-        probe=episeg_probe,
-        extractor=episeg_extractor,
-        tissue_mask=tile_tissue,
-    )
-    prepared.epithelium, prepared.flags = result.mask, list(result.flags)
-    if epithelium_method == "episeg":  # back on the padded grid, no epithelium around
-        prepared.epithelium = onto_grid(
-            result.mask,
-            source_xy=(box.x, box.y),
-            source_per_px=tile_per_px,
-            target_xy=(padded.x, padded.y),
-            target_per_px=per_px,
-            target_shape=tissue.shape,
-            outside=False,
-        )
-    prepared.seconds = time.perf_counter() - started
-    return prepared
-
-
-def _blank_cells(prepared: _Prepared, backend: CellBackend) -> TileCells:
-    return build_tile_cells(
-        np.zeros(prepared.tile_shape, dtype=np.int32),
-        np.zeros(1, dtype=np.int64),
-        None,
-        None,
-        mpp=prepared.mpp * prepared.tile_per_px / prepared.level0_per_px,
-        level0_xy=(prepared.box.x, prepared.box.y),
-        level0_per_px=prepared.tile_per_px,
-        backend=str(getattr(backend, "name", "cells")),
-    )
-
-
-def _tile_quality(prepared: _Prepared) -> list[str]:
-    """The quality flags of the tile itself (the backend saw its context too)."""
-    tile_rgb = prepared.onto_tile(prepared.rgb, prepared.tile_per_px, prepared.tile_shape)
-    tile_tissue = prepared.onto_tile(prepared.tissue, prepared.tile_per_px, prepared.tile_shape)
-    mpp = prepared.mpp * prepared.tile_per_px / prepared.level0_per_px
-    return tile_quality_flags(tile_rgb, tile_tissue, mpp=mpp)
-
-
-def _cells_of_tile(prepared: _Prepared, padded_cells: TileCells) -> TileCells:
-    """The cells of the padded tile whose centroid is in the tile, on a grid of the tile:
-    the tile's own read grid, or the backend's finer/coarser one when it resampled."""
-    ratio = float(padded_cells.level0_per_px) / prepared.level0_per_px
-    per_px = prepared.tile_per_px * ratio
-    shape = prepared.tile_shape
-    if abs(ratio - 1.0) > 1e-9:
-        shape = (
-            max(1, round(prepared.box.height / per_px)),
-            max(1, round(prepared.box.width / per_px)),
-        )
-    return cells_in_box(padded_cells, prepared.box, level0_per_px=per_px, shape=shape)
-
-
-def _segment(backend: CellBackend, tiles: list[_Prepared]) -> list[TileCells]:
+def _segment(backend: CellBackend, tiles: list[PreparedTile]) -> list[TileCells]:
     """Cells of prepared tiles: one ``segment`` call each (with the epithelium mask) when
     the backend takes one, else one ``segment_many`` (a deep backend batches all tiles'
     windows together on its device)."""
@@ -287,7 +161,7 @@ def _segment(backend: CellBackend, tiles: list[_Prepared]) -> list[TileCells]:
 
 
 def _finish(
-    prepared: _Prepared,
+    prepared: PreparedTile,
     cells: TileCells,
     backend: CellBackend,
     epithelium_method: str,
@@ -302,7 +176,7 @@ def _finish(
         epithelium = prepared.onto_tile(prepared.epithelium, cells.level0_per_px, shape)
     flags = [*cells.flags, *(f for f in prepared.flags if f not in cells.flags)]
     if not prepared.blank and prepared.padded != prepared.box:
-        flags = [f for f in flags if f not in QUALITY_FLAGS] + _tile_quality(prepared)
+        flags = [f for f in flags if f not in QUALITY_FLAGS] + tile_quality(prepared)
     markers = tile_markers(cells, epithelium, tissue)
     polygons = epithelium_polygons(
         epithelium,
@@ -355,7 +229,7 @@ def inspect_tiles_batched(
     check_epithelium_method(epithelium_method, episeg_probe, episeg_extractor)
     backend = create_cell_backend(cell_backend) if isinstance(cell_backend, str) else cell_backend
     prepared = [
-        _prepare(
+        prepare_tile(
             slide,
             row,
             backend,
@@ -375,7 +249,7 @@ def inspect_tiles_batched(
     results = []
     for p in prepared:
         finish_start = time.perf_counter()
-        cells = _blank_cells(p, backend) if p.blank else _cells_of_tile(p, next(found))
+        cells = blank_cells(p, backend) if p.blank else cells_of_tile(p, next(found))
         inspection = _finish(p, cells, backend, epithelium_method, epithelium_min_area_um2, 0.0)
         own = time.perf_counter() - finish_start
         inspection.seconds = p.seconds + own + (0.0 if p.blank else share)
