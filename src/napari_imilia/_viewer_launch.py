@@ -150,7 +150,9 @@ def screenshot_view(slide_path: Path, out_png: Path, results_root: Path | None =
     viewer = open_viewer(slide_path, show=True, results_root=results_root)
     try:
         viewer.window._qt_window.resize(*WINDOW_SIZE_PX)
-        viewer.scale_bar.visible = True
+        from napari_imilia._widgets._napari_compat import scale_bar
+
+        scale_bar(viewer).visible = True
         viewer.reset_view()
         _close_notifications()
         _process_qt_events()
