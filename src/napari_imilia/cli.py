@@ -20,8 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "napari_imilia._cli.demo",
     "napari_imilia._cli.predict",
     "napari_imilia._cli.inspect",
-    "napari_imilia._cli.models",
-    "napari_imilia._cli.extractors",
+    "napari_imilia._cli.catalogues",
     "napari_imilia._cli.train",
     "napari_imilia._cli.episeg",
 )
