@@ -21,30 +21,15 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_imilia._widgets._napari_compat import viewer_camera
-from napari_imilia._widgets._review_parts import (
-    VERDICT_KEYS,
-    EntryList,
-    load_reviewer,
-    notify,
-    save_reviewer,
-)
+from napari_imilia._widgets._review_form import ReviewForm
+from napari_imilia._widgets._review_parts import VERDICT_KEYS, EntryList, notify
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
 from napari_imilia._widgets.review_regions import ReviewRegions
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.layers import level0_to_world
-from napari_imilia.review import SUGGESTED_CLASSES, VERDICTS
 
 
 class ReviewPanel(QWidget):
@@ -73,28 +58,11 @@ class ReviewPanel(QWidget):
         self.draw_button.setToolTip(
             "Draw a polygon in the 'Review regions' layer, then pick a verdict"
         )
-        self.verdict_buttons: dict[str, QPushButton] = {}
-        verdicts = QHBoxLayout()
-        for verdict in VERDICTS:
-            panel_key, canvas_key = VERDICT_KEYS[verdict]
-            button = QPushButton(f"{verdict.capitalize()} ({panel_key})")
-            button.setCheckable(True)
-            button.setToolTip(f"Record '{verdict}' ({panel_key} here, {canvas_key} on the canvas)")
-            button.clicked.connect(lambda _=False, v=verdict: self.record(v))
-            self.verdict_buttons[verdict] = button
-            verdicts.addWidget(button)
-        self.class_combo = QComboBox()
-        self.class_combo.setEditable(True)
-        self.class_combo.addItems(["", *SUGGESTED_CLASSES])
-        self.class_combo.lineEdit().setPlaceholderText("your class (optional)")
-        self.note_edit = QLineEdit()
-        self.note_edit.setPlaceholderText("note (optional)")
-        self.reviewer_edit = QLineEdit(load_reviewer())
-        self.reviewer_edit.setPlaceholderText("your name")
-        form = QFormLayout()
-        form.addRow("Class", self.class_combo)
-        form.addRow("Note", self.note_edit)
-        form.addRow("Reviewer", self.reviewer_edit)
+        self.form = ReviewForm()
+        self.verdict_buttons = self.form.verdict_buttons
+        self.class_combo = self.form.class_combo
+        self.note_edit = self.form.note_edit
+        self.reviewer_edit = self.form.reviewer_edit
         self.entry_list = EntryList()
         self.delete_button = QPushButton("Delete selected review")
         self.count_label = QLabel("")
@@ -102,17 +70,14 @@ class ReviewPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.target_label)
         layout.addWidget(self.draw_button)
-        layout.addLayout(verdicts)
-        layout.addLayout(form)
+        layout.addWidget(self.form)
         layout.addWidget(self.count_label)
         layout.addWidget(self.entry_list, 1)
         layout.addWidget(self.delete_button)
 
         self.draw_button.clicked.connect(self.start_drawing)
-        self.class_combo.activated.connect(lambda _=0: self._on_field_edited())
-        self.class_combo.lineEdit().editingFinished.connect(self._on_field_edited)
-        self.note_edit.editingFinished.connect(self._on_field_edited)
-        self.reviewer_edit.editingFinished.connect(self._remember_reviewer)
+        self.form.verdict_chosen.connect(self.record)
+        self.form.fields_edited.connect(self._on_field_edited)
         self.entry_list.entry_chosen.connect(self._on_list_item)
         self.delete_button.clicked.connect(self.delete_selected)
 
@@ -256,10 +221,7 @@ class ReviewPanel(QWidget):
     def _show_entry(self, entry: Any, ids: list[str] | None = None) -> None:
         """Fill the form from ``entry`` (None: a new review; class and note cleared)."""
         self.entry_ids = ids if ids is not None else ([] if entry is None else [entry.entry_id])
-        for verdict, button in self.verdict_buttons.items():
-            button.setChecked(entry is not None and entry.verdict == verdict)
-        self.class_combo.setEditText("" if entry is None else entry.reviewer_class)
-        self.note_edit.setText("" if entry is None else entry.note)
+        self.form.show_entry(entry)
 
     def start_drawing(self) -> None:
         """Make the regions layer active in polygon mode."""
@@ -271,20 +233,13 @@ class ReviewPanel(QWidget):
         regions.layer.mode = "add_polygon"
 
     # ------------------------------------------------------------------ recording
-    def _fields(self) -> dict[str, str]:
-        return {
-            "reviewer_class": self.class_combo.currentText().strip(),
-            "note": self.note_edit.text(),
-            "reviewer": self.reviewer_edit.text().strip(),
-        }
-
     def record(self, verdict: str) -> list[Any]:
         """Record ``verdict`` on the current target; returns the entries saved."""
         session = self.session
         if session is None:
             notify("warning", "open a slide before recording a review")
             return []
-        self._remember_reviewer()
+        self.form.remember_reviewer()
         try:
             with self._batch():  # the list is refreshed once, with the saved entry selected
                 if self.target_kind == "region":
@@ -307,10 +262,11 @@ class ReviewPanel(QWidget):
         if tile_id is None:
             notify("warning", "select a tile (Top tiles or a click on the slide) or draw a region")
             return []
+        fields = self.form.fields()
         current = [e for e in self._current_entries() if e.tile_id == tile_id]
         if current and current[0].target_kind == "tile":
-            return [session.update_review(current[0].entry_id, verdict=verdict, **self._fields())]
-        return [session.add_review(verdict=verdict, tile_id=tile_id, **self._fields())]
+            return [session.update_review(current[0].entry_id, verdict=verdict, **fields)]
+        return [session.add_review(verdict=verdict, tile_id=tile_id, **fields)]
 
     def _record_regions(self, verdict: str) -> list[Any]:
         regions = self.regions
@@ -321,7 +277,7 @@ class ReviewPanel(QWidget):
         if not indices:
             notify("warning", "draw a region (Draw region) or select one in 'Review regions'")
             return []
-        return [regions.record(i, verdict=verdict, **self._fields()) for i in indices]
+        return [regions.record(i, verdict=verdict, **self.form.fields()) for i in indices]
 
     def _current_entries(self) -> list[Any]:
         review = self.session.review
@@ -332,7 +288,7 @@ class ReviewPanel(QWidget):
         """Save a changed class or note of the entries being edited."""
         if self.session is None:
             return
-        fields = self._fields()
+        fields = self.form.fields()
         changes = [
             e
             for e in self._current_entries()
@@ -346,14 +302,6 @@ class ReviewPanel(QWidget):
                     self.session.update_review(entry.entry_id, **fields)
         except ImiliaError as error:
             notify("error", f"review not saved: {error}")
-
-    def _remember_reviewer(self) -> None:
-        name = self.reviewer_edit.text().strip()
-        if name and name != load_reviewer():
-            try:
-                save_reviewer(name)
-            except OSError as error:
-                notify("warning", f"reviewer name not remembered: {error}")
 
     # ------------------------------------------------------------------ list
     def refresh_list(self) -> None:
