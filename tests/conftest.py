@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tifffile.zarr import ZarrTiffStore
 
 #: Real slides nobody in this project made (see its README); tests skip when absent.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -96,6 +97,21 @@ def write_tiled_tiff(
 def tiff_writer() -> Callable[..., Path]:
     """:func:`write_tiled_tiff`, for tests that need a TIFF of their own."""
     return write_tiled_tiff
+
+
+@pytest.fixture
+def chunk_reads(monkeypatch) -> list[str]:
+    """Keys of the image chunks read from any TIFF (metadata keys are not counted)."""
+    keys: list[str] = []
+    original = ZarrTiffStore.get
+
+    async def counting_get(self, key, *args, **kwargs):
+        if not key.endswith(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")):
+            keys.append(key)
+        return await original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(ZarrTiffStore, "get", counting_get)
+    return keys
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from tifffile.zarr import ZarrTiffStore
 
 from napari_imilia.errors import FeatureCacheError, SlideMPPError
 from napari_imilia.feature_cache import read_features
@@ -95,16 +94,8 @@ def test_feed_yields_every_tile_once_in_order(slide, grid, num_workers):
     assert not _feed_threads()
 
 
-def test_feed_reads_only_the_chunks_under_its_tiles(slide, grid, monkeypatch):
-    keys: list[str] = []
-    original = ZarrTiffStore.get
-
-    async def counting_get(self, key, *args, **kwargs):
-        if not key.endswith(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")):
-            keys.append(key)
-        return await original(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(ZarrTiffStore, "get", counting_get)
+def test_feed_reads_only_the_chunks_under_its_tiles(slide, grid, chunk_reads):
+    keys = chunk_reads
     rows = np.arange(0, grid.n_tiles, 5)
     for _ in TileFeed(slide, grid, batch_size=8, num_workers=2, indices=rows):
         pass

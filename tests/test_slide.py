@@ -12,7 +12,6 @@ import pytest
 import tifffile
 import tiffslide
 from tifffile.tifffile import svs_description_metadata
-from tifffile.zarr import ZarrTiffStore
 
 from napari_imilia.errors import SlideError, SlideMPPError
 from napari_imilia.slide import OVERVIEW_MAX_PX, open_slide
@@ -168,21 +167,6 @@ def _stripes(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
 def big_tiff(tmp_path_factory, tiff_writer) -> Path:
     path = tmp_path_factory.mktemp("big") / "big_single_level.tif"
     return tiff_writer(path, (7000, 9000), tile_px=512, pattern=_stripes)
-
-
-@pytest.fixture
-def chunk_reads(monkeypatch) -> list[str]:
-    """Keys of the image chunks read from any TIFF (metadata keys are not counted)."""
-    keys: list[str] = []
-    original = ZarrTiffStore.get
-
-    async def counting_get(self, key, *args, **kwargs):
-        if not key.endswith(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")):
-            keys.append(key)
-        return await original(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(ZarrTiffStore, "get", counting_get)
-    return keys
 
 
 def _mean2(block: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from tifffile.zarr import ZarrTiffStore
 
 from napari_imilia.errors import SlideMPPError
 from napari_imilia.slide import open_slide
@@ -113,21 +112,6 @@ def inked(tmp_path_factory, tissue_truth) -> tuple[Path, np.ndarray]:
     image[80:120, 200:900] = (30, 30, 35)
     path = tmp_path_factory.mktemp("inked") / "inked.tiff"
     return write_pyramid_tiff(path, image, mpp=MPP, n_levels=3), ink
-
-
-@pytest.fixture
-def chunk_reads(monkeypatch) -> list[str]:
-    """Keys of the image chunks read from any TIFF."""
-    keys: list[str] = []
-    original = ZarrTiffStore.get
-
-    async def counting_get(self, key, *args, **kwargs):
-        if not key.endswith(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")):
-            keys.append(key)
-        return await original(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(ZarrTiffStore, "get", counting_get)
-    return keys
 
 
 def test_generated_tissue_matches_the_truth_without_reading_level_0(
