@@ -34,12 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--extractor-weights", default=None, help="local weights file")
     parser.add_argument("--out", required=True, help="probe file to write (.safetensors)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (by tile)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed of the fold split and the probe (0)"
+    )
     parser.add_argument(
         "--mpp", type=float, default=None, help="µm/px of the tiles (default: the extractor's)"
     )
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="where the ViT runs: auto (CUDA when available), cpu or cuda",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per ViT forward pass (8)")
     parser.set_defaults(func=run)
 
 

@@ -34,7 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--results", default=None, help="folder imilia predict wrote into (default: --out)"
     )
-    parser.add_argument("--cell-backend", choices=CELL_BACKENDS, default="classical")
+    parser.add_argument(
+        "--cell-backend",
+        choices=CELL_BACKENDS,
+        default="classical",
+        help="cell detector: classical (weight-free, default), cellvit (needs "
+        "--cell-checkpoint) or histoplus-json (reads --histoplus-json)",
+    )
     parser.add_argument(
         "--cell-checkpoint", default=None, help="local CellViT checkpoint (--cell-backend cellvit)"
     )
@@ -43,7 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="HistoPLUS cell JSON of this slide (--cell-backend histoplus-json)",
     )
-    parser.add_argument("--epithelium", choices=METHODS, default="stain-heuristic")
+    parser.add_argument(
+        "--epithelium",
+        choices=METHODS,
+        default="stain-heuristic",
+        help="epithelium method: stain-heuristic (weight-free, default) or episeg (needs "
+        "--episeg-probe and --episeg-extractor-weights)",
+    )
     parser.add_argument(
         "--episeg-probe", default=None, help="EpiSeg probe .safetensors (--epithelium episeg)"
     )
@@ -52,7 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="local weights of the ViT the EpiSeg probe was trained on",
     )
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="where deep cell/epithelium models run: auto (CUDA when available), cpu or cuda",
+    )
     parser.add_argument(
         "--mpp", type=float, default=None, help="level-0 µm/px, overriding the slide's metadata"
     )
