@@ -19,11 +19,12 @@ def _row_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows, starts, stops
 
 
-def _polygon_parts(geometry: shapely.Geometry) -> list[Polygon]:
+def polygon_parts(geometry: shapely.Geometry) -> list[Polygon]:
+    """The non-empty polygons of any geometry (collections flattened; lines, points dropped)."""
     if isinstance(geometry, Polygon):
         return [] if geometry.is_empty else [geometry]
     if hasattr(geometry, "geoms"):
-        return [part for g in geometry.geoms for part in _polygon_parts(g)]
+        return [part for g in geometry.geoms for part in polygon_parts(g)]
     return []
 
 
@@ -57,13 +58,13 @@ def epithelium_polygons(
     x0, y0 = (float(v) for v in level0_xy)
     scale = float(level0_per_px)
     polygons: list[Polygon] = []
-    for part in _polygon_parts(merged):
+    for part in polygon_parts(merged):
         if part.area < min_area_px:
             continue
         simplified = shapely.simplify(part, 0.5, preserve_topology=True)
         if not simplified.is_valid:
             simplified = shapely.make_valid(simplified)
-        for piece in _polygon_parts(simplified):
+        for piece in polygon_parts(simplified):
             moved = shapely.transform(piece, lambda xy: xy * scale + np.array([x0, y0]))
             polygons.append(moved)
     polygons.sort(key=lambda p: -p.area)

@@ -25,6 +25,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, mapping
 
 from napari_imilia.cells.types import CELL_CLASS_COLORS, TileCells
+from napari_imilia.epithelium.polygons import polygon_parts
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import ExportContext, check_rgb, classification, stable_id
 
@@ -51,14 +52,6 @@ def _round_coords(geometry: shapely.Geometry) -> shapely.Geometry:
     return shapely.transform(geometry, lambda xy: np.round(xy, COORD_DECIMALS) + 0.0)
 
 
-def _polygon_parts(geometry: shapely.Geometry) -> list[Polygon]:
-    if isinstance(geometry, Polygon):
-        return [] if geometry.is_empty else [geometry]
-    if hasattr(geometry, "geoms"):
-        return [part for g in geometry.geoms for part in _polygon_parts(g)]
-    return []
-
-
 def _polygonal(parts: list[Polygon]) -> Polygon | MultiPolygon:
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
@@ -72,7 +65,7 @@ def prepare_polygon(geometry: shapely.Geometry, what: str) -> Polygon | MultiPol
     if not np.isfinite(shapely.get_coordinates(geometry)).all():
         raise DataError(f"{what}: the polygon has NaN or infinite coordinates")
     if not geometry.is_valid:
-        parts = _polygon_parts(shapely.make_valid(geometry))
+        parts = polygon_parts(shapely.make_valid(geometry))
         if not parts:
             raise DataError(f"{what}: the polygon is degenerate (no area)")
         geometry = _polygonal(parts)
@@ -80,7 +73,7 @@ def prepare_polygon(geometry: shapely.Geometry, what: str) -> Polygon | MultiPol
     rounded = _round_coords(oriented)
     if rounded.is_valid and not rounded.is_empty:
         return rounded
-    parts = _polygon_parts(shapely.set_precision(geometry, 10.0**-COORD_DECIMALS))
+    parts = polygon_parts(shapely.set_precision(geometry, 10.0**-COORD_DECIMALS))
     if not parts:
         raise DataError(f"{what}: the polygon is smaller than the 0.01 px coordinate precision")
     return _round_coords(shapely.orient_polygons(_polygonal(parts), exterior_cw=False))
@@ -201,7 +194,7 @@ def _contour_polygon(points: np.ndarray, what: str) -> Polygon | None:
     if polygon.area <= 0:  # fewer than 3 distinct points, or all on one line
         return None
     if not polygon.is_valid:
-        parts = _polygon_parts(shapely.make_valid(polygon))
+        parts = polygon_parts(shapely.make_valid(polygon))
         polygon = max(parts, key=lambda p: p.area) if parts else None
     return polygon
 
@@ -253,7 +246,7 @@ def expand_nuclei(
             cell_regions = np.asarray(regions.geoms, dtype=object)[inverse.ravel()]
             grown = shapely.intersection(grown, cell_regions)
     cells = shapely.union(grown, np.asarray(nuclei, dtype=object))
-    return [_polygonal(_polygon_parts(cell)) for cell in cells]
+    return [_polygonal(polygon_parts(cell)) for cell in cells]
 
 
 def cells_to_features(
