@@ -195,6 +195,9 @@ def test_cli_train_then_score(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert list(tiles.columns) == ["tile_id", "x", "y", "score", "attention"]
     assert tiles["attention"].sum() == pytest.approx(1.0, abs=1e-4)
     assert tiles["x"].tolist() == list(range(0, 224 * len(tiles), 224))
+    # the same ids as predict's tiles.csv, so they can be passed to `imilia inspect --tiles`
+    expected_ids = [f"{x}_{y}" for x, y in zip(tiles["x"], tiles["y"], strict=True)]
+    assert tiles["tile_id"].tolist() == expected_ids
     from napari_imilia.feature_cache import read_features
 
     expected = model.predict(read_features(tmp_path / "features" / "S03.h5").features)

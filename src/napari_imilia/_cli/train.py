@@ -8,7 +8,8 @@ all slides and writes ``--out`` with its ``.json`` config (each file atomically)
 ``imilia score --model M --features DIR --out OUT`` scores every ``DIR/*.h5`` with a checkpoint,
 a folder of checkpoints or several ``--model`` files (an ensemble) and writes
 ``OUT/scores.csv`` (slide_id, score = probability, logit, n_tiles), ``OUT/tiles/<slide_id>.csv``
-(tile_id, x, y, score[, attention]; x, y = level-0 top-left pixels) and ``OUT/score_info.json``.
+(tile_id ``x_y`` as in predict's tiles.csv, x, y, score[, attention]; x, y = level-0
+top-left pixels) and ``OUT/score_info.json``.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def run_score(args: argparse.Namespace) -> int:
         prediction = model.predict(bag.features, extractor=bag.attrs.get("extractor"))
         tiles = pd.DataFrame(
             {
-                "tile_id": np.arange(bag.n_tiles),
+                "tile_id": [f"{x}_{y}" for x, y in bag.coords.tolist()],
                 "x": bag.coords[:, 0],
                 "y": bag.coords[:, 1],
                 "score": prediction.tile_scores.astype(np.float64),
