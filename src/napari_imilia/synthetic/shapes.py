@@ -7,6 +7,7 @@ integers), all radii pixels unless a name says µm. Irregular outlines are polar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 
@@ -16,6 +17,8 @@ from napari_imilia.synthetic import looks
 
 Box = tuple[float, float, float, float]
 """(x, y, width, height) in pixels."""
+RingWindow = tuple[int, tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray]
+"""(ring index, (row slice, column slice) of a window, ρ, inner radius, outer radius)."""
 
 
 def modulation(theta: np.ndarray, amp: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -145,6 +148,24 @@ class Rings:
         dx, dy = xs - self.x[index], ys - self.y[index]
         m = modulation(np.arctan2(dy, dx), self.amp[index], self.phase[index])
         return np.hypot(dx, dy), self.inner[index] * m, self.outer[index] * m
+
+    def windows(self, x0: int, y0: int, width: int, height: int) -> Iterator[RingWindow]:
+        """Each ring that reaches the ``width`` x ``height`` window whose top-left pixel is
+        (x0, y0): its index, its bounding box as slices of the window, and (ρ, inner radius,
+        outer radius) of the pixels in that box (float32 pixel grid). A surface ring's box is
+        the whole window (its luminal space, outside ``outer``, is unbounded)."""
+        reach = self.outer * (1 + np.abs(self.amp).sum(axis=1)) + 2
+        reach[self.inverted] = 1e12
+        c0 = np.clip(np.floor(self.x - reach) - x0, 0, width).astype(np.int64)
+        c1 = np.clip(np.ceil(self.x + reach) + 1 - x0, 0, width).astype(np.int64)
+        r0 = np.clip(np.floor(self.y - reach) - y0, 0, height).astype(np.int64)
+        r1 = np.clip(np.ceil(self.y + reach) + 1 - y0, 0, height).astype(np.int64)
+        for index in np.flatnonzero((c0 < c1) & (r0 < r1)):
+            xs = np.arange(x0 + c0[index], x0 + c1[index], dtype=np.float32)[None, :]
+            ys = np.arange(y0 + r0[index], y0 + r1[index], dtype=np.float32)[:, None]
+            rho, inner, outer = self.polar(index, xs, ys)
+            window = (slice(r0[index], r1[index]), slice(c0[index], c1[index]))
+            yield index, window, rho, inner, outer
 
     @staticmethod
     def concat(parts: list[Rings]) -> Rings:

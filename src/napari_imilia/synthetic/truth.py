@@ -30,17 +30,7 @@ def epithelium_mask_level0(scene: Scene, x0: int, y0: int, width: int, height: i
     rings = scene.rings
     if len(rings) == 0 or width <= 0 or height <= 0:
         return epithelium
-    reach = rings.outer * (1 + np.abs(rings.amp).sum(axis=1)) + 2
-    reach[rings.inverted] = 1e12
-    c0 = np.clip(np.floor(rings.x - reach) - x0, 0, width).astype(np.int64)
-    c1 = np.clip(np.ceil(rings.x + reach) + 1 - x0, 0, width).astype(np.int64)
-    r0 = np.clip(np.floor(rings.y - reach) - y0, 0, height).astype(np.int64)
-    r1 = np.clip(np.ceil(rings.y + reach) + 1 - y0, 0, height).astype(np.int64)
-    for index in np.flatnonzero((c0 < c1) & (r0 < r1)):
-        xs = np.arange(x0 + c0[index], x0 + c1[index], dtype=np.float32)[None, :]
-        ys = np.arange(y0 + r0[index], y0 + r1[index], dtype=np.float32)[:, None]
-        rho, inner, outer = rings.polar(index, xs, ys)
-        window = (slice(r0[index], r1[index]), slice(c0[index], c1[index]))
+    for index, window, rho, inner, outer in rings.windows(x0, y0, width, height):
         if rings.inverted[index]:
             tissue[window] &= rho <= outer
         epithelium[window] |= (rho >= inner) & (rho <= outer)
