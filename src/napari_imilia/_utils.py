@@ -75,3 +75,11 @@ def canonical_safetensors(data: bytes) -> bytes:
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)
     return len(text).to_bytes(8, "little") + text + data[8 + header_len :]
+
+
+def write_safetensors_atomic(target: str | os.PathLike[str], data: bytes) -> str:
+    """Write the safetensors file ``data`` to ``target`` atomically with its header sorted
+    (:func:`canonical_safetensors`); returns the hex SHA-256 of the written bytes."""
+    canonical = canonical_safetensors(data)
+    write_bytes_atomic(target, canonical)
+    return hashlib.sha256(canonical).hexdigest()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_imilia._utils import canonical_safetensors, write_bytes_atomic
+from napari_imilia._utils import write_safetensors_atomic
 from napari_imilia.errors import CheckpointError, DataError
 
 #: Side of one ViT patch in tile pixels (H0-mini / DINOv2 ViT-S/14 and friends).
@@ -165,7 +165,8 @@ class EpiSegProbe:
             "bias": np.array([self.bias], dtype=np.float64),
         }
         blob = save(tensors, metadata={_METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-        return write_bytes_atomic(path, canonical_safetensors(blob))
+        write_safetensors_atomic(path, blob)
+        return Path(path)
 
 
 def upsample_patch_probabilities(

@@ -22,12 +22,7 @@ from typing import Any
 import torch
 
 from napari_imilia import __version__
-from napari_imilia._utils import (
-    atomic_path,
-    canonical_safetensors,
-    sha256_file,
-    write_text_atomic,
-)
+from napari_imilia._utils import sha256_file, write_safetensors_atomic, write_text_atomic
 from napari_imilia.errors import CheckpointError
 from napari_imilia.mil.base import MILModel
 from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
@@ -85,10 +80,8 @@ def save_model(
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
-    with atomic_path(path) as tmp:
-        metadata = {"format": CONFIG_FORMAT, "architecture": model.arch_name}
-        tmp.write_bytes(canonical_safetensors(save(state, metadata=metadata)))
-        weights_sha256 = sha256_file(tmp)
+    metadata = {"format": CONFIG_FORMAT, "architecture": model.arch_name}
+    weights_sha256 = write_safetensors_atomic(path, save(state, metadata=metadata))
     config = {
         "format": CONFIG_FORMAT,
         "format_version": CONFIG_VERSION,

@@ -26,12 +26,7 @@ from typing import Any
 import torch
 
 from napari_imilia import __version__
-from napari_imilia._utils import (
-    atomic_path,
-    canonical_safetensors,
-    sha256_file,
-    write_text_atomic,
-)
+from napari_imilia._utils import write_safetensors_atomic, write_text_atomic
 from napari_imilia.cells.cellvit.config import (
     BIOPTIMUS_MEAN,
     BIOPTIMUS_STD,
@@ -320,10 +315,8 @@ def save_cellvit(model: CellViT, path: str | Path, *, name: str | None = None) -
     state = {
         k: v.float() if v.is_floating_point() else v for k, v in histoplus_state_dict(model).items()
     }
-    with atomic_path(path) as tmp:
-        metadata = {"format": CONFIG_FORMAT, "name": config.name}
-        tmp.write_bytes(canonical_safetensors(save(state, metadata=metadata)))
-        weights_sha256 = sha256_file(tmp)
+    metadata = {"format": CONFIG_FORMAT, "name": config.name}
+    weights_sha256 = write_safetensors_atomic(path, save(state, metadata=metadata))
     record = {
         "format": CONFIG_FORMAT,
         "format_version": CONFIG_VERSION,
