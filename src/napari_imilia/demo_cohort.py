@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_imilia._utils import sha256_file, write_text_atomic
+from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import DataError
 
 #: Bump when the recipe's draws change (recorded in the demo model's provenance).
@@ -120,18 +120,11 @@ def recipe_summary(recipe: Sequence[CohortSlide], seed: int) -> dict[str, Any]:
 
 def _complete(path: Path, slide: CohortSlide) -> bool:
     """Whether ``path`` is this recipe slide, fully written (SHA-256 as in its truth file)."""
-    from napari_imilia.sample import read_truth
+    from napari_imilia.sample import is_complete_slide
 
-    if not path.is_file():
-        return False
-    try:
-        truth = read_truth(path)
-    except DataError:
-        return False
-    drawn = (truth.get("seed"), truth.get("width_px"), truth.get("height_px"))
-    if drawn != (slide.seed, slide.width_px, slide.height_px):
-        return False
-    return truth.get("sha256") == sha256_file(path)
+    return is_complete_slide(
+        path, seed=slide.seed, width_px=slide.width_px, height_px=slide.height_px
+    )
 
 
 def write_cohort(

@@ -89,7 +89,7 @@ def sample_slide_path(
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     kind = "inflamed" if inflamed else "normal"
     path = folder / f"imilia_sample_v{GENERATOR_VERSION}_{kind}_s{seed}_{width_px}x{height_px}.svs"
-    if _cached_ok(path):
+    if is_complete_slide(path):
         return path
     try:
         write_synthetic_slide(
@@ -150,12 +150,16 @@ def synthetic_slide_scene(
     )
 
 
-def _cached_ok(path: Path) -> bool:
+def is_complete_slide(path: Path, **expected: Any) -> bool:
+    """Whether ``path`` is a fully written synthetic slide (SHA-256 as in its truth file)
+    whose truth file has the ``expected`` values (e.g. ``seed=0``)."""
     if not path.is_file():
         return False
     try:
         truth = read_truth(path)
     except DataError:
+        return False
+    if any(truth.get(key) != value for key, value in expected.items()):
         return False
     return truth.get("sha256") == sha256_file(path)
 
