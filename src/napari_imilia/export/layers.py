@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import shapely
 from scipy import ndimage
 from shapely.geometry import LineString, MultiPolygon, Polygon
 
@@ -208,8 +207,3 @@ def labels_to_geometries(
         if parts:
             result[index] = parts[0] if len(parts) == 1 else MultiPolygon(parts)
     return result
-
-
-def geometry_area_px2(geometries: Sequence[Any]) -> float:
-    """Total area (level-0 px²) of polygonal geometries (lines count 0)."""
-    return float(sum(shapely.area(np.asarray(geometries, dtype=object)))) if geometries else 0.0
