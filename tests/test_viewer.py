@@ -100,3 +100,27 @@ def test_render_view_falls_back_to_a_thumbnail(tmp_path, monkeypatch, small_svs)
 
     with Image.open(rendered.path) as image:
         assert max(image.size) == 1024
+
+
+@pytest.mark.gui
+def test_screenshot_view_fits_the_whole_slide_beside_the_review_docks(
+    qapp, tmp_path, monkeypatch, sample_slide
+):
+    """The camera is fitted after the window is resized and laid out, so no tissue is cut."""
+    import napari
+
+    from napari_imilia._widgets._napari_compat import canvas_size_px, viewer_camera
+
+    seen: dict[str, object] = {}
+
+    def record(viewer, *args, **kwargs):
+        layer = viewer.layers[0]
+        seen["extent_um"] = np.ptp(np.asarray(layer.extent.world)[:, -2:], axis=0)
+        seen["canvas_px"] = np.array(canvas_size_px(viewer), dtype=float)
+        seen["zoom"] = float(viewer_camera(viewer).zoom)
+
+    monkeypatch.setattr(napari.Viewer, "screenshot", record)
+    _viewer_launch.screenshot_view(sample_slide, tmp_path / "view.png", results_root=tmp_path)
+    shown_px = seen["extent_um"] * seen["zoom"]
+    assert np.all(shown_px <= seen["canvas_px"] + 2)
+    assert np.any(shown_px >= 0.8 * seen["canvas_px"])  # fitted, not merely zoomed out

@@ -153,6 +153,7 @@ def screenshot_view(slide_path: Path, out_png: Path, results_root: Path | None =
         from napari_imilia._widgets._napari_compat import scale_bar
 
         scale_bar(viewer).visible = True
+        _process_qt_events()  # lay the resized window out first: reset_view fits the canvas
         viewer.reset_view()
         _close_notifications()
         _process_qt_events()
