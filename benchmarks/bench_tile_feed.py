@@ -22,7 +22,6 @@ Prints a markdown table; nothing asserts. Figures go to docs/tiling_features.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import statistics
@@ -102,14 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     tissue = detect_tissue(slide)
     full = make_tile_grid(slide, tissue, target_mpp=args.target_mpp, tile_px=args.tile_px)
     keep = slice(0, min(args.max_tiles, full.n_tiles))
-    grid = dataclasses.replace(
-        full,
-        x=full.x[keep],
-        y=full.y[keep],
-        width=full.width[keep],
-        height=full.height[keep],
-        tissue_fraction=full.tissue_fraction[keep],
-    )
+    grid = full.take(keep)
     n = grid.n_tiles
     ds = slide.level_info[grid.read_level].downsample
     boxes = [

@@ -136,6 +136,25 @@ def test_table_ids_and_hash(small_svs):
     assert (overlapping.x % overlapping.stride_px == 0).all()
 
 
+def test_take_keeps_the_selected_tiles_and_the_grid_parameters(pyramid, pyramid_tissue):
+    with open_slide(pyramid) as slide:
+        grid = make_tile_grid(slide, pyramid_tissue, target_mpp=0.5, tile_px=224)
+    first = grid.take(slice(0, 3))
+    assert first.tile_ids == grid.tile_ids[:3]
+    np.testing.assert_array_equal(first.tissue_fraction, grid.tissue_fraction[:3])
+    np.testing.assert_array_equal(first.width, grid.width[:3])
+    odd = grid.take(np.arange(grid.n_tiles) % 2 == 1)
+    assert odd.tile_ids == grid.tile_ids[1::2]
+    np.testing.assert_array_equal(odd.height, grid.height[1::2])
+    assert (odd.read_level, odd.read_size_px, odd.stride_px, odd.footprint_px) == (
+        grid.read_level,
+        grid.read_size_px,
+        grid.stride_px,
+        grid.footprint_px,
+    )
+    assert first.tiling_sha256 != grid.tiling_sha256 != odd.tiling_sha256
+
+
 def test_box_fraction_outside_the_mask_is_background():
     mask = TissueMask(
         mask=np.ones((4, 4), dtype=bool),

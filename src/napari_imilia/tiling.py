@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -86,6 +86,17 @@ class TileGrid:
         for array in (self.x, self.y, self.width, self.height):
             digest.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
         return digest.hexdigest()
+
+    def take(self, keep: slice | np.ndarray) -> TileGrid:
+        """The tiles ``keep`` selects (a slice, indices or a bool mask), same grid parameters."""
+        return replace(
+            self,
+            x=self.x[keep],
+            y=self.y[keep],
+            width=self.width[keep],
+            height=self.height[keep],
+            tissue_fraction=self.tissue_fraction[keep],
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Table ``tile_id, x, y, width, height, tissue_fraction`` (level-0 pixels)."""
