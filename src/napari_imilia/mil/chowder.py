@@ -92,18 +92,23 @@ def select_extremes(
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], extra))], 1)
     parts = []
     if n_top:
-        filled = scores if mask is None else scores.masked_fill(mask[..., None], float("-inf"))
-        top = filled.topk(n_top, dim=1, largest=True, sorted=True).values
-        if mask is not None:
-            top = torch.where(torch.isneginf(top), torch.zeros_like(top), top)
-        parts.append(top)
+        parts.append(_sorted_extremes(scores, mask, n_top, largest=True))
     if n_bottom:
-        filled = scores if mask is None else scores.masked_fill(mask[..., None], float("inf"))
-        bottom = filled.topk(n_bottom, dim=1, largest=False, sorted=True).values
-        if mask is not None:
-            bottom = torch.where(torch.isposinf(bottom), torch.zeros_like(bottom), bottom)
-        parts.append(bottom)
+        parts.append(_sorted_extremes(scores, mask, n_bottom, largest=False))
     return torch.cat(parts, dim=1)
+
+
+def _sorted_extremes(
+    scores: torch.Tensor, mask: torch.Tensor | None, k: int, *, largest: bool
+) -> torch.Tensor:
+    """The ``k`` largest (descending) or smallest (ascending) scores of each slide along
+    dim 1; padding rows (``mask`` True) are pushed past the end and a slot holding one is 0."""
+    pad = float("-inf") if largest else float("inf")
+    filled = scores if mask is None else scores.masked_fill(mask[..., None], pad)
+    values = filled.topk(k, dim=1, largest=largest, sorted=True).values
+    if mask is not None:
+        values = torch.where(values == pad, torch.zeros_like(values), values)
+    return values
 
 
 def _activation_derivative(name: str, pre: torch.Tensor) -> torch.Tensor:
