@@ -27,8 +27,6 @@ from napari_imilia.errors import DataError
 PIXEL_CENTRE_PX = 0.5
 #: Vertices of the polygon that stands for a napari ellipse.
 ELLIPSE_VERTICES = 64
-#: Shape types that enclose an area (the others are open lines).
-AREA_SHAPE_TYPES: tuple[str, ...] = ("polygon", "rectangle", "ellipse")
 #: Columns of ``ShapesData.features`` that are not measurements.
 SHAPE_FEATURE_COLUMNS: tuple[str, ...] = ("id", "objectType", "name", "classification", "metadata")
 

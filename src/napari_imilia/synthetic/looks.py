@@ -34,7 +34,6 @@ ABSCESS_OUTER_RADIUS_UM: tuple[float, float] = (30.0, 36.0)
 ABSCESS_LUMEN_RADIUS_UM: tuple[float, float] = (11.0, 14.0)
 CRYPT_PITCH_UM: float = 96.0
 CRYPT_JITTER_UM: float = 9.0
-EPITHELIAL_SLOT_UM: float = 5.4
 SURFACE_EPITHELIUM_UM: float = 24.0
 
 
