@@ -2,18 +2,37 @@
 
 Every sub-command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func(args) -> int`` on it. Errors a user can act on are raised as ``ImiliaError`` and printed
-as one line, with exit status 2; nothing else is caught.
+as one line, with exit status 2, and so are file-system refusals (a file where a folder is
+expected, no permission, disk full); nothing else is caught.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from napari_imilia import __version__
 from napari_imilia.errors import ImiliaError
+
+#: OSError numbers that mean the user's paths or disk, not a bug: reported in one line.
+USER_OS_ERRNOS = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.ENOSPC,
+        errno.EROFS,
+    }
+)
+
+#: Sub-commands whose --out is a folder: a file there is refused before any work is done.
+FOLDER_OUT_COMMANDS = frozenset({"demo", "predict", "inspect", "score"})
 
 # Order here is the order shown by ``imilia --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -47,13 +66,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        _check_out_folder(args)
         return int(args.func(args) or 0)
     except ImiliaError as error:
         print(f"imilia {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in USER_OS_ERRNOS:
+            raise
+        print(
+            f"imilia {args.command}: error: {error.strerror}: {error.filename}; "
+            "check the paths you passed (output folders must be folders you can write to)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(f"imilia {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_out_folder(args: argparse.Namespace) -> None:
+    out = getattr(args, "out", None)
+    if args.command in FOLDER_OUT_COMMANDS and out is not None and Path(out).is_file():
+        raise ImiliaError(f"--out {out} is a file; give a folder (it is created when missing)")
 
 
 if __name__ == "__main__":

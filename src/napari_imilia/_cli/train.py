@@ -122,6 +122,12 @@ def run_train(args: argparse.Namespace) -> int:
         raise ImiliaError(f"--folds must be at least 2, got {args.folds}")
     if args.epochs < 1:
         raise ImiliaError(f"--epochs must be at least 1, got {args.epochs}")
+    if not args.lr > 0:
+        raise ImiliaError(f"--lr must be positive, got {args.lr}")
+    if not args.weight_decay >= 0:
+        raise ImiliaError(f"--weight-decay must be 0 or more, got {args.weight_decay}")
+    if args.batch_size < 1:
+        raise ImiliaError(f"--batch-size must be at least 1, got {args.batch_size}")
     hparams = _parse_hparams(args.hparam)
     data = load_labelled_bags(args.features, args.labels, folds=args.folds)
     n_pos = int(data.labels.sum())
