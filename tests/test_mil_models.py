@@ -33,8 +33,11 @@ def test_registry_lists_every_architecture_with_a_description() -> None:
     assert all(desc and "\n" not in desc for desc in models.values())
     with pytest.raises(CheckpointError, match=r"unknown MIL architecture 'nope'.*abmil"):
         create_model("nope", 8)
-    with pytest.raises(CheckpointError, match="bad hyper-parameters"):
+    with pytest.raises(CheckpointError, match="bad hyper-parameters") as bad:
         create_model("abmil", 8, no_such_option=3)
+    # the message names what was given and what the architecture accepts
+    assert "(no_such_option=3)" in str(bad.value)
+    assert "abmil accepts: embed_dim, attn_dim, dropout" in str(bad.value)
 
 
 @pytest.mark.parametrize("arch", sorted(SMALL))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from napari_imilia.errors import CheckpointError
@@ -35,4 +36,15 @@ def create_model(name: str, in_dim: int, **hparams: Any) -> MILModel:
     try:
         return cls(in_dim, **hparams)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"bad hyper-parameters for {name}: {error}") from error
+        given = ", ".join(f"{key}={value!r}" for key, value in hparams.items())
+        accepted = ", ".join(_hparam_names(cls)) or "none"
+        raise CheckpointError(
+            f"bad hyper-parameters for {name} ({given}): {error}; {name} accepts: {accepted} "
+            "(see docs/mil_models.md)"
+        ) from error
+
+
+def _hparam_names(cls: type[MILModel]) -> list[str]:
+    """Keyword hyper-parameters of ``cls`` (its constructor's parameters after ``in_dim``)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]
+    return [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
