@@ -145,7 +145,9 @@ def test_twenty_tiles_in_a_row_keep_memory_bounded(viewer, qtbot):
     assert layers_with_role(viewer, CELLS_ROLE)[0].metadata["tile_id"] == tile_ids[-1]
     ids, x, _ = plots.scatter_data()
     assert sorted(ids) == sorted(tile_ids) and len(x) == 20
-    assert "Spearman rho" in plots.scatter_axes.get_title()
+    assert plots.scatter_axes.get_title().startswith("Spearman rho ")
+    assert plots.scatter_axes.get_title().endswith("(20 tiles)")
+    assert plots.scatter_axes.get_ylabel() == plots.marker_combo.currentText()
     # a cached tile is shown at once, without a worker
     session.select_tile(tile_ids[-2])
     assert inspector.worker is None and inspector.current.tile_id == tile_ids[-2]
