@@ -78,3 +78,16 @@ def test_train_rejects_bad_optimiser_settings(tmp_path, capsys, option, value, m
     argv += ["--out", str(tmp_path / "m.safetensors"), option, value]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == f"imilia train: error: {message}"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--top", "0", "--top must be at least 1, got 0"),
+        ("--mask-tiles", "-1", "--mask-tiles must be 0 or more, got -1"),
+    ],
+)
+def test_demo_names_its_options_in_errors(tmp_path, capsys, option, value, message) -> None:
+    assert main(["demo", "--no-viewer", "--out", str(tmp_path / "d"), option, value]) == 2
+    assert capsys.readouterr().err.strip() == f"imilia demo: error: {message}"
+    assert not (tmp_path / "d").exists()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_imilia.errors import ImiliaError
+
 DEFAULT_OUT = "imilia_demo"
 SCREENSHOT_NAME = "slide_view.png"
 
@@ -52,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_imilia import _viewer_launch as launch
     from napari_imilia.demo import run_demo
 
+    if args.top < 1:
+        raise ImiliaError(f"--top must be at least 1, got {args.top}")
+    if args.mask_tiles < 0:
+        raise ImiliaError(f"--mask-tiles must be 0 or more, got {args.mask_tiles}")
     out_dir = Path(args.out)
     outputs = run_demo(out_dir, top_k=args.top, mask_tiles=args.mask_tiles)
     demo = " [DEMO model: not for diagnosis]" if outputs.model_is_demo else ""
