@@ -126,6 +126,9 @@ def test_vit_extractor_without_weights_says_where_to_get_them(name):
     message = str(info.value)
     assert "--extractor-weights" in message
     assert "huggingface.co" in message and "never downloaded" in message
+    # the weight-free way out does not suggest pairing another extractor with a real model
+    assert f"trained on {name} features needs {name} itself" in message
+    assert "leave out --model and --extractor" in message
 
 
 def test_spec_facts():

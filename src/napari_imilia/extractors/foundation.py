@@ -118,8 +118,9 @@ def missing_weights_message(spec: FoundationSpec) -> str:
     return (
         f"extractor {spec.name} needs its weights file, which is never downloaded "
         f"automatically. Get it from {spec.weights_source} and pass it with "
-        f"--extractor-weights PATH (weights_path= in Python). Weight-free alternative for "
-        "demos: --extractor imilia-stain-stats"
+        f"--extractor-weights PATH (weights_path= in Python); a MIL model trained on "
+        f"{spec.name} features needs {spec.name} itself. Weight-free demo: leave out --model "
+        "and --extractor (the bundled DEMO model on imilia-stain-stats features)"
     )
 
 
