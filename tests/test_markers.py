@@ -187,6 +187,15 @@ def test_plot_marker_summary_writes_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_scatter_titles_and_axes_of_the_summary_png():
+    from napari_imilia.markers import density_axis_limits, scatter_title
+
+    assert scatter_title("density_per_mm2_Eosinophils", math.nan) == "Eosinophils (rho n/a)"
+    assert scatter_title("density_per_mm2_immune", 0.8512) == "immune (rho +0.85)"
+    assert density_axis_limits(np.zeros(5)) == (0.0, 1.0)
+    assert density_axis_limits(np.array([10.0, np.nan, 200.0])) == (0.0, pytest.approx(210.0))
+
+
 def test_markers_of_a_rendered_tile_equal_hand_counts_from_its_planted_cells():
     """A synthetic H&E tile with 16 planted immune cells (lymphocytes, plasma cells,
     eosinophils, neutrophils on a grid) through the classical backend: counts, densities and

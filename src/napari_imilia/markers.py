@@ -276,6 +276,20 @@ def marker_score_summary(
     return out
 
 
+def scatter_title(column: str, rho: float) -> str:
+    """``"<class> (rho +0.85)"``, or ``"(rho n/a)"`` when rho is undefined (a constant column)."""
+    rho_text = f"{rho:+.2f}" if math.isfinite(rho) else "n/a"
+    return f"{column.replace('density_per_mm2_', '')} (rho {rho_text})"
+
+
+def density_axis_limits(densities_per_mm2: np.ndarray) -> tuple[float, float]:
+    """y limits of a density scatter: from 0 (densities are never negative) to 5 % above the
+    largest finite value, at least 0 to 1 so that an all-zero column sits on the axis."""
+    finite = densities_per_mm2[np.isfinite(densities_per_mm2)]
+    top = float(finite.max()) * 1.05 if finite.size else 0.0
+    return 0.0, max(top, 1.0)
+
+
 def plot_marker_summary(
     summary: dict[str, Any], markers_df: pd.DataFrame, scores: Any, path: str | Path
 ) -> Path:
@@ -317,9 +331,11 @@ def plot_marker_summary(
     bars.set_title(f"Markers vs score ({summary['n_tiles']} tiles)")
     for index, column in enumerate(scatter[:6]):
         axis = figure.add_subplot(grid[index // 3, 1 + index % 3])
-        axis.scatter(values, markers_df[column].to_numpy(np.float64), s=6, alpha=0.6)
+        densities = markers_df[column].to_numpy(np.float64)
+        axis.scatter(values, densities, s=6, alpha=0.6, clip_on=False)  # zeros sit on the axis
+        axis.set_ylim(*density_axis_limits(densities))
         rho = summary["markers"].get(column, {}).get("spearman_rho", math.nan)
-        axis.set_title(f"{column.replace('density_per_mm2_', '')} (rho {rho:.2f})", fontsize=8)
+        axis.set_title(scatter_title(column, rho), fontsize=8)
         axis.set_xlabel("tile score", fontsize=7)
         axis.set_ylabel("cells / mm²", fontsize=7)
         axis.tick_params(labelsize=6)
