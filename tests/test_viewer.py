@@ -104,7 +104,7 @@ def test_render_view_falls_back_to_a_thumbnail(tmp_path, monkeypatch, small_svs)
 
 @pytest.mark.gui
 def test_screenshot_view_fits_the_whole_slide_beside_the_review_docks(
-    qapp, tmp_path, monkeypatch, sample_slide
+    make_napari_viewer, tmp_path, monkeypatch, sample_slide
 ):
     """The camera is fitted after the window is resized and laid out, so no tissue is cut."""
     import napari
@@ -120,6 +120,8 @@ def test_screenshot_view_fits_the_whole_slide_beside_the_review_docks(
         seen["zoom"] = float(viewer_camera(viewer).zoom)
 
     monkeypatch.setattr(napari.Viewer, "screenshot", record)
+    # a viewer from napari's fixture: plugin registries are isolated and restored after
+    monkeypatch.setattr(napari, "Viewer", lambda **kwargs: make_napari_viewer(**kwargs))
     _viewer_launch.screenshot_view(sample_slide, tmp_path / "view.png", results_root=tmp_path)
     shown_px = seen["extent_um"] * seen["zoom"]
     assert np.all(shown_px <= seen["canvas_px"] + 2)
