@@ -226,3 +226,15 @@ def test_geojson_without_slide_uses_file_context(tmp_path: Path) -> None:
     assert kwargs["metadata"]["imilia_export"]["model_sha256"] == "ab" * 32
     np.testing.assert_allclose(data[0].max(axis=0), [(40 - 0.5) * 0.25] * 2)
     assert kwargs["units"] == ("µm", "µm")
+
+
+def test_empty_geojson_imports_with_a_note(tmp_path):
+    import json
+
+    from napari_imilia._geojson_reader import geojson_layer_data
+
+    path = tmp_path / "empty.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    data, kwargs, kind = geojson_layer_data(path, None)
+    assert kind == "shapes" and len(data) == 0
+    assert any("holds no shapes" in note for note in kwargs["metadata"]["imilia_import_notes"])

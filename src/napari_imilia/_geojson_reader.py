@@ -71,6 +71,8 @@ def geojson_layer_data(path: str | os.PathLike[str], placement: Placement | None
         objects = read_geojson(path, slide_dimensions_px=placement.dimensions_px, mpp=placement.mpp)
     shapes = objects_to_shapes(objects, placement.mpp)
     notes = [str(w.message) for w in caught] + shapes.notes
+    if not shapes.shape_type:
+        notes.append(f"{path.name} holds no shapes to show (an empty FeatureCollection?)")
     if ctx is not None and placement.slide_id and ctx.slide_id != placement.slide_id:
         notes.append(
             f"{path.name} was exported from slide {ctx.slide_id!r}, not the open "
