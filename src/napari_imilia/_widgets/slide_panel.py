@@ -237,7 +237,7 @@ class SlidePanel(QWidget):
         if scored:
             self.status_label.setText(
                 f"earlier result loaded from {session.results_dir} "
-                f"(score {session.prediction.score:.3f})"
+                f"(score {session.prediction.score:.4f})"
             )
         else:
             self.status_label.setText("not scored yet: press Run")
@@ -327,11 +327,12 @@ class SlidePanel(QWidget):
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
         self.progress_label.setText(self._rate.describe())
-        if self._pbar is None and total > 0:
+        if self._pbar is None and total > 0 and self.running:
             self._pbar = progress(total=total, desc="napari-imilia: tile features")
-        if self._pbar is not None:
-            self._pbar.update(done - self._pbar.n)
-            self._pbar.set_description(f"napari-imilia: {self._rate.describe()}")
+        pbar = self._pbar  # updating it may run Qt events that end the run and drop it
+        if pbar is not None:
+            pbar.update(done - pbar.n)
+            pbar.set_description(f"napari-imilia: {self._rate.describe()}")
 
     def _on_outcome(self, outcome: InferenceOutcome) -> None:
         from napari.utils.notifications import show_error, show_info
@@ -355,7 +356,7 @@ class SlidePanel(QWidget):
             if outcome.cached
             else (f"scored {len(result.tiles)} tiles in {result.info.get('seconds', 0):.1f} s")
         )
-        self.status_label.setText(f"slide score {result.score:.3f}: {how}")
+        self.status_label.setText(f"slide score {result.score:.4f}: {how}")
         session.set_prediction(result)
 
     def _on_worker_error(self, error: BaseException) -> None:
