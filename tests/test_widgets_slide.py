@@ -100,7 +100,7 @@ def test_score_heatmap_top_tiles_and_canvas_clicks(
         centre_px = (tile["y"] + (tile["height"] - 1) / 2, tile["x"] + (tile["width"] - 1) / 2)
         np.testing.assert_allclose(layer.data_to_world((row, col)), np.array(centre_px) * mpp)
         assert layer.data[row, col] == pytest.approx(tile["score"], rel=1e-6)
-    assert f"{session.prediction.score:.3f}" in heat.score_label.text()
+    assert f"{session.prediction.score:.4f}" in heat.score_label.text()
     assert session.prediction.info["model_sha256"][:12] in heat.model_label.text()
     assert heat.demo_label.text() == ""
     table = heat.tile_table_layer()

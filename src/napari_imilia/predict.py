@@ -309,7 +309,7 @@ def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> N
 
     write_text_atomic(folder / "tiles.csv", tiles.to_csv(index=False, float_format="%.6g"))
     demo = " (DEMO model)" if info["model_is_demo"] else ""
-    title = f"{info['slide_id']}: score {info['score']:.3f} — {info['model']}{demo}"
+    title = f"{info['slide_id']}: score {info['score']:.4f} — {info['model']}{demo}"
     write_heatmap_png(
         folder / "heatmap.png",
         slide.thumbnail(1024),

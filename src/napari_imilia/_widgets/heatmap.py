@@ -195,7 +195,7 @@ class HeatmapWidget(QWidget):
         if not has_attention and self.values_combo.currentIndex() == 1:
             self.values_combo.setCurrentIndex(0)
         info = result.info
-        self.score_label.setText(f"Slide score {result.score:.3f}  ({result.slide_id})")
+        self.score_label.setText(f"Slide score {result.score:.4f}  ({result.slide_id})")
         self.model_label.setText(model_caption(info))
         demo = bool(info.get("model_is_demo"))
         self.demo_label.setText("DEMO MODEL: not for diagnosis" if demo else "")

@@ -203,6 +203,6 @@ class PlotsWidget(QWidget):
         for axes in (self.score_axes, self.scatter_axes):
             axes.tick_params(labelsize=7)
         self.info_label.setText(
-            f"{len(ids)} inspected tile(s); slide score {session.prediction.score:.3f}"
+            f"{len(ids)} inspected tile(s); slide score {session.prediction.score:.4f}"
         )
         self.canvas.draw_idle()
