@@ -81,18 +81,19 @@ class ReviewSession:
         from napari_imilia.slide import open_slide
 
         slide = open_slide(slide_path, mpp=mpp)
-        root = Path(results_root) if results_root is not None else default_results_root()
-        session = cls(slide, root, max_inspections=max_inspections)
-        session.load_cached_prediction()
-        return session
+        return cls.for_slide(slide, results_root, max_inspections=max_inspections)
 
     @classmethod
     def for_slide(
-        cls, slide: Any, results_root: str | os.PathLike[str] | None = None
+        cls,
+        slide: Any,
+        results_root: str | os.PathLike[str] | None = None,
+        *,
+        max_inspections: int = DEFAULT_MAX_INSPECTIONS,
     ) -> ReviewSession:
         """A session over an already open slide (e.g. the one behind a napari layer)."""
         root = Path(results_root) if results_root is not None else default_results_root()
-        session = cls(slide, root)
+        session = cls(slide, root, max_inspections=max_inspections)
         session.load_cached_prediction()
         return session
 
