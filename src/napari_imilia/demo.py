@@ -92,13 +92,13 @@ def run_demo(
 
 def _write_masks(slide_path: Path, tiles: Any, slide_dir: Path, n_tiles: int) -> list[Path]:
     """Masks of the ``n_tiles`` best tiles into ``slide_dir/masks`` and their gallery PNG."""
-    from napari_imilia.inspect import TileBox, inspect_tile, read_tile_at_mpp
+    from napari_imilia.inspect import TileBox, inspect_tile, read_tile_at_mpp, select_tiles
     from napari_imilia.inspect.masks import write_inspection_masks, write_overlay_gallery
     from napari_imilia.slide import open_slide
 
     if n_tiles == 0:
         return []
-    best = tiles.sort_values("score", ascending=False, kind="mergesort").head(n_tiles)
+    best = select_tiles(tiles, f"top:{n_tiles}")  # the same ranking imilia inspect uses
     written: list[Path] = []
     images, inspections = [], []
     with open_slide(slide_path) as slide:
