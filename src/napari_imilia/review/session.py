@@ -221,6 +221,16 @@ class ReviewSession:
             self._review = ReviewStore.open(self.results_dir, self.slide_id, model_sha256=model_sha)
         return self._review
 
+    def sync_review(self) -> bool:
+        """Take in review edits other processes saved for this slide (another napari window,
+        another reviewer); emits ``review_changed`` and returns True when there were any."""
+        if self._review is None:
+            return False
+        changed = self._review.sync()
+        if changed:
+            self.review_changed.emit()
+        return changed
+
     def add_review(self, **fields: Any) -> ReviewEntry:
         """``ReviewStore.add`` (saved at once), then ``review_changed``."""
         entry = self.review.add(**fields)

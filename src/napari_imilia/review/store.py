@@ -1,26 +1,37 @@
-"""Review state of one slide on disk: atomic snapshot plus an fsynced append-only journal.
+"""Review state of one slide on disk: atomic snapshot plus an fsynced append-only journal,
+shared safely by several processes.
 
-- ``review.json``: snapshot of all entries, rewritten atomically (temporary file, fsync,
-  ``os.replace``, fsync of the folder) after every change;
 - ``review.journal.jsonl``: append-only journal, one fsynced JSON line per change, never
-  truncated. Each line carries a sequence number and the whole entry, so on open the lines
-  newer than the snapshot are replayed, and a lost or corrupt snapshot is rebuilt from it.
+  truncated. Each line carries the whole entry (or the id of a removed one), so replaying
+  the journal in file order rebuilds the review; it is the source of truth.
+- ``review.json``: snapshot of all entries, rewritten atomically (temporary file, fsync,
+  ``os.replace``, fsync of the folder) after every change; it records how many journal bytes
+  it reflects, so opening reads only the newer lines.
+- ``.review.lock``: a file lock (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows)
+  held while a process reads the journal's newest lines and appends its own. Several
+  processes (two napari windows, two reviewers on a shared folder) can edit one slide: each
+  change first takes in the others' journaled edits, then appends, so every accepted edit of
+  every process is kept, including those of a process killed mid-burst.
 
 A process killed at any moment loses at most the edit in flight. A ``review.json`` that
 cannot be read is moved aside to ``review.json.corrupt-<UTC time>`` (never deleted) and
-reported in ``ReviewStore.warnings``. One process edits a slide's review at a time.
+reported in ``ReviewStore.warnings``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import uuid
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from napari_imilia import __version__
 from napari_imilia._utils import write_text_atomic
@@ -29,7 +40,9 @@ from napari_imilia.review.entry import EDITABLE_FIELDS, ReviewEntry, utc_now, va
 
 REVIEW_FILE = "review.json"
 JOURNAL_FILE = "review.journal.jsonl"
+LOCK_FILE = ".review.lock"
 SCHEMA_VERSION = 1
+LOCK_TIMEOUT_S = 30.0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -51,6 +64,8 @@ class ReviewStore:
         self.corrupt_backup: Path | None = None
         self._entries: dict[str, ReviewEntry] = {}
         self._seq = 0
+        self._journal_bytes = 0  # journal bytes already applied to ``_entries``
+        self._journal_lines = 0  # and how many lines they hold (for messages)
 
     @property
     def path(self) -> Path:
@@ -67,16 +82,49 @@ class ReviewStore:
         """Load ``results_dir/review.json`` and replay newer journal lines (nothing is created
         until the first change). Problems recovered from are listed in ``store.warnings``."""
         store = cls(Path(results_dir), slide_id, model_sha256)
-        if store.results_dir.is_dir():  # temporary files of a snapshot write cut by a crash
-            for stale in store.results_dir.glob(f".{REVIEW_FILE}.*.tmp"):
-                stale.unlink(missing_ok=True)
-        snapshot_seq = store._load_snapshot()
-        replayed = store._replay_journal(snapshot_seq)
-        if replayed or store.corrupt_backup is not None:
-            store._write_snapshot()
+        with store._locked(create=False) as locked:
+            if locked:  # temporary files of a snapshot write cut by a crash
+                for stale in store.results_dir.glob(f".{REVIEW_FILE}.*.tmp"):
+                    stale.unlink(missing_ok=True)
+            snapshot_bytes = store._load_snapshot()
+            before = store._state()
+            store._read_journal(snapshot_bytes)
+            if locked and (store._state() != before or store.corrupt_backup is not None):
+                store._write_snapshot()
         for message in store.warnings:
             warnings.warn(message, stacklevel=2)
         return store
+
+    @contextlib.contextmanager
+    def _locked(self, *, create: bool = True) -> Iterator[bool]:
+        """Hold the slide's review lock; yields False (no lock) when there is nothing to lock
+        yet (``create=False`` and no results folder) or the folder is read-only."""
+        if not create and not self.results_dir.is_dir():
+            yield False
+            return
+        if create:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.results_dir / LOCK_FILE, timeout=LOCK_TIMEOUT_S)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise DataError(
+                f"the review of slide {self.slide_id!r} in {self.results_dir} is locked by "
+                f"another process for more than {LOCK_TIMEOUT_S:.0f} s; try again, or check "
+                "that the folder's file system supports file locks"
+            ) from None
+        except PermissionError:
+            if create:
+                raise
+            yield False  # read-only results: the review can still be read
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def _state(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self._entries.values()]
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -97,6 +145,7 @@ class ReviewStore:
         self._warn(f"{self.path} could not be read ({reason}); kept as {backup.name}; {recovery}")
 
     def _load_snapshot(self) -> int:
+        """Load the snapshot; returns the journal bytes it reflects (0: replay all of it)."""
         if not self.path.exists():
             return 0
         try:
@@ -116,6 +165,7 @@ class ReviewStore:
         try:
             entries = [ReviewEntry.from_dict(e) for e in data["entries"]]
             seq = int(data["journal_seq"])
+            journal_bytes = int(data.get("journal_bytes", 0))
         except (DataError, ValueError, KeyError, TypeError) as exc:
             self._move_aside(f"{type(exc).__name__}: {exc}")
             return 0
@@ -128,7 +178,15 @@ class ReviewStore:
             )
         self.model_sha256 = stored_hash or self.model_sha256
         self._seq = seq
-        return seq
+        size = self.journal_path.stat().st_size if self.journal_path.exists() else 0
+        # Snapshots older than the byte count (or a journal replaced since) replay the whole
+        # journal: applying every line in file order on top of the snapshot is idempotent.
+        return journal_bytes if 0 < journal_bytes <= size and self._ends_line(journal_bytes) else 0
+
+    def _ends_line(self, offset: int) -> bool:
+        with open(self.journal_path, "rb") as handle:
+            handle.seek(offset - 1)
+            return handle.read(1) == b"\n"
 
     def _check_slide(self, slide_id: Any, source: Path) -> None:
         if slide_id != self.slide_id:
@@ -137,19 +195,29 @@ class ReviewStore:
                 "results folder of the right slide"
             )
 
-    def _replay_journal(self, snapshot_seq: int) -> int:
+    def _read_journal(self, start: int) -> None:
+        """Apply the journal from byte ``start`` on, line by line in file order (every
+        process's edits, whatever their sequence numbers)."""
         if not self.journal_path.exists():
-            return 0
-        replayed = 0
-        lines = self.journal_path.read_bytes().split(b"\n")
-        for number, line in enumerate(lines, start=1):
+            return
+        with open(self.journal_path, "rb") as handle:
+            if start > 0 and start != self._journal_bytes:  # line numbers for messages
+                self._journal_lines = handle.read(start).count(b"\n")
+            handle.seek(start)
+            data = handle.read()
+        first_number = (0 if start == 0 else self._journal_lines) + 1
+        self._journal_bytes = start + len(data)
+        self._journal_lines = first_number - 1 + data.count(b"\n")
+        lines = data.split(b"\n")
+        for index, line in enumerate(lines):
+            number = first_number + index
             if not line.strip():
                 continue
             try:
                 record = json.loads(line.decode("utf-8"))
                 seq, op = int(record["seq"]), record["op"]
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-                torn = number == len(lines)  # no newline after it: cut short by a crash
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+                torn = index == len(lines) - 1  # no newline after it: cut short by a crash
                 why = "incomplete last line (the edit in flight at a crash)" if torn else repr(exc)
                 self._warn(f"{self.journal_path} line {number} skipped: {why}")
                 continue
@@ -157,8 +225,6 @@ class ReviewStore:
                 self._check_slide(record.get("slide_id"), self.journal_path)
                 continue
             self._seq = max(self._seq, seq)
-            if seq <= snapshot_seq:
-                continue
             try:
                 if op == "remove":
                     self._entries.pop(str(record["entry_id"]), None)
@@ -167,14 +233,19 @@ class ReviewStore:
                     self._entries[entry.entry_id] = entry
                 else:
                     raise DataError(f"unknown operation {op!r}")
-            except (DataError, KeyError) as exc:
+            except (DataError, KeyError, TypeError) as exc:
                 self._warn(f"{self.journal_path} line {number} skipped: {exc}")
-                continue
-            replayed += 1
-        return replayed
+
+    def sync(self) -> bool:
+        """Take in edits other processes journaled since this store last read the journal;
+        returns True when the entries changed."""
+        before = self._state()
+        with self._locked(create=False):
+            self._read_journal(self._journal_bytes)
+        return self._state() != before
 
     def _append_journal(self, record: dict[str, Any]) -> None:
-        self.results_dir.mkdir(parents=True, exist_ok=True)
+        """Append one record (the lock is held and the journal read to its end)."""
         is_new = not self.journal_path.exists()
         with open(self.journal_path, "ab") as handle:
             text = ""
@@ -193,9 +264,12 @@ class ReviewStore:
                     if reader.read(1) != b"\n":  # a torn line from a crash: start a new one
                         text = "\n"
             text += json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-            handle.write(text.encode("utf-8"))
+            data = text.encode("utf-8")
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+            self._journal_bytes = handle.tell()
+        self._journal_lines += text.count("\n")
         if is_new:
             _fsync_dir(self.results_dir)
 
@@ -207,24 +281,31 @@ class ReviewStore:
             "model_sha256": self.model_sha256,
             "software_version": __version__,
             "journal_seq": self._seq,
-            "entries": [e.to_dict() for e in self._entries.values()],
+            "journal_bytes": self._journal_bytes,
+            "entries": self._state(),
         }
         write_text_atomic(self.path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
         _fsync_dir(self.results_dir)
 
-    def _commit(self, op: str, entry: ReviewEntry) -> None:
-        record: dict[str, Any] = {"seq": self._seq + 1, "op": op, "utc": utc_now()}
-        if op == "remove":
-            record["entry_id"] = entry.entry_id
-        else:
-            record["entry"] = entry.to_dict()
-        self._append_journal(record)
-        self._seq += 1
-        if op == "remove":
-            del self._entries[entry.entry_id]
-        else:
-            self._entries[entry.entry_id] = entry
-        self._write_snapshot()
+    def _commit(self, op: str, entry_id: str, change: Any) -> ReviewEntry:
+        """Under the lock: take in other processes' edits, build the entry with ``change``
+        (a function of the current entry, or the new entry), journal it, snapshot."""
+        with self._locked():
+            self._read_journal(self._journal_bytes)
+            entry = change(self.get(entry_id)) if callable(change) else change
+            record: dict[str, Any] = {"seq": self._seq + 1, "op": op, "utc": utc_now()}
+            if op == "remove":
+                record["entry_id"] = entry.entry_id
+            else:
+                record["entry"] = entry.to_dict()
+            self._append_journal(record)
+            self._seq += 1
+            if op == "remove":
+                del self._entries[entry.entry_id]
+            else:
+                self._entries[entry.entry_id] = entry
+            self._write_snapshot()
+        return entry
 
     def add(
         self,
@@ -254,8 +335,7 @@ class ReviewStore:
                 updated_utc=now,
             )
         )
-        self._commit("add", entry)
-        return entry
+        return self._commit("add", entry.entry_id, entry)
 
     def get(self, entry_id: str) -> ReviewEntry:
         try:
@@ -267,23 +347,26 @@ class ReviewStore:
             ) from None
 
     def update(self, entry_id: str, **changes: Any) -> ReviewEntry:
-        """Change fields of an entry (any of ``EDITABLE_FIELDS``) and save it."""
-        entry = self.get(entry_id)
+        """Change fields of an entry (any of ``EDITABLE_FIELDS``) and save it. Fields not
+        named keep their newest saved value, whichever process saved it."""
         unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
         if unknown:
             raise DataError(
                 f"cannot change {', '.join(unknown)} of a review entry; editable fields: "
                 f"{', '.join(EDITABLE_FIELDS)}"
             )
-        updated = validate_entry(dataclasses.replace(entry, **changes, updated_utc=utc_now()))
-        self._commit("update", updated)
-        return updated
+        self.get(entry_id)
+        validate_entry(dataclasses.replace(self.get(entry_id), **changes))
+
+        def changed(entry: ReviewEntry) -> ReviewEntry:
+            return validate_entry(dataclasses.replace(entry, **changes, updated_utc=utc_now()))
+
+        return self._commit("update", entry_id, changed)
 
     def remove(self, entry_id: str) -> ReviewEntry:
         """Delete an entry (saved); returns it."""
-        entry = self.get(entry_id)
-        self._commit("remove", entry)
-        return entry
+        self.get(entry_id)
+        return self._commit("remove", entry_id, lambda entry: entry)
 
     def entries(self) -> list[ReviewEntry]:
         """All entries in the order they were added."""
