@@ -153,3 +153,19 @@ def test_read_only_results_folder_still_opens(tmp_path: Path) -> None:
         assert len(ReviewStore.open(tmp_path / "r", SLIDE)) == 1
     finally:
         os.chmod(tmp_path / "r", 0o755)
+
+
+def test_session_sync_review_emits_review_changed(tiled_tiff: Path, tmp_path: Path) -> None:
+    from napari_imilia.review.session import ReviewSession
+
+    root = tmp_path / "results"
+    mine = ReviewSession.open(tiled_tiff, root)
+    theirs = ReviewSession.open(tiled_tiff, root)
+    assert mine.sync_review() is False  # nothing opened yet, nothing to take in
+    assert len(mine.review) == 0
+    seen: list[bool] = []
+    mine.review_changed.connect(lambda: seen.append(True))
+    theirs.add_review(verdict="agree", tile_id="t1", note="other window")
+    assert mine.sync_review() is True and seen == [True]
+    assert [e.note for e in mine.review.entries()] == ["other window"]
+    assert mine.sync_review() is False and seen == [True]
