@@ -10,6 +10,7 @@ channel; a tile inspection's cell masks must get a legend of classes on the canv
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,10 @@ import torch
 
 from napari_imilia._widgets._canvas_legend import cell_class_legend
 from napari_imilia._widgets._heatmap_layer import (
-    CAPTION_OVERLAY,
     HEATMAP_ROLE,
     TILE_TABLE_ROLE,
     driver_values,
+    heatmap_layers,
 )
 from napari_imilia._widgets._state import layers_with_role, viewer_state
 from napari_imilia.heatmap import score_grid
@@ -62,8 +63,8 @@ def _heatmap(viewer):
     return layers[0] if layers else None
 
 
-def _caption(viewer):
-    return viewer.canvas.overlays.get(CAPTION_OVERLAY)
+def _caption(viewer) -> str:
+    return heatmap_layers(viewer, viewer_state(viewer)).caption()
 
 
 def _check_heatmap(viewer, session, column: str = "score") -> None:
@@ -73,11 +74,13 @@ def _check_heatmap(viewer, session, column: str = "score") -> None:
     assert tuple(layer.contrast_limits) == pytest.approx(
         (np.nanmin(layer.data), np.nanmax(layer.data))
     )
+    overlays = heatmap_layers(viewer, viewer_state(viewer)).caption_overlays()
+    assert len(overlays) == 3
+    assert all(o.visible and o.position == layer.colorbar.position for o in overlays)
     caption = _caption(viewer)
-    assert caption.visible and caption.position == layer.colorbar.position
-    assert f"slide score {session.prediction.score:.4f}" in caption.text
+    assert f"slide score {session.prediction.score:.4f}" in caption
     low, high = layer.contrast_limits
-    assert f"range {low:.3g} to {high:.3g}" in caption.text
+    assert f"range {low:.3g} to {high:.3g}" in caption
     assert len(layers_with_role(viewer, TILE_TABLE_ROLE)) == 1
 
 
@@ -95,11 +98,11 @@ def test_heatmap_appears_after_a_run_and_on_reopen_with_only_the_slide_dock(
     session = viewer_state(viewer).session
     assert set(viewer.window.dock_widgets) == {"Slide and model (napari-imilia)"}
     _check_heatmap(viewer, session)
-    assert _caption(viewer).text.startswith("tile score")
+    assert _caption(viewer).startswith("tile score\n")
     _heatmap(viewer).visible = False  # the caption follows the layer
-    assert not _caption(viewer).visible
+    assert _caption(viewer) == ""
     _heatmap(viewer).visible = True
-    assert _caption(viewer).visible
+    assert _caption(viewer).startswith("tile score\n")
 
     # the same slide opened again in a fresh viewer: the cached result shows at once
     again = make_napari_viewer(show=False)
@@ -109,7 +112,7 @@ def test_heatmap_appears_after_a_run_and_on_reopen_with_only_the_slide_dock(
     assert reopened is not session and reopened.prediction is not None
     _check_heatmap(again, reopened)
     viewer.layers.remove(_heatmap(viewer))
-    assert not _caption(viewer).visible
+    assert _caption(viewer) == ""
 
 
 def test_channels_drivers_and_ranking_by_channel(
@@ -117,7 +120,7 @@ def test_channels_drivers_and_ranking_by_channel(
 ):
     from napari_imilia.predict import predict_slide
 
-    root = Path(__import__("os").environ["IMILIA_RESULTS_DIR"])
+    root = Path(os.environ["IMILIA_RESULTS_DIR"])
     predict_slide(small_svs, root, model_path=chowder_path, device="cpu", progress=False)
     viewer = make_napari_viewer(show=False)
     heat = _dock(viewer, "Heatmap")
@@ -134,7 +137,7 @@ def test_channels_drivers_and_ranking_by_channel(
     layer = _heatmap(viewer)
     assert "score_ch2" in layer.name
     _check_heatmap(viewer, session, "score_ch2")
-    assert _caption(viewer).text.startswith("channel ch2 score")
+    assert _caption(viewer).startswith("channel ch2 score")
 
     heat.values_combo.setCurrentText("tiles that drive the score")
     drivers = driver_values(tiles)
@@ -143,7 +146,7 @@ def test_channels_drivers_and_ranking_by_channel(
     low, high = layer.contrast_limits
     assert low == -high and high >= np.nanmax(np.abs(drivers))
     assert layer.colormap.name == "imilia drivers"
-    assert _caption(viewer).text.startswith("drivers")
+    assert _caption(viewer).startswith("drivers")
     heat.colormap_combo.setCurrentText("viridis")  # drivers keep their diverging colours
     assert layer.colormap.name == "imilia drivers"
     heat.values_combo.setCurrentText("tile score")
@@ -186,7 +189,7 @@ def test_cell_class_legend_on_the_canvas_while_masks_are_shown(
         assert overlay.text == f"■ {name} ({count})"
         rgb = np.asarray(overlay.color)[:3] * 255
         np.testing.assert_allclose(rgb, CELL_CLASS_COLORS[name], atol=1)
-        assert overlay.box and overlay.position == "top_left"
+        assert overlay.box and overlay.position == "bottom_left"
     assert overlays[-1].text.startswith("■ epithelium")
     (cells,) = layers_with_role(viewer, _inspect_layers.CELLS_ROLE)
     cells.visible = False

@@ -6,7 +6,8 @@ left, one line per class present in the tile: a swatch and the class name with i
 count, written in the class's colour (``CELL_CLASS_COLORS``, the colours of the masks) on a
 box light or dark enough for that colour to read; plus the epithelium's colour when its
 layer is shown. Each line is a napari text overlay in ``viewer.canvas.overlays`` (keys
-``imilia_legend_<i>``), stacked by napari's overlay tiling.
+``imilia_legend_<i>``), stacked by napari's overlay tiling (set to vertical at the bottom
+left; napari stacks upwards there, so overlay 0 holds the last line).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ CELLS_ROLE = "inspection_cells"
 EPITHELIUM_ROLE = "inspection_epithelium"
 LEGEND_PREFIX = "imilia_legend_"
 SWATCH = "■"
+POSITION = "bottom_left"
+FONT_SIZE = 10
 _LIGHT_BOX = (0.92, 0.92, 0.92, 0.9)
 _DARK_BOX = (0.12, 0.12, 0.12, 0.9)
 
@@ -74,7 +77,7 @@ class CellClassLegend:
         return shown
 
     def overlays(self) -> list[Any]:
-        """The visible legend overlays, top to bottom."""
+        """The visible legend overlays, top to bottom on the canvas."""
         viewer = self._viewer()
         if viewer is None:
             return []
@@ -82,7 +85,8 @@ class CellClassLegend:
             (k for k in viewer.canvas.overlays if k.startswith(LEGEND_PREFIX)),
             key=lambda k: int(k[len(LEGEND_PREFIX) :]),
         )
-        return [viewer.canvas.overlays[k] for k in keys if viewer.canvas.overlays[k].visible]
+        shown = [viewer.canvas.overlays[k] for k in keys if viewer.canvas.overlays[k].visible]
+        return shown[::-1]
 
     def _on_layers_changed(self, *_: Any) -> None:
         viewer = self._viewer()
@@ -103,13 +107,15 @@ class CellClassLegend:
         viewer = self._viewer()
         if viewer is None:
             return
-        entries = self.entries()
+        entries = self.entries()[::-1]  # napari stacks bottom-left overlays upwards
         overlays = viewer.canvas.overlays
+        if entries:
+            viewer.canvas.overlay_tiling.bottom_left = "vertical"
         for i, (text, rgb) in enumerate(entries):
             key = f"{LEGEND_PREFIX}{i}"
             colour = (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, 1.0)
             if key not in overlays:
-                overlays[key] = TextOverlay(position="top_left", font_size=11, box=True)
+                overlays[key] = TextOverlay(position=POSITION, font_size=FONT_SIZE, box=True)
             overlay = overlays[key]
             overlay.text, overlay.color, overlay.box_color = text, colour, box_colour(rgb)
             overlay.visible = True

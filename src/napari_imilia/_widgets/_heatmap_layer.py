@@ -7,8 +7,9 @@ ended, or a slide with a cached result was opened), shows:
 - the **heatmap** Image layer (role ``heatmap``): the tile grid, one pixel per tile, NaN
   (transparent) where there is no tile, placed by ``ScoreGrid.napari_placement`` so each
   pixel is centred on its tile;
-- napari's own **colorbar** of that layer (``layer.colorbar``) and beside it a caption (a
-  canvas text overlay) naming the value shown, its range and the slide score;
+- napari's own **colorbar** of that layer (``layer.colorbar``) and above it, top right, a
+  caption naming the value shown, its range and the slide score (one canvas text overlay per
+  line: napari misplaces the box of a multi-line text overlay);
 - the tile table as ``layer.features`` of a hidden Points layer (role ``tile_table``).
 
 What is shown (:class:`HeatmapOptions`: tile score, attention, a channel's score or the
@@ -32,8 +33,8 @@ from napari_imilia.heatmap import ScoreGrid, rank_normalise, score_grid
 
 HEATMAP_ROLE = "heatmap"
 TILE_TABLE_ROLE = "tile_table"
-#: Key of the caption beside the colorbar in ``viewer.canvas.overlays``.
-CAPTION_OVERLAY = "imilia_heatmap_caption"
+#: Keys of the caption's lines above the colorbar in ``viewer.canvas.overlays``.
+CAPTION_OVERLAYS: tuple[str, ...] = tuple(f"imilia_heatmap_caption_{i}" for i in range(3))
 DRIVE_COLUMN = "drive"
 DEFAULT_COLORMAP = "inferno"
 DEFAULT_OPACITY = 0.55
@@ -156,10 +157,19 @@ class HeatmapLayers:
         layers = [] if viewer is None else layers_with_role(viewer, TILE_TABLE_ROLE)
         return layers[0] if layers else None
 
-    def caption(self) -> Any | None:
-        """The canvas text overlay beside the colorbar (None before the first result)."""
+    def caption(self) -> str:
+        """The caption's visible lines (empty when hidden)."""
         viewer = self.viewer
-        return None if viewer is None else viewer.canvas.overlays.get(CAPTION_OVERLAY)
+        if viewer is None:
+            return ""
+        lines = [viewer.canvas.overlays.get(key) for key in CAPTION_OVERLAYS]
+        return "\n".join(o.text for o in lines if o is not None and o.visible)
+
+    def caption_overlays(self) -> list[Any]:
+        """The canvas text overlays holding the caption's lines (none before a result)."""
+        viewer = self.viewer
+        overlays = {} if viewer is None else viewer.canvas.overlays
+        return [overlays[key] for key in CAPTION_OVERLAYS if key in overlays]
 
     def show(
         self,
@@ -240,6 +250,7 @@ class HeatmapLayers:
                 **placement,
                 **({} if units is None else {"units": units}),
             )
+            layer.colorbar.box = True
             layer.colorbar.visible = True
             layer.events.visible.connect(self._update_caption)
             add_layer_keeping_selection(viewer, layer)
@@ -271,24 +282,28 @@ class HeatmapLayers:
         if viewer is None:
             return
         layer, session = self.heatmap_layer(), self._session
-        overlay = self.caption()
         shown = layer is not None and layer.visible and session is not None
         if not shown:
-            if overlay is not None:
+            for overlay in self.caption_overlays():
                 overlay.visible = False
             return
         low, high = layer.metadata["value_range"]
-        text = (
-            f"{value_name(self.options)}\nrange {low:.3g} to {high:.3g}\n"
-            f"slide score {session.prediction.score:.4f}"
+        lines = (
+            value_name(self.options),
+            f"range {low:.3g} to {high:.3g}",
+            f"slide score {session.prediction.score:.4f}",
         )
-        if overlay is None:
-            from napari.components.overlays import TextOverlay
+        from napari.components.overlays import TextOverlay
 
-            overlay = TextOverlay(text=text, position="top_right", font_size=11, box=True)
-            viewer.canvas.overlays[CAPTION_OVERLAY] = overlay
-        overlay.text = text
-        overlay.visible = True
+        viewer.canvas.overlay_tiling.top_right = "vertical"  # caption above the colorbar
+        for key, text in zip(CAPTION_OVERLAYS, lines, strict=True):
+            if key not in viewer.canvas.overlays:
+                viewer.canvas.overlays[key] = TextOverlay(
+                    text=text, position="top_right", font_size=10, box=True
+                )
+            overlay = viewer.canvas.overlays[key]
+            overlay.text = text
+            overlay.visible = True
 
     def _update_tile_table(self, tiles: pd.DataFrame) -> None:
         from napari_imilia._widgets._viewer_link import (
