@@ -100,6 +100,12 @@ def test_five_channel_model_writes_channels_extremes_and_polarity(
     selected = (tiles["extreme_channels"] != "").sum()
     assert 0 < selected <= 5 * 9
 
+    collection = json.loads((result.out_dir / "tiles.geojson").read_text())
+    first = collection["features"][0]["properties"]
+    row = tiles.set_index("tile_id").loc[first["name"]]
+    assert first["measurements"]["score_ch3"] == pytest.approx(row["score_ch3"], rel=1e-5)
+    assert first["measurements"]["extreme_top"] == int(str(row["extreme_top"]) == "True")
+
     reopened = load_prediction(result.out_dir)
     assert channel_labels(reopened.tiles, reopened.info) == labels
     assert not reopened.tiles["extreme_channels"].isna().any()

@@ -11,6 +11,7 @@ channel; a tile inspection's cell masks must get a legend of classes on the canv
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,21 @@ def test_channels_drivers_and_ranking_by_channel(
     assert layer.colormap.name == "imilia drivers"
     heat.values_combo.setCurrentText("tile score")
     assert layer.colormap.name == "viridis"
+
+    # a result without channels: the heatmap falls back to the tile score, the dock follows
+    heat.values_combo.setCurrentText(f"channel ch2 (polarity {sign})")
+    keep = ["tile_id", "x", "y", "width", "height", "tissue_fraction", "score", "rank"]
+    plain = replace(
+        session.prediction,
+        tiles=tiles[keep],
+        info={k: v for k, v in info.items() if k not in ("channels", "extremes_per_channel")},
+    )
+    session.set_prediction(plain)
+    assert list(heat.value_choices()) == ["tile score"]
+    assert heat.values_combo.currentText() == "tile score"
+    assert "(score)" in _heatmap(viewer).name
+    session.set_prediction(replace(plain, tiles=tiles, info=info))
+    assert len(heat.value_choices()) == 7
 
     top = _dock(viewer, "Top tiles")
     index = top.column_combo.findData("score_ch1")
