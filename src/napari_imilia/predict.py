@@ -4,9 +4,11 @@
 writes, into ``out_dir/<slide_id>/`` (each file atomically):
 
 - ``tiles.csv``: tile_id, x, y, width, height (level-0 px), tissue_fraction, score, rank
-  (1 = highest score), and attention when the model has it;
+  (1 = highest score), and attention when the model has it; multi-channel models add one
+  ``score_<channel>`` column per channel and the selected extremes (``channels.py``);
 - ``slide.json``: slide score (probability), logit, model name and sha256, extractor, MPPs,
-  tile size, tile count, seconds, software version;
+  tile size, tile count, seconds, software version; multi-channel models add each channel's
+  polarity (``channels``) and ``extremes_per_channel``;
 - ``heatmap.png``: tile scores over the thumbnail;
 - ``tiles.geojson``: the tiles as QuPath objects with their scores as measurements.
 
@@ -33,6 +35,7 @@ import pandas as pd
 
 from napari_imilia import __version__
 from napari_imilia._utils import write_text_atomic
+from napari_imilia.channels import channel_columns, channels_info, normalise_channel_columns
 from napari_imilia.errors import ImiliaError
 
 ProgressCallback = Callable[[int, int], None]
@@ -70,7 +73,7 @@ def load_prediction(result_dir: str | Path) -> PredictionResult:
         raise ImiliaError(f"{result_dir} holds no prediction (slide.json and tiles.csv expected)")
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
-        tiles = pd.read_csv(tiles_path, dtype={"tile_id": str})
+        tiles = normalise_channel_columns(pd.read_csv(tiles_path, dtype={"tile_id": str}))
         result = PredictionResult(
             slide_id=str(info["slide_id"]),
             slide_path=Path(info["slide"]),
@@ -186,6 +189,9 @@ def predict_slide(
         tiles["rank"] = tiles["score"].rank(ascending=False, method="first").astype(int)
         if prediction.attention is not None:
             tiles["attention"] = prediction.attention.astype(np.float64)
+        if prediction.channels is not None:
+            extra = channel_columns(prediction.channels).set_index(tiles.index)
+            tiles = pd.concat([tiles, extra], axis=1)
         info = {
             "slide": str(slide.path),
             "slide_id": slide.slide_id,
@@ -213,6 +219,8 @@ def predict_slide(
             "seconds": round(time.perf_counter() - started, 3),
             "software": f"napari-imilia {__version__}",
         }
+        if prediction.channels is not None:
+            info.update(channels_info(prediction.channels))
         _write_outputs(slide, slide_dir, tiles, info)
     return PredictionResult(
         slide_id=info["slide_id"],

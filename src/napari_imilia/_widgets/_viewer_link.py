@@ -7,7 +7,10 @@
   removing that layer ends the session;
 - clicking a tile on the canvas (a click, not a drag, in pan/zoom mode) selects it
   (``session.tile_at`` on the clicked level-0 pixel, then ``session.select_tile``);
-- the selected tile is outlined by a one-rectangle Shapes layer (role ``selected_tile``).
+- the selected tile is outlined by a one-rectangle Shapes layer (role ``selected_tile``);
+- the session's result is shown as the heatmap with its colorbar (``_heatmap_layer``) and
+  the cell classes of an inspection get a legend on the canvas (``_canvas_legend``), whatever
+  docks are open.
 
 Coordinates: the slide layer's level-0 pixel ``i`` is centred at ``i * um_per_px`` in world
 coordinates (µm; row, col order), so a level-0 point (x, y) is world ``(y, x) * um_per_px``.
@@ -175,6 +178,11 @@ class ViewerLink:
         viewer.layers.events.removed.connect(self._on_layer_removed)
         if tile_click_callback not in viewer.mouse_drag_callbacks:
             viewer.mouse_drag_callbacks.append(tile_click_callback)
+        from napari_imilia._widgets._canvas_legend import cell_class_legend
+        from napari_imilia._widgets._heatmap_layer import heatmap_layers
+
+        self.heatmap = heatmap_layers(viewer, self.state)
+        self.legend = cell_class_legend(viewer)
         self._on_session_changed(self.state.session)
 
     @property

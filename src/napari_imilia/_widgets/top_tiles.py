@@ -1,11 +1,12 @@
 """Top tiles dock: the k highest- (or lowest-) scoring tiles, a thumbnail gallery, jumping.
 
-Selecting a tile in the list (click, arrow keys, *Previous*/*Next* or the N / P keys) or in
-the gallery calls ``session.select_tile`` and centres and zooms the camera on it; the viewer
-link outlines the selected tile with a Shapes rectangle. Clicking a tile on the canvas
-selects it too (the list follows). Thumbnails are small (``THUMB_PX``), read from the
-coarsest level that is fine enough, one at a time in a ``thread_worker``, and kept in a
-bounded cache.
+Tiles are ranked by tile score, attention (ABMIL) or, for a multi-channel model, one
+channel's score (``score_<channel>`` of tiles.csv). Selecting a tile in the list (click,
+arrow keys, *Previous*/*Next* or the N / P keys) or in the gallery calls
+``session.select_tile`` and centres and zooms the camera on it; the viewer link outlines the
+selected tile with a Shapes rectangle. Clicking a tile on the canvas selects it too (the list
+follows). Thumbnails are small (``THUMB_PX``), read from the coarsest level that is fine
+enough, one at a time in a ``thread_worker``, and kept in a bounded cache.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._widgets._slide_info import rgb_pixmap
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
+from napari_imilia.channels import SCORE_PREFIX, channel_labels
 from napari_imilia.tiling import resize_tile
 
 THUMB_PX = 96
@@ -161,8 +163,7 @@ class TopTilesWidget(QWidget):
             self.info_label.setText("no prediction yet")
             return
         tiles = session.tiles
-        has_attention = "attention" in tiles.columns
-        self.column_combo.model().item(1).setEnabled(has_attention)
+        self._fill_columns(tiles, session.prediction.info)
         column = self.column_combo.currentData()
         if column not in tiles.columns:
             column = "score"
@@ -182,6 +183,23 @@ class TopTilesWidget(QWidget):
             self.gallery.addItem(thumb)
         self._highlight(session.selected_tile_id)
         self._load_thumbnails(rows)
+
+    def _fill_columns(self, tiles: Any, info: dict[str, Any]) -> None:
+        """Offer ranking by tile score, attention (when present) and each channel's score;
+        keeps the current choice when the result still has it."""
+        choices = [("by tile score", "score")]
+        if "attention" in tiles.columns:
+            choices.append(("by attention", "attention"))
+        labels = channel_labels(tiles, info)
+        choices += [(f"by channel {label}", SCORE_PREFIX + label) for label in labels]
+        current = self.column_combo.currentData()
+        self.column_combo.blockSignals(True)
+        self.column_combo.clear()
+        for text, column in choices:
+            self.column_combo.addItem(text, column)
+        index = self.column_combo.findData(current)
+        self.column_combo.setCurrentIndex(max(index, 0))
+        self.column_combo.blockSignals(False)
 
     # ------------------------------------------------------------------------- selection
     def select_row(self, row: int) -> None:

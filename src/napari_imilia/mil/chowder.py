@@ -80,6 +80,25 @@ def select_extremes(
 
     Padding rows (``mask`` True) are never selected; a slot with no real tile left is 0.
     """
+    return _select(scores, mask, n_top, n_bottom)[0]
+
+
+def extreme_indices(
+    scores: torch.Tensor, mask: torch.Tensor | None, n_top: int, n_bottom: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices of the scores :func:`select_extremes` picks, in its order.
+
+    Returns ``(top (B, n_top, C), bottom (B, n_bottom, C))`` int64 tile indices along dim 1;
+    -1 where the slot holds no real tile (a padding row or a missing one).
+    """
+    _, top, bottom = _select(scores, mask, n_top, n_bottom)
+    return top, bottom
+
+
+def _select(
+    scores: torch.Tensor, mask: torch.Tensor | None, n_top: int, n_bottom: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Extreme values ``(B, K, C)`` and the top and bottom row indices (-1: no real tile)."""
     n_tiles = scores.shape[1]
     needed = max(n_top, n_bottom)
     if n_tiles < needed:  # too few rows for topk: add padding rows, which end up as zeros
@@ -90,25 +109,37 @@ def select_extremes(
             mask[:, n_tiles:] = True
         else:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], extra))], 1)
-    parts = []
-    if n_top:
-        parts.append(_sorted_extremes(scores, mask, n_top, largest=True))
-    if n_bottom:
-        parts.append(_sorted_extremes(scores, mask, n_bottom, largest=False))
-    return torch.cat(parts, dim=1)
+    empty = torch.zeros((scores.shape[0], 0, scores.shape[2]), dtype=torch.long)
+    top_values, top = (
+        _sorted_extremes(scores, mask, n_top, largest=True)
+        if n_top
+        else (
+            scores[:, :0],
+            empty,
+        )
+    )
+    bottom_values, bottom = (
+        _sorted_extremes(scores, mask, n_bottom, largest=False)
+        if n_bottom
+        else (scores[:, :0], empty)
+    )
+    return torch.cat([top_values, bottom_values], dim=1), top, bottom
 
 
 def _sorted_extremes(
     scores: torch.Tensor, mask: torch.Tensor | None, k: int, *, largest: bool
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest (descending) or smallest (ascending) scores of each slide along
-    dim 1; padding rows (``mask`` True) are pushed past the end and a slot holding one is 0."""
+    dim 1 and their row indices; padding rows (``mask`` True) are pushed past the end and a
+    slot holding one is 0 (index -1)."""
     pad = float("-inf") if largest else float("inf")
     filled = scores if mask is None else scores.masked_fill(mask[..., None], pad)
-    values = filled.topk(k, dim=1, largest=largest, sorted=True).values
+    values, indices = filled.topk(k, dim=1, largest=largest, sorted=True)
     if mask is not None:
-        values = torch.where(values == pad, torch.zeros_like(values), values)
-    return values
+        is_pad = values == pad
+        values = torch.where(is_pad, torch.zeros_like(values), values)
+        indices = torch.where(is_pad, torch.full_like(indices, -1), indices)
+    return values, indices
 
 
 def _activation_derivative(name: str, pre: torch.Tensor) -> torch.Tensor:

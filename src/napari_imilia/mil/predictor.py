@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_imilia.channels import ChannelReadout, combine_members, member_channels
 from napari_imilia.device import inference_context, resolve_device
 from napari_imilia.errors import CheckpointError
 from napari_imilia.mil.checkpoint import WEIGHT_SUFFIXES, CheckpointMember, load_member
@@ -29,13 +30,18 @@ _DEFAULT: Any = object()
 
 @dataclass
 class SlidePrediction:
-    """A slide's prediction: probability = sigmoid(logit), one score per input tile."""
+    """A slide's prediction: probability = sigmoid(logit), one score per input tile.
+
+    ``channels``: per-channel tile scores, polarity and selected extremes of multi-channel
+    models (every member an ``imilia-chowder``), else None (see ``channels.py``).
+    """
 
     probability: float
     logit: float
     tile_scores: np.ndarray
     attention: np.ndarray | None
     member_logits: np.ndarray
+    channels: ChannelReadout | None = None
 
 
 def _expand_sources(source: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -189,7 +195,7 @@ class LoadedModel:
         if pad is not None and kept < int(pad):
             x = torch.cat([x, x.new_zeros((int(pad) - kept, x.shape[1]))])
         x = x.to(self.device)
-        logits, tiles, attentions = [], [], []
+        logits, tiles, attentions, channels = [], [], [], []
         # MIL heads are tiny: keep them in float32 even under the CUDA bf16 autocast of
         # inference_context, so a slide gets the same score on a GPU as on the CPU.
         no_autocast = torch.autocast(device_type=self.device.type, enabled=False)
@@ -200,6 +206,7 @@ class LoadedModel:
                 tiles.append(out.tile_scores[:kept].float().cpu().numpy())
                 if out.attention is not None:
                     attentions.append(out.attention[:kept].float().cpu().numpy())
+                channels.append(member_channels(member.module, out, kept))
         logit = float(np.mean(logits))
         tile_scores = _extend(np.mean(tiles, axis=0), n_tiles)
         attention = None
@@ -211,6 +218,9 @@ class LoadedModel:
             tile_scores=tile_scores.astype(np.float32),
             attention=None if attention is None else attention.astype(np.float32),
             member_logits=np.asarray(logits, dtype=np.float64),
+            channels=(
+                combine_members(channels, n_tiles) if all(c is not None for c in channels) else None
+            ),
         )
 
 
