@@ -227,12 +227,12 @@ def predict_cohort(
     from napari_imilia.slide import slide_id_for
 
     cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else out / "features"
-    todo_ids = [slide_id_for(s) for s in todo]
+    slide_ids = [slide_id_for(s) for s in paths]
     rows: list[dict[str, Any]] = []
     interrupted = False
     try:
         out.mkdir(parents=True, exist_ok=True)
-        remove_stray_files(out, cache_dir, todo_ids)  # left by an interrupted earlier run
+        remove_stray_files(out, cache_dir, slide_ids)  # left by an interrupted earlier run
         progress()
         for row in reused:
             finished(row)
@@ -267,7 +267,7 @@ def predict_cohort(
         if cluster is not None:
             cluster.close()
         if out.is_dir():
-            remove_stray_files(out, cache_dir, todo_ids)  # of slides stopped or lost
+            remove_stray_files(out, cache_dir, slide_ids)  # of slides stopped or lost
     table = summary_table([_summary(row) for row in rows], paths)
     write_summary(out, table)
     if interrupted:

@@ -33,8 +33,8 @@ def collect_slides(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Absolute slide paths from files, folders and glob patterns, in the order given
     (each folder's and pattern's matches sorted), each slide once.
 
-    A file is taken as given (a wrong one fails as that slide's error row); a folder gives
-    every file below it whose name ends in one of :data:`SLIDE_SUFFIXES`. Raises
+    A file is taken as given (a wrong one fails as that slide's error row); a folder (all
+    below it) and a pattern give the files whose names end in one of :data:`SLIDE_SUFFIXES`. Raises
     ``ImiliaError`` for a path that does not exist, a pattern or folder that matches no slide,
     or no input at all.
     """
@@ -53,7 +53,7 @@ def collect_slides(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
             found = [path]  # a missing plain file is reported per slide ("slide not found")
         else:
             found = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            found = [p for p in found if p.is_file()]
+            found = [p for p in found if _is_slide_file(p)]
             if not found:
                 raise ImiliaError(f"no slide file matches the pattern {text}")
         slides.extend(absolute(p) for p in found)
@@ -64,11 +64,13 @@ def collect_slides(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def _slides_in_folder(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.name.lower().endswith(SLIDE_SUFFIXES) and not p.name.startswith(".") and p.is_file()
-    )
+    return sorted(p for p in folder.rglob("*") if _is_slide_file(p))
+
+
+def _is_slide_file(path: Path) -> bool:
+    """A file (not hidden) whose name ends in one of :data:`SLIDE_SUFFIXES`."""
+    name = path.name
+    return name.lower().endswith(SLIDE_SUFFIXES) and not name.startswith(".") and path.is_file()
 
 
 def absolute_options(options: dict[str, Any]) -> dict[str, Any]:
