@@ -54,7 +54,8 @@ class LoopbackCluster:
             self._wait_for_port(timeout_s)
             for _ in range(n_workers):
                 self.add_worker()
-            self.wait_for_workers(n_workers, timeout_s)
+            if n_workers:
+                self.wait_for_workers(n_workers, timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -112,12 +113,12 @@ class LoopbackCluster:
         worker.wait(timeout=10)
 
     def stop(self) -> None:
-        """End every process by its id (SIGTERM, then SIGKILL after 5 s)."""
+        """End every process by its id (SIGTERM, then SIGKILL after 2 s)."""
         processes = [*self.workers, self.scheduler]
         for process in processes:
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 2
         for process in processes:
             try:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.1))

@@ -11,27 +11,33 @@ from napari_imilia.cohort import CohortProgress
 
 
 class CohortBar:
-    """A tqdm bar fed with :class:`CohortProgress`; :meth:`write` prints above it."""
+    """A tqdm bar fed with :class:`CohortProgress`; :meth:`write` prints above it. The bar
+    appears with the first progress (once slides start), so an early error stays one line."""
 
     def __init__(self, total: int, file: TextIO | None = None) -> None:
-        from tqdm.auto import tqdm
-
-        self._tqdm = tqdm
-        file = file or sys.stderr
+        self.total = total
+        self.file = file or sys.stderr
         # a terminal redraws the bar every second; a log file gets a line per slide (and
         # one every 30 s while none ends)
-        self.interval_s = 1.0 if getattr(file, "isatty", lambda: False)() else 30.0
+        self.interval_s = 1.0 if getattr(self.file, "isatty", lambda: False)() else 30.0
         self._shown_at = 0.0
-        self.bar: Any = tqdm(
-            total=total,
+        self.bar: Any = None
+
+    def _start(self) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.total,
             desc="cohort",
             bar_format="{desc} {n_fmt}/{total_fmt} slides |{bar}| [{elapsed}{postfix}]",
-            file=file,
+            file=self.file,
             dynamic_ncols=True,
             position=0,
         )
 
     def update(self, progress: CohortProgress) -> None:
+        if self.bar is None:
+            self.bar = self._start()
         now = time.monotonic()
         if progress.done == self.bar.n and now - self._shown_at < self.interval_s:
             return
@@ -41,10 +47,13 @@ class CohortBar:
         self.bar.refresh()
 
     def write(self, line: str, file: TextIO | None = None) -> None:
-        self._tqdm.write(line, file=file or sys.stdout)
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=file or sys.stdout)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def describe(progress: CohortProgress) -> str:
