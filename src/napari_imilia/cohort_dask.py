@@ -188,6 +188,8 @@ def _stop(
                     on_row(row)
     except KeyboardInterrupt:
         pass  # asked twice: stop waiting, the caller discards the staging of running slides
+    except Exception:  # the workers or scheduler are gone too (Ctrl-C hit the process group)
+        pass  # nothing left to stop; cohort.csv is still written for what finished
     finally:
         with contextlib.suppress(Exception):
             client.cancel(list(pending))
