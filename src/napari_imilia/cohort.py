@@ -196,8 +196,10 @@ def predict_cohort(
 
     reused: list[dict[str, Any]] = []
     todo = list(paths)
-    if not force:
+    expected = None
+    if getattr(model, "sha256", None):  # a model built in memory: no reuse
         expected = expected_settings(model, asked, extractor=options.get("extractor"))
+    if expected is not None and not force:
         found = [completed_row(Path(s), out, expected) for s in paths]
         reused = [{**row, "reused": True} for row in found if row is not None]
         todo = [s for s, row in zip(paths, found, strict=True) if row is None]
@@ -230,6 +232,7 @@ def predict_cohort(
     slide_ids = [slide_id_for(s) for s in paths]
     rows: list[dict[str, Any]] = []
     interrupted = False
+    run_start_s = time.time()
     try:
         out.mkdir(parents=True, exist_ok=True)
         remove_stray_files(out, cache_dir, slide_ids)  # left by an interrupted earlier run
@@ -268,11 +271,23 @@ def predict_cohort(
             cluster.close()
         if out.is_dir():
             remove_stray_files(out, cache_dir, slide_ids)  # of slides stopped or lost
+    if expected is not None and len(rows) < len(paths):
+        rows += _finished_unseen(todo, rows, out, expected, run_start_s)
     table = summary_table([_summary(row) for row in rows], paths)
     write_summary(out, table)
     if interrupted:
         raise CohortInterrupted(table)
     return table
+
+
+def _finished_unseen(
+    todo: list[str], rows: list[dict], out: Path, expected: dict[str, Any], since_s: float
+) -> list[dict[str, Any]]:
+    """Rows of slides whose complete result was written during this run (since ``since_s``,
+    epoch seconds) though their answer never came back (the run was stopped meanwhile)."""
+    seen = {row["slide"] for row in rows}
+    found = [completed_row(Path(s), out, expected, since_s=since_s) for s in todo if s not in seen]
+    return [row for row in found if row is not None]
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -86,10 +86,13 @@ def expected_settings(
     }
 
 
-def completed_row(slide: Path, out_dir: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
+def completed_row(
+    slide: Path, out_dir: Path, expected: dict[str, Any], since_s: float | None = None
+) -> dict[str, Any] | None:
     """The summary row of ``slide``'s existing result when it is complete (all
-    :data:`RESULT_FILES`, a readable ``slide.json`` newer than the slide) and was made with
-    the ``expected`` settings (:func:`expected_settings`); otherwise None."""
+    :data:`RESULT_FILES`, a readable ``slide.json`` newer than the slide, and than ``since_s``
+    epoch seconds when given) and was made with the ``expected`` settings
+    (:func:`expected_settings`); otherwise None."""
     from napari_imilia.predict import _extractor_key
     from napari_imilia.slide import slide_id_for
 
@@ -98,8 +101,9 @@ def completed_row(slide: Path, out_dir: Path, expected: dict[str, Any]) -> dict[
     try:
         if not all((folder / name).is_file() for name in RESULT_FILES):
             return None
-        if info_path.stat().st_mtime < slide.stat().st_mtime:
-            return None  # the slide changed since
+        written_s = info_path.stat().st_mtime
+        if written_s < slide.stat().st_mtime or (since_s is not None and written_s < since_s):
+            return None  # the slide changed since, or an older result
         info = json.loads(info_path.read_text(encoding="utf-8"))
         same = (
             Path(info["slide"]) == slide.resolve()
