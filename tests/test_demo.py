@@ -26,15 +26,8 @@ def demo(sample_slide: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_demo_writes_every_product_and_marks_the_demo_model(demo) -> None:
     slide_dir = demo.slide_dir
     for name in (
-        "tiles.csv",
-        "slide.json",
-        "heatmap.png",
-        "tiles.geojson",
-        "markers.csv",
-        "cells.geojson",
-        "epithelium.geojson",
-        "markers_summary.json",
-        GALLERY_NAME,
+        "tiles.csv", "slide.json", "heatmap.png", "tiles.geojson", "markers.csv",
+        "cells.geojson", "epithelium.geojson", "markers_summary.json", GALLERY_NAME,
     ):
         assert (slide_dir / name).is_file(), name
     assert demo.model_is_demo and demo.score > 0.5
