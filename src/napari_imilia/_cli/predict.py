@@ -315,8 +315,10 @@ def _one_slide_here(args: argparse.Namespace) -> bool:
 
     if len(args.slides) != 1 or args.workers is not None or args.scheduler:
         return False
-    text = args.slides[0]
-    return not Path(text).expanduser().is_dir() and not (set("*?[") & set(text))
+    path = Path(args.slides[0]).expanduser()
+    if path.is_dir():
+        return False
+    return path.exists() or not set("*?[") & set(args.slides[0])  # a missing file: its error
 
 
 def _files() -> list[str]:
