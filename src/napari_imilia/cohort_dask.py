@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -66,9 +67,13 @@ def connect(
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=None
-        )
+        with _children_ignore_ctrl_c():
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=processes,
+                dashboard_address=None,
+            )
         return Client(cluster), cluster
     try:
         client = Client(scheduler, timeout=f"{timeout_s}s")
@@ -87,6 +92,21 @@ def connect(
             "(--scheduler-timeout)"
         ) from error
     return client, None
+
+
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside ignore SIGINT (inherited): Ctrl-C in a terminal reaches the
+    whole process group, and the client, not its LocalCluster's workers, must handle it
+    (stop the slides, then close the cluster)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_tasks(
