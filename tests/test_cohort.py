@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_imilia.cli import main
-from napari_imilia.cohort import SUMMARY_COLUMNS, predict_cohort
+from napari_imilia.cohort import SUMMARY_COLUMNS, collect_slides, predict_cohort
 from napari_imilia.errors import ImiliaError
 from napari_imilia.mil import create_model, save_model
 from napari_imilia.predict import RESULT_FILES
@@ -157,3 +157,136 @@ def test_cli_cohort(slides: list[Path], model_path: Path, tiff_writer, tmp_path:
     err = capsys.readouterr().err
     assert re.search(r"blank\.tiff: error: no tissue found", err)
     assert pd.read_csv(out / "cohort.csv")["status"].tolist() == ["ok", "ok", "error"]
+
+
+def stray_files(out: Path) -> list[Path]:
+    """Hidden staging folders and temporary files anywhere below ``out``."""
+    return list(out.rglob(".*"))
+
+
+def test_rerun_reuses_merges_and_keeps_integers(
+    slides: list[Path], model_path: Path, tiff_writer, tmp_path: Path
+) -> None:
+    """A folder, then a glob: finished slides are reused (same settings), the table merged."""
+    from napari_imilia.cohort_results import completed_row, expected_settings
+    from napari_imilia.mil import load_model
+
+    blank = tiff_writer(tmp_path / "blank.tiff", (512, 512))
+    out = tmp_path / "out"
+    options = {"model_path": model_path, "device": "cpu", "progress": False}
+    first = predict_cohort([slides[0], blank], out, **options)
+    assert first["status"].tolist() == ["ok", "error"]
+    lines = (out / "cohort.csv").read_text().splitlines()
+    assert [line.split(",")[4] for line in lines[1:]] == [str(first.loc[0, "n_tiles"]), ""]
+    info = out / "case_1" / "slide.json"
+    stamp = info.stat().st_mtime_ns
+
+    # an interrupted earlier run left a staging folder and a temporary feature file
+    (out / "case_1" / ".staging-x1").mkdir()
+    (out / "case_1" / ".staging-x1" / "tiles.csv").write_text("partial")
+    (out / "features" / ".case_2.h5.abc.tmp").write_bytes(b"partial")
+    seen: list[dict] = []
+    second = predict_cohort([slides[0].parent], out, on_result=seen.append, **options)
+    assert [(row["slide_id"], bool(row.get("reused"))) for row in seen] == [
+        ("case_1", True),
+        ("case_2", False),
+    ]
+    assert info.stat().st_mtime_ns == stamp  # not computed again
+    assert second["slide"].tolist() == [str(s) for s in slides]
+    assert not stray_files(out)
+    merged = pd.read_csv(out / "cohort.csv")
+    assert merged["slide_id"].tolist() == ["case_1", "blank", "case_2"]  # blank's row kept
+    assert merged["status"].tolist() == ["ok", "error", "ok"]
+    assert merged.loc[0, "score"] == pytest.approx(first.loc[0, "score"])
+
+    # other settings, or force, compute it again
+    model = load_model(model_path, device="cpu")
+    expected = expected_settings(model, options)
+    assert completed_row(slides[0], out, expected) is not None
+    for changed in ({"min_tissue_fraction": 0.6}, {"tissue_params": {"min_od": 0.1}}):
+        assert (
+            completed_row(slides[0], out, expected_settings(model, {**options, **changed})) is None
+        )
+    assert completed_row(slides[0], out, {**expected, "model_sha256": "0" * 64}) is None
+    seen.clear()
+    predict_cohort(
+        [str(slides[0].parent / "case_1*")], out, force=True, on_result=seen.append, **options
+    )
+    assert [row.get("reused") for row in seen] == [None]
+    assert info.stat().st_mtime_ns != stamp
+    assert pd.read_csv(out / "cohort.csv")["slide_id"].tolist() == ["case_1", "blank", "case_2"]
+
+
+def test_interrupt_keeps_what_finished(slides: list[Path], model_path: Path, tmp_path: Path):
+    """Ctrl-C in the second slide's extraction: cohort.csv holds the first, nothing partial."""
+    from napari_imilia.cohort import CohortInterrupted
+
+    def progress(done: int, total: int) -> None:
+        if len(stamps) == 1:  # the second slide is running
+            raise KeyboardInterrupt
+
+    stamps: list[str] = []
+    out = tmp_path / "out"
+    with pytest.raises(CohortInterrupted) as stopped:
+        predict_cohort(
+            slides,
+            out,
+            model_path=model_path,
+            device="cpu",
+            batch_size=2,
+            progress=progress,
+            on_result=lambda row: stamps.append(row["slide_id"]),
+        )
+    assert stamps == ["case_1"]
+    assert stopped.value.table["slide_id"].tolist() == ["case_1"]
+    assert pd.read_csv(out / "cohort.csv")["slide_id"].tolist() == ["case_1"]
+    assert not (out / "case_2").exists() and not stray_files(out)
+
+
+def test_cancel_event_returns_what_finished(slides: list[Path], model_path: Path, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    table = predict_cohort(
+        slides,
+        tmp_path,
+        model_path=model_path,
+        device="cpu",
+        progress=False,
+        cancel=cancel,
+        on_result=lambda row: cancel.set(),
+    )
+    assert table["slide_id"].tolist() == ["case_1"]
+    assert not (tmp_path / "case_2").exists()
+
+
+def test_inputs_are_checked_and_made_absolute(slides: list[Path], tmp_path: Path, monkeypatch):
+    from napari_imilia.cohort_inputs import absolute_options, check_scheduler_address
+
+    monkeypatch.chdir(slides[0].parent.parent)
+    folder = slides[0].parent.name
+    assert collect_slides([folder]) == slides  # recursive, sorted, absolute
+    assert collect_slides([f"{folder}/*_2.svs", slides[0]]) == [slides[1], slides[0]]
+    assert collect_slides([f"{folder}/missing.svs"])[0].is_absolute()  # fails as its own row
+    (tmp_path / "empty").mkdir()
+    for bad, message in (
+        ([tmp_path / "empty"], "holds no slide file"),
+        ([f"{folder}/*.ndpi"], "no slide file matches"),
+        ([], "no slides to score"),
+    ):
+        with pytest.raises(ImiliaError, match=message):
+            collect_slides(bad)
+    options = absolute_options({"model_path": ["a.pt", "b.pt"], "cache_dir": "c", "mpp": 0.5})
+    assert all(Path(p).is_absolute() for p in options["model_path"]) and options["mpp"] == 0.5
+    assert Path(options["cache_dir"]) == Path.cwd() / "c"
+    assert check_scheduler_address("127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    for bad, message in (
+        ("127.0.0.1", "has no port"),
+        ("tcp://127.0.0.1", "has no port"),
+        ("tcp://:8786", "has no host"),
+        ("tcp://host:99999", "not in 1-65535"),
+        ("udp://host:1", "unknown protocol udp://"),
+        ("  ", "is empty"),
+    ):
+        with pytest.raises(ImiliaError, match=message):
+            check_scheduler_address(bad)

@@ -32,7 +32,8 @@ def test_help_lists_predict_and_extractors(capsys: pytest.CaptureFixture) -> Non
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     text = capsys.readouterr().out
-    for option in ("--out", "--model", "--extractor", "--device", "--min-tissue", "--workers"):
+    options = ("--out", "--model", "--extractor", "--device", "--min-tissue", "--parallel-slides")
+    for option in (*options, "--decode-threads", "--scheduler-timeout", "--force", "--workers"):
         assert re.search(rf"^  {option}\b", text, re.M), option
     # every option is explained
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
@@ -141,7 +142,7 @@ def test_bad_inputs_exit_2_with_a_message_and_no_files(
             pytest.skip("a CUDA GPU is available here")
         extra, message = ["--device", "cuda"], "no CUDA GPU is available"
     elif case == "workers and scheduler":
-        extra, message = ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"
+        extra, message = ["--parallel-slides", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"
     elif case == "tissue saturation above 1":
         extra, message = ["--tissue-saturation", "1.5"], r"--tissue-saturation\) must be in"
     else:
@@ -154,6 +155,25 @@ def test_bad_inputs_exit_2_with_a_message_and_no_files(
     assert re.search(message, err), err
     assert not out.exists()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "value", "message"),
+    [
+        ("--workers", "0", "--parallel-slides must be at least 1"),
+        ("--num-workers", "-1", "--decode-threads must be 0 or more"),
+    ],
+)
+def test_old_option_names_still_work_with_a_note(
+    old: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = build_parser().parse_args(["predict", "s.svs", "--out", str(tmp_path), old, value])
+    new = {"--workers": "workers", "--num-workers": "num_workers"}[old]
+    assert getattr(args, new) == int(value)
+    assert main(["predict", "s.svs", "--out", str(tmp_path / "out"), old, value]) == 2
+    err = capsys.readouterr().err
+    assert f"note: {old} is deprecated, use --" in err and message in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_score_refuses_features_without_coords(tmp_path: Path, capsys) -> None:

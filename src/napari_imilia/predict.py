@@ -215,6 +215,8 @@ def predict_slide(
                 "pen_fraction": tissue.pen_fraction,
                 "tissue_fraction": tissue.tissue_fraction,
             },
+            "tissue_params": tissue_kwargs,  # as asked (None: automatic); a cohort rerun
+            # reuses this result only when they are the same
             "n_tiles": len(tiles),
             "seconds": round(time.perf_counter() - started, 3),
             "software": f"napari-imilia {__version__}",

@@ -1,8 +1,9 @@
 """``imilia predict``: score whole slides and write tiles, heatmap and GeoJSON per slide.
 
-One slide runs ``predict_slide`` here (its errors are the command's: exit status 2); several
-run through ``predict_cohort`` (in this process, or on dask.distributed with ``--workers`` /
-``--scheduler``) and also write ``OUT/cohort.csv``; the exit status is 2 when any failed.
+One slide file runs ``predict_slide`` here (its errors are the command's: exit status 2);
+several slides, a folder or a glob run through ``predict_cohort`` (in this process, or on
+dask.distributed with ``--parallel-slides`` / ``--scheduler``) under one overall progress bar
+and also write ``OUT/cohort.csv``; the exit status is 2 when any failed, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 from napari_imilia.device import DEVICE_CHOICES
 from napari_imilia.errors import ImiliaError
+
+#: ``predict_cohort``'s default, repeated here so ``imilia --help`` need not import it.
+SCHEDULER_TIMEOUT_S = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,16 +32,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(slide score, model and its sha256, extractor, MPP, tile size, tile count, "
             "seconds), heatmap.png (tile scores over the thumbnail) and tiles.geojson "
             "(QuPath: File > Import objects). Several slides write OUT/cohort.csv too "
-            "(slide, slide_id, status, score, n_tiles, error); a slide that fails does not stop "
-            "the others. A progress bar shows tiles/s and the time left while features are "
-            "extracted.",
+            "(slide, slide_id, status, score, n_tiles, error), merged with the one an earlier "
+            "run wrote; a slide that fails does not stop the others, and a slide whose result "
+            "is complete and made with the same model, extractor and settings is reused "
+            "(--force recomputes). One bar shows the slides done, time left, slides/min and "
+            "failures; in this process a bar per slide shows tiles/s. Ctrl-C stops the running "
+            "slides, writes cohort.csv for those that finished and exits with status 130.",
             width=88,
         ),
         epilog=(
             "examples:\n"
             "  imilia predict slide.svs --out results/\n"
-            "  imilia predict slides/*.svs --out results/ --model imilia_chowder/ \\\n"
-            "      --extractor h0-mini --extractor-weights h0-mini.safetensors --workers 4"
+            "  imilia predict slides/ --out results/ --model chowder/ --parallel-slides 4 \\\n"
+            "      --extractor h0-mini --extractor-weights h0-mini.safetensors\n"
+            "  imilia predict 'cohort/**/*.svs' --out /shared/results --scheduler tcp://head:8786"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "slides",
         nargs="+",
         metavar="SLIDE",
-        help="slide files (SVS, TIFF, NDPI...: all tiffslide reads)",
+        help="slide files (SVS, TIFF, NDPI...: all tiffslide reads), folders (searched "
+        "recursively for those extensions) or quoted glob patterns ('slides/**/*.svs')",
     )
     parser.add_argument("--out", required=True, help="output folder; results go to OUT/<slide_id>/")
     parser.add_argument(
@@ -134,40 +143,86 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tiles per decoded batch and per extractor forward pass (32; more on a big GPU)",
     )
     parser.add_argument(
-        "--num-workers",
+        "--decode-threads",
+        dest="num_workers",
         type=int,
         default=None,
+        metavar="N",
         help="tile decoding threads per slide (default: min(4, CPU count); 0: none)",
     )
     parser.add_argument(
-        "--workers",
+        "--parallel-slides",
+        dest="workers",
         type=int,
         default=None,
-        help="score slides in parallel on a dask.distributed LocalCluster of this many "
+        metavar="N",
+        help="score N slides at a time on a dask.distributed LocalCluster of N "
         "single-threaded worker processes (default: one after the other, here)",
     )
     parser.add_argument(
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="address of a running dask.distributed scheduler (e.g. tcp://host:8786) to send "
-        "the slides to instead; its workers must see the same paths",
+        help="address of a running dask.distributed scheduler (tcp://host:port, e.g. "
+        "tcp://10.0.0.5:8786) to send the slides to instead; its workers must see the same "
+        "paths (they are made absolute here)",
     )
+    parser.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=SCHEDULER_TIMEOUT_S,
+        metavar="SECONDS",
+        help="give up when the scheduler does not answer, or has no worker, within this "
+        f"many seconds ({SCHEDULER_TIMEOUT_S:g}); also while slides run and no worker is left",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compute every slide again, even those with a complete result made with the "
+        "same model, extractor and settings",
+    )
+    for old, new in (("--num-workers", "--decode-threads"), ("--workers", "--parallel-slides")):
+        parser.add_argument(
+            old,
+            dest="num_workers" if new == "--decode-threads" else "workers",
+            type=int,
+            action=_DeprecatedOption,
+            new_name=new,
+            metavar="N",
+            help=f"deprecated name of {new} (still works)",
+        )
     parser.set_defaults(func=run)
+
+
+class _DeprecatedOption(argparse.Action):
+    """An old option name: works as ``new_name`` and says so on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str, **kwargs) -> None:
+        self.new_name = new_name
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"imilia predict: note: {option_string} is deprecated, use {self.new_name}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Reject impossible option values before any slide is opened."""
     if args.workers is not None and args.scheduler:
-        raise ImiliaError("give --workers (a local cluster) or --scheduler, not both")
+        raise ImiliaError("give --parallel-slides (a local cluster) or --scheduler, not both")
     if args.workers is not None and args.workers < 1:
-        raise ImiliaError(f"--workers must be at least 1, got {args.workers}")
+        raise ImiliaError(f"--parallel-slides must be at least 1, got {args.workers}")
+    if args.scheduler_timeout <= 0:
+        raise ImiliaError(f"--scheduler-timeout must be positive, got {args.scheduler_timeout}")
     if not 0.0 <= args.min_tissue <= 1.0:
         raise ImiliaError(f"--min-tissue must be between 0 and 1, got {args.min_tissue}")
     if args.batch_size < 1:
         raise ImiliaError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.num_workers is not None and args.num_workers < 0:
-        raise ImiliaError(f"--num-workers must be 0 or more, got {args.num_workers}")
+        raise ImiliaError(f"--decode-threads must be 0 or more, got {args.num_workers}")
     from napari_imilia.predict import check_tissue_params
 
     check_tissue_params(predict_options(args)["tissue_params"])
@@ -203,7 +258,7 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     check_args(args)
     options = predict_options(args)
-    if len(args.slides) == 1 and args.workers is None and not args.scheduler:
+    if _one_slide_here(args):
         from napari_imilia.predict import predict_slide
 
         result = predict_slide(args.slides[0], args.out, **options)
@@ -211,25 +266,59 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {result.out_dir}/ ({', '.join(_files())})")
         return 0
 
-    from napari_imilia.cohort import predict_cohort
+    from napari_imilia._cli._cohort_progress import CohortBar
+    from napari_imilia.cohort import CohortInterrupted, collect_slides, predict_cohort
+
+    slides = collect_slides(args.slides)
+    bar = CohortBar(len(slides))
 
     def report(row: dict) -> None:
         if row["status"] == "ok":
-            print(f"{row['slide_id']}: score {row['score']:.4f} ({row['n_tiles']} tiles)")
+            reused = ", reused" if row.get("reused") else ""
+            bar.write(
+                f"{row['slide_id']}: score {row['score']:.4f} ({row['n_tiles']} tiles{reused})"
+            )
         else:
-            print(f"{row['slide']}: error: {row['error']}", file=sys.stderr)
+            bar.write(f"{row['slide']}: error: {row['error']}", file=sys.stderr)
 
-    table = predict_cohort(
-        args.slides,
-        args.out,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
-        on_result=report,
-        **options,
-    )
+    try:
+        table = predict_cohort(
+            slides,
+            args.out,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            on_result=report,
+            on_progress=bar.update,
+            force=args.force,
+            scheduler_timeout_s=args.scheduler_timeout,
+            **options,
+        )
+    except CohortInterrupted as stop:
+        bar.close()
+        n_ok = int((stop.table["status"] == "ok").sum())
+        print(
+            f"imilia predict: interrupted: {n_ok} of {len(slides)} slides scored; "
+            f"wrote {args.out}/cohort.csv",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        bar.close()
     n_ok = int((table["status"] == "ok").sum())
     print(f"{n_ok} of {len(table)} slides scored; wrote {args.out}/cohort.csv")
     return 0 if n_ok == len(table) else 2
+
+
+def _one_slide_here(args: argparse.Namespace) -> bool:
+    """One slide file (not a folder or pattern) and no cluster: no cohort table."""
+    from pathlib import Path
+
+    if len(args.slides) != 1 or args.workers is not None or args.scheduler:
+        return False
+    path = Path(args.slides[0]).expanduser()
+    if path.is_dir():
+        return False
+    return path.exists() or not set("*?[") & set(args.slides[0])  # a missing file: its error
 
 
 def _files() -> list[str]:
