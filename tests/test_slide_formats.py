@@ -222,6 +222,7 @@ def test_dicom_folder_and_single_file_open_as_one_slide(dicom_folder, source_ima
         assert slide.level_dimensions[:3] == [(1344, 896), (672, 448), (336, 224)]
         assert slide.level_downsamples[:3] == [1.0, 2.0, 4.0]
         assert slide.slide_id == same.slide_id == slide_id_for(one_file) == "case_dicom"
+        assert slide.path == same.path == dicom_folder.resolve()
         assert slide.quick_hash() == same.quick_hash()
         for level, source_level in enumerate(pyramid_levels(source_image)):
             x, y = 600 // 2**level, 400 // 2**level

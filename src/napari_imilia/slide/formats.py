@@ -124,6 +124,8 @@ def open_slide(
 
 
 def _slide(path: Path, source: SlideSource, mpp: float | None) -> Slide:
+    if source.format_name == "DICOM WSI" and path.is_file():
+        path = path.parent  # the slide is the series: the folder its files are in
     try:
         levels, infos = dask_levels(source)
     except SlideError:
