@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import npe2
 import numpy as np
 import pandas as pd
 import pytest
@@ -238,6 +239,9 @@ def test_dicom_folder_through_the_napari_reader_and_imilia_info(dicom_folder, ca
     data, kwargs, kind = read_slides(str(dicom_folder))[0]
     assert kind == "image" and kwargs["scale"] == pytest.approx((MPP, MPP))
     assert data[0].shape == (896, 1344, 3)
+    npe2.PluginManager.instance().discover()  # as napari does: the manifest takes the folder
+    layers = npe2.read([str(dicom_folder)], stack=False, plugin_name="napari-imilia")
+    assert layers[0][1]["name"] == "case_dicom" and layers[0][1]["units"] == ("µm", "µm")
     assert imilia(["info", str(dicom_folder)]) == 0
     out = capsys.readouterr().out
     assert "format:      DICOM WSI" in out and "backend:     wsidicom" in out
@@ -265,7 +269,8 @@ def test_format_is_decided_by_content_not_name(tmp_path, dicom_folder, generic_t
 
 
 def _predict(slide: Path, out: Path, model: Path, *extra: str) -> tuple[dict, pd.DataFrame]:
-    args = ["predict", str(slide), "--out", str(out), "--model", str(model), "--num-workers", "0"]
+    # two decoding threads: the backends' reads must be thread-safe (wsidicom, OpenSlide are)
+    args = ["predict", str(slide), "--out", str(out), "--model", str(model), "--num-workers", "2"]
     assert imilia([*args, *extra]) == 0
     folder = out / slide_id_for(slide)
     info = json.loads((folder / "slide.json").read_text())
