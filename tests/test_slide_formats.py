@@ -266,6 +266,18 @@ def test_format_is_decided_by_content_not_name(tmp_path, dicom_folder, generic_t
     with pytest.raises(SlideError, match="is a folder, not a slide file"):
         open_slide(tmp_path / "plain")
     assert detect_format(tmp_path).backend == "wsidicom"  # holds the misnamed DICOM file
+    (tmp_path / "scan").mkdir()
+    (tmp_path / "scan" / "Slidedat.ini").write_text("[GENERAL]\n")
+    with pytest.raises(SlideError, match=r"for a MIRAX slide open its index file scan\.mrxs"):
+        open_slide(tmp_path / "scan")
+
+
+def test_imilia_info_refuses_a_non_slide_in_one_line(tmp_path, capsys):
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert imilia(["info", str(picture)]) == 2
+    error = capsys.readouterr().err
+    assert "picture.png is not a whole-slide image" in error and "MIRAX" in error
 
 
 def _predict(slide: Path, out: Path, model: Path, *extra: str) -> tuple[dict, pd.DataFrame]:

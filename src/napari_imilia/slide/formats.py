@@ -67,7 +67,12 @@ def detect_format(path: str | os.PathLike[str]) -> SlideFormat:
     if path.is_dir():
         if dicom_files(path):
             return SlideFormat("DICOM WSI", "wsidicom")
-        raise SlideError(f"{path} is a folder, not a slide file (nor a folder of DICOM WSI files)")
+        hint = ""
+        if (path / "Slidedat.ini").is_file() or path.with_suffix(".mrxs").is_file():
+            hint = f"; for a MIRAX slide open its index file {path.with_suffix('.mrxs').name}"
+        raise SlideError(
+            f"{path} is a folder, not a slide file (nor a folder of DICOM WSI files){hint}"
+        )
     with open(path, "rb") as handle:
         head = handle.read(DICOM_MAGIC_OFFSET + len(DICOM_MAGIC))
     suffix = path.suffix.lower()
