@@ -234,6 +234,17 @@ def test_dicom_folder_and_single_file_open_as_one_slide(dicom_folder, source_ima
         assert (edge[50:, :] == 255).all() and (edge[:, 50:] == 255).all()
 
 
+def test_openslide_reads_the_dicom_folder_like_wsidicom(dicom_folder):
+    pytest.importorskip("openslide")
+    with open_slide(dicom_folder, backend="openslide") as other, open_slide(dicom_folder) as ours:
+        assert (other.format_name, other.backend) == ("DICOM WSI", "openslide")
+        assert other.level_dimensions[:3] == ours.level_dimensions[:3]
+        assert other.mpp == pytest.approx(ours.mpp)
+        for level in range(3):
+            a = other.read_region((500, 300), level, (96, 64)).astype(int)
+            assert np.abs(a - ours.read_region((500, 300), level, (96, 64))).max() <= 2
+
+
 def test_dicom_folder_through_the_napari_reader_and_imilia_info(dicom_folder, capsys):
     assert napari_get_reader(str(dicom_folder)) is read_slides
     data, kwargs, kind = read_slides(str(dicom_folder))[0]
