@@ -92,7 +92,7 @@ def _source(handle: Any, path: Path) -> SlideSource:
     objective = props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
     associated = handle.associated_images
     return SlideSource(
-        format_name=OPENSLIDE_FORMATS.get(vendor or "", vendor or "unknown"),
+        format_name=_format_name(vendor, path),
         backend="openslide",
         arrays=arrays,
         downsamples=[width0 / width for width, _ in handle.level_dimensions],
@@ -107,6 +107,13 @@ def _source(handle: Any, path: Path) -> SlideSource:
         close=handle.close,
         files=tuple(_slide_files(path)),
     )
+
+
+def _format_name(vendor: str | None, path: Path) -> str:
+    """Our name for OpenSlide's vendor; Hamamatsu's three formats told apart by the ending."""
+    if vendor == "hamamatsu" and path.suffix.lower() in (".ndpi", ".vms", ".vmu"):
+        return f"Hamamatsu {path.suffix[1:].upper()}"
+    return OPENSLIDE_FORMATS.get(vendor or "", vendor or "unknown")
 
 
 def _reader(handle: Any, level: int) -> Any:
