@@ -290,3 +290,21 @@ def test_inputs_are_checked_and_made_absolute(slides: list[Path], tmp_path: Path
     ):
         with pytest.raises(ImiliaError, match=message):
             check_scheduler_address(bad)
+
+
+def test_collect_slides_takes_a_dicom_series_folder_as_one_slide(tmp_path: Path) -> None:
+    def fake_dicom(path: Path) -> None:  # the DICOM Part 10 marker is all the search looks at
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+
+    for name in ("level0.dcm", "level1.dcm", "label.dcm"):
+        fake_dicom(tmp_path / "cohort" / "case_dicom" / name)
+    (tmp_path / "cohort" / "a.svs").write_bytes(b"")
+    (tmp_path / "cohort" / "notes.dcm").write_bytes(b"not dicom")  # no marker: not a series
+    assert collect_slides([tmp_path / "cohort"]) == [
+        tmp_path / "cohort" / "a.svs",
+        tmp_path / "cohort" / "case_dicom",
+    ]
+    assert collect_slides([tmp_path / "cohort" / "case_dicom"]) == [
+        tmp_path / "cohort" / "case_dicom"
+    ]

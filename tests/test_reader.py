@@ -47,7 +47,8 @@ def test_manifest_is_valid_and_declares_reader_and_sample():
     manifest = npe2.PluginManifest.from_distribution(PLUGIN)
     reader = manifest.contributions.readers[0]
     assert {"*.svs", "*.tif", "*.tiff", "*.ndpi", "*.ome.tiff"} <= set(reader.filename_patterns)
-    assert reader.accepts_directories is False
+    assert reader.accepts_directories is True  # DICOM WSI folders
+    assert {"*.dcm", "*.mrxs", "*.vms", "*.vmu", "*.svslide"} <= set(reader.filename_patterns)
     sample = manifest.contributions.sample_data[0]
     assert sample.key == "imilia_sample"
     assert sample.display_name == "Synthetic IBD H&E slide (napari-imilia)"

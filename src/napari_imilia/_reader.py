@@ -1,9 +1,10 @@
 """napari reader: a whole-slide image as one lazy, multiscale RGB layer scaled in µm.
 
 napari calls :func:`napari_get_reader` (declared in ``napari.yaml``) with a path; it returns
-:func:`read_slides` when the path is a slide tiffslide can open, or ``None`` so napari can try
-other readers. No pixels are read on open: every level is a dask array over tiffslide's zarr
-store, and levels missing from the file are lazy 2x means (see :mod:`napari_imilia.slide`).
+:func:`read_slides` when the path is a slide we can open (a slide file, or a folder of DICOM
+WSI files), or ``None`` so napari can try other readers. No pixels are read on open: every
+level is a dask array over the backend's tile reads (tiffslide, wsidicom or OpenSlide), and
+levels missing from the file are lazy 2x means (see :mod:`napari_imilia.slide`).
 napari is imported only inside functions, and Qt never, so this module imports headless.
 """
 
@@ -17,10 +18,25 @@ from typing import Any
 from napari_imilia.errors import SlideError
 from napari_imilia.slide import Slide, open_slide
 
-#: File name endings tiffslide reads (``.ome.tif(f)`` ends in ``.tif(f)``); lower case.
-SLIDE_SUFFIXES: tuple[str, ...] = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif")
-#: Endings that napari's builtin reader (and others) also open: a non-slide there is normal.
-SHARED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+#: Slide file endings (``.ome.tif(f)`` ends in ``.tif(f)``), lower case: tiffslide's, DICOM's,
+#: and OpenSlide's non-TIFF formats. Folders are candidates when they hold DICOM files.
+SLIDE_SUFFIXES: tuple[str, ...] = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".scn",
+    ".bif",
+    ".dcm",
+    ".mrxs",
+    ".vms",
+    ".vmu",
+    ".svslide",
+    ".czi",
+)
+#: Endings that napari's builtin reader (and others) also open: a non-slide there is normal
+#: (a plain TIFF, a CT DICOM file, a fluorescence CZI).
+SHARED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".dcm", ".czi")
 #: Metadata key holding the open :class:`Slide`, so its file stays open as long as the layer.
 SLIDE_OBJECT_KEY = "imilia_slide_object"
 
@@ -96,7 +112,11 @@ def _as_paths(path: PathOrPaths) -> list[Path]:
 
 
 def _is_slide_candidate(path: Path) -> bool:
-    """An existing file (not a folder) whose name ends in one of :data:`SLIDE_SUFFIXES`."""
+    """A file whose name ends in one of :data:`SLIDE_SUFFIXES`, or a folder of DICOM files."""
+    if path.is_dir():
+        from napari_imilia.slide.backends.dicom import dicom_files
+
+        return bool(dicom_files(path))
     return path.name.lower().endswith(SLIDE_SUFFIXES) and path.is_file()
 
 

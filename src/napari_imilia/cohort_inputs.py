@@ -42,7 +42,9 @@ def collect_slides(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
-        if path.is_dir():
+        if path.is_dir() and _is_dicom_series(path):
+            found = [path]  # one DICOM WSI: the folder is the slide
+        elif path.is_dir():
             found = _slides_in_folder(path)
             if not found:
                 raise ImiliaError(
@@ -64,7 +66,24 @@ def collect_slides(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def _slides_in_folder(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if _is_slide_file(p))
+    """Slide files below ``folder``; a folder holding a DICOM WSI series counts as one slide
+    (not one per ``.dcm`` file)."""
+    found: set[Path] = set()
+    for path in folder.rglob("*"):
+        if not _is_slide_file(path):
+            continue
+        if path.suffix.lower() == ".dcm":
+            if _is_dicom_series(path.parent):
+                found.add(path.parent)
+        else:
+            found.add(path)
+    return sorted(found)
+
+
+def _is_dicom_series(folder: Path) -> bool:
+    from napari_imilia.slide.backends.dicom import dicom_files
+
+    return bool(dicom_files(folder))
 
 
 def _is_slide_file(path: Path) -> bool:

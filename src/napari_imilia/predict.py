@@ -114,6 +114,7 @@ def predict_slide(
     num_workers: int | None = None,
     progress: bool | ProgressCallback = True,
     cancel: threading.Event | None = None,
+    slide_backend: str = "auto",
 ) -> PredictionResult:
     """Score one slide and write its result files; see the module docstring.
 
@@ -128,6 +129,8 @@ def predict_slide(
     and per forward pass of an extractor loaded here (an extractor passed in keeps its own).
     ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
     ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
+    ``slide_backend``: "auto" (chosen from the file) or the library to read the slide with
+    ("tiffslide", "wsidicom", "openslide"); slide.json records the format and backend used.
     Raises ``ImiliaError`` (or a subclass) for anything the user can fix.
     """
     from napari_imilia.extractors import create_extractor
@@ -156,7 +159,7 @@ def predict_slide(
     target_mpp = float(target_mpp or config.get("mpp") or extractor.target_mpp)
     tile_px = int(tile_px or config.get("tile_px") or extractor.tile_px)
 
-    with open_slide(slide_path, mpp=mpp) as slide:
+    with open_slide(slide_path, mpp=mpp, backend=slide_backend) as slide:
         slide_mpp = slide.require_mpp()
         slide_dir = Path(out_dir) / slide.slide_id
         tissue = detect_tissue(slide, **tissue_kwargs)
@@ -195,6 +198,8 @@ def predict_slide(
         info = {
             "slide": str(slide.path),
             "slide_id": slide.slide_id,
+            "slide_format": slide.format_name,
+            "slide_backend": slide.backend,
             "score": float(prediction.probability),
             "logit": float(prediction.logit),
             "model": model.name,
@@ -204,6 +209,7 @@ def predict_slide(
             "extractor_sha256": extractor.weights_sha256,
             "mpp": slide_mpp,
             "mpp_source": slide.mpp_source,
+            "mpp_origin": slide.mpp_origin,
             "target_mpp": target_mpp,
             "tile_px": tile_px,
             "tile_footprint_px": int(tiles["width"].iloc[0]),

@@ -208,7 +208,7 @@ def box_tissue_fraction(
 class TileReader:
     """Reads tiles of a grid: one region read at ``read_level`` per tile, then the resize.
 
-    Native levels are read straight through tiffslide's zarr array (thread-safe); other
+    Native levels are read straight through the backend's array (thread-safe); other
     levels through the slide's dask array.
     """
 
@@ -243,10 +243,10 @@ def resize_tile(region: np.ndarray, tile_px: int) -> np.ndarray:
 
 
 def level_array(slide: Slide, level: int) -> Any:
-    """An (H, W, C) array of ``level`` to slice: tiffslide's zarr array for native levels."""
-    handle = getattr(slide, "_tiffslide", None)
-    if slide.level_info[level].native and handle is not None:
-        return handle.zarr_group[str(level)]
+    """An (H, W, C) array of ``level`` to slice: the backend's own array for native levels
+    (tiffslide's zarr array, or region reads of wsidicom / OpenSlide), else the dask level."""
+    if slide.level_info[level].native:
+        return slide.native_array(level)
     return slide.levels[level]
 
 

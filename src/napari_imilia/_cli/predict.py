@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "slides",
         nargs="+",
         metavar="SLIDE",
-        help="slide files (SVS, TIFF, NDPI...: all tiffslide reads), folders (searched "
-        "recursively for those extensions) or quoted glob patterns ('slides/**/*.svs')",
+        help="slide files or DICOM WSI folders (SVS, OME-TIFF, NDPI, DICOM, MIRAX...: see "
+        "docs/formats.md and `imilia info SLIDE`), folders of slides (searched recursively) or "
+        "quoted glob patterns ('slides/**/*.svs')",
     )
     parser.add_argument("--out", required=True, help="output folder; results go to OUT/<slide_id>/")
     parser.add_argument(
@@ -91,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="level-0 µm/px, overriding (or standing in for missing) slide metadata",
     )
+    add_slide_backend_option(parser)
     parser.add_argument(
         "--target-mpp",
         type=float,
@@ -209,6 +211,20 @@ class _DeprecatedOption(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def add_slide_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--slide-backend``: the library that reads the slides (default: chosen per file)."""
+    from napari_imilia.slide import BACKEND_CHOICES
+
+    parser.add_argument(
+        "--slide-backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="library that reads the slides: auto (from what the file is: tiffslide for TIFF "
+        "formats, wsidicom for DICOM, openslide for MIRAX/VMS/SVSLIDE/CZI) or one of them, "
+        "e.g. openslide as a fallback for a TIFF tiffslide misreads",
+    )
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Reject impossible option values before any slide is opened."""
     if args.workers is not None and args.scheduler:
@@ -252,6 +268,7 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
         "cache_dir": args.cache_dir,
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
+        "slide_backend": args.slide_backend,
     }
 
 

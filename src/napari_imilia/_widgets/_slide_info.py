@@ -111,13 +111,15 @@ def reopen_with_mpp(viewer: Any, session: Any, um_per_px: float) -> Any | None:
     from napari_imilia._reader import slide_layer_data
     from napari_imilia._widgets._viewer_link import slide_layer
     from napari_imilia.errors import SlideError
-    from napari_imilia.slide import open_slide
+    from napari_imilia.slide import BACKEND_CHOICES, open_slide
 
     if session is None:
         show_error("napari-imilia: open a slide before setting its MPP")
         return None
     try:
-        slide = open_slide(session.slide.path, mpp=um_per_px)
+        backend = getattr(session.slide, "backend", "auto")  # the library it was read with
+        backend = backend if backend in BACKEND_CHOICES else "auto"
+        slide = open_slide(session.slide.path, mpp=um_per_px, backend=backend)
     except SlideError as error:
         show_error(f"napari-imilia: {error}")
         return None

@@ -51,7 +51,11 @@ from napari_imilia._widgets._slide_info import (
 from napari_imilia._widgets._viewer_link import link_viewer
 from napari_imilia.review.session import ReviewSession
 
-SLIDE_FILTER = "Whole-slide images (*.svs *.tif *.tiff *.ndpi *.scn *.bif);;All files (*)"
+#: Slide files the dialog offers (a DICOM WSI opens from any one of its .dcm files).
+SLIDE_FILTER = (
+    "Whole-slide images (*.svs *.tif *.tiff *.ndpi *.scn *.bif *.dcm *.mrxs *.vms *.vmu "
+    "*.svslide *.czi);;All files (*)"
+)
 RECENT_PROMPT = "Recent slides…"
 
 

@@ -153,7 +153,8 @@ def inspect_slide(
     if mpp is None and info.get("mpp_source") == "override":
         mpp = float(info["mpp"])
     chosen = select_tiles(prediction.tiles, tiles)
-    with open_slide(slide_path, mpp=mpp) as slide:
+    backend = info.get("slide_backend") or "auto"  # read the pixels the prediction read
+    with open_slide(slide_path, mpp=mpp, backend=backend) as slide:
         slide.require_mpp()
         callback, bar = _progress(progress, len(chosen), slide.slide_id)
         try:

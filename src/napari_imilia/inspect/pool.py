@@ -56,15 +56,18 @@ class TileRecord:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(slide_path: str, mpp: float | None, config: InspectConfig, threads: int) -> None:
-    """Process-pool initializer: open the slide and create the tools once per process."""
+def _worker_init(
+    slide_path: str, mpp: float | None, config: InspectConfig, threads: int, backend: str
+) -> None:
+    """Process-pool initializer: open the slide (with the backend the caller used) and create
+    the tools once per process."""
     from napari_imilia.slide import open_slide
 
     if config.uses_deep_model:  # share the cores between the processes' torch threads
         import torch
 
         torch.set_num_threads(max(1, threads))
-    slide = open_slide(slide_path, mpp=mpp)
+    slide = open_slide(slide_path, mpp=mpp, backend=backend)
     _WORKER.update(slide=slide, tools=InspectTools.load(config, slide))
 
 
@@ -132,7 +135,13 @@ def inspect_tiles(
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
-        initargs=(str(slide.path), _override_mpp(slide), config, max(1, cores // workers)),
+        initargs=(
+            str(slide.path),
+            _override_mpp(slide),
+            config,
+            max(1, cores // workers),
+            _backend_of(slide),
+        ),
     ) as pool:
         futures = [pool.submit(_worker_run, chunk) for chunk in chunks]
         try:
@@ -146,6 +155,14 @@ def inspect_tiles(
                 future.cancel()
             raise
     return done
+
+
+def _backend_of(slide: Any) -> str:
+    """The backend ``slide`` was opened with, for the workers to open it the same way."""
+    from napari_imilia.slide import BACKEND_CHOICES
+
+    backend = getattr(slide, "backend", "auto")
+    return backend if backend in BACKEND_CHOICES else "auto"
 
 
 def _override_mpp(slide: Any) -> float | None:

@@ -1,9 +1,10 @@
-"""Whole-slide images opened lazily through tiffslide's zarr store.
+"""The open slide every backend gives: lazy dask levels, MPP with its source, region reads.
 
-Every pyramid level is a dask array (H, W, 3) uint8 over tiffslide's zarr group; nothing
-reads a whole level on open. When a slide has no (or too short a) pyramid, coarser levels
-are added as lazy dask reductions of the finest one, so a viewer can still show an overview.
-Coordinates follow the whole-slide convention: ``level0_xy`` is (x, y) in level-0 pixels.
+Every pyramid level is a dask array (H, W, 3) uint8 over the backend's own tile reads
+(tiffslide's zarr store, wsidicom's or OpenSlide's region reads); nothing reads a whole level
+on open. When a slide has no (or too short a) pyramid, coarser levels are added as lazy dask
+reductions of the finest one, so a viewer can still show an overview. Coordinates follow the
+whole-slide convention: ``level0_xy`` is (x, y) in level-0 pixels.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dask.array as da
 import numpy as np
 
 from napari_imilia.errors import SlideError, SlideMPPError
+from napari_imilia.slide.backends.base import SlideSource
 
 #: Pixel sizes outside this range (µm/px) cannot come from a slide scanner.
 PLAUSIBLE_MPP_RANGE: tuple[float, float] = (0.05, 20.0)
@@ -26,6 +28,8 @@ PLAUSIBLE_MPP_RANGE: tuple[float, float] = (0.05, 20.0)
 TARGET_CHUNK_PX = 1024
 #: Lazy levels are added until the coarsest level fits in this many pixels per side.
 OVERVIEW_MAX_PX = 2048
+#: At most this many files of a multi-file slide (DICOM folder, MIRAX) enter the quick hash.
+HASH_MAX_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,13 @@ class LevelInfo:
 
 @dataclass
 class Slide:
-    """An open whole-slide image. Use :func:`open_slide` to make one."""
+    """An open whole-slide image. Use :func:`~napari_imilia.slide.open_slide` to make one.
+
+    ``format_name`` says what the file is ("Aperio SVS", "OME-TIFF", "DICOM WSI", "MIRAX"...),
+    ``backend`` which library reads it ("tiffslide", "wsidicom", "openslide"); ``mpp_source``
+    is "metadata", "override" or "missing" and ``mpp_origin`` where in the metadata the MPP
+    was found (e.g. "OME-XML PhysicalSizeX = 500 nm").
+    """
 
     path: Path
     levels: list[da.Array]
@@ -53,7 +63,10 @@ class Slide:
     vendor: str | None
     properties: dict[str, Any]
     associated_image_names: tuple[str, ...]
-    _tiffslide: Any = field(repr=False)
+    _source: SlideSource = field(repr=False)
+    format_name: str = "unknown"
+    backend: str = "unknown"
+    mpp_origin: str | None = None
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -93,21 +106,30 @@ class Slide:
         return self.require_mpp() * self.level_info[level].downsample
 
     def quick_hash(self) -> str:
-        """SHA-256 of the file size, level shapes and the first and last MiB of the file.
+        """SHA-256 of the file size(s), level shapes and the first and last MiB of each file.
 
-        Cheap to compute for any slide size; identifies the slide for cache keys.
+        Cheap to compute for any slide size; identifies the slide for cache keys. A single-file
+        slide hashes as it always did; a multi-file one (DICOM folder, MIRAX) adds each file's
+        name, size and ends, in name order (at most :data:`HASH_MAX_FILES` files).
         """
+        files = list(self._source.files) or [self.path]
         digest = hashlib.sha256()
-        size = self.path.stat().st_size
-        digest.update(str(size).encode())
+        if len(files) == 1:
+            _hash_file(digest, files[0], levels=self.level_dimensions[: self.native_level_count])
+            return digest.hexdigest()
         digest.update(repr(self.level_dimensions[: self.native_level_count]).encode())
-        with open(self.path, "rb") as handle:
-            digest.update(handle.read(1 << 20))
-            handle.seek(max(0, size - (1 << 20)))
-            digest.update(handle.read(1 << 20))
+        for path in sorted(files)[:HASH_MAX_FILES]:
+            digest.update(path.name.encode())
+            _hash_file(digest, path, levels=None)
         return digest.hexdigest()
 
     # -- pixels -------------------------------------------------------------------------
+    def native_array(self, level: int) -> Any:
+        """The backend's own (H, W, C) array of a native ``level`` (thread-safe slicing)."""
+        if not self.level_info[level].native:
+            raise SlideError(f"{self.path.name}: level {level} is not stored in the slide")
+        return self._source.arrays[level]
+
     def best_level_for_downsample(self, downsample: float) -> int:
         """Finest native level whose downsample does not exceed ``downsample`` (+1 % slack)."""
         best = 0
@@ -157,7 +179,7 @@ class Slide:
             from skimage.transform import resize
 
             out_shape = (round(image.shape[0] / scale), round(image.shape[1] / scale))
-            image = (resize(image, out_shape, anti_aliasing=True, preserve_range=True) + 0.5)
+            image = resize(image, out_shape, anti_aliasing=True, preserve_range=True) + 0.5
             image = image.astype(np.uint8)
         return image
 
@@ -166,19 +188,22 @@ class Slide:
         if name not in self.associated_image_names:
             available = ", ".join(self.associated_image_names) or "none"
             raise SlideError(f"{self.path.name} has no {name!r} image (available: {available})")
-        return np.asarray(self._tiffslide.associated_images[name].convert("RGB"))
+        return np.asarray(self._source.read_associated(name))[..., :3]
 
     def summary(self) -> dict[str, Any]:
-        """JSON-friendly description: dimensions, levels, MPP, objective, vendor."""
+        """JSON-friendly description: format, backend, dimensions, levels, MPP, vendor."""
         return {
             "path": str(self.path),
             "slide_id": self.slide_id,
+            "format": self.format_name,
+            "backend": self.backend,
             "dimensions_px": list(self.dimensions),
             "level_dimensions_px": [list(dims) for dims in self.level_dimensions],
             "level_downsamples": self.level_downsamples,
             "native_levels": self.native_level_count,
             "mpp": self.mpp,
             "mpp_source": self.mpp_source,
+            "mpp_origin": self.mpp_origin,
             "mpp_warning": self.mpp_warning,
             "objective_power": self.objective_power,
             "vendor": self.vendor,
@@ -186,7 +211,7 @@ class Slide:
         }
 
     def close(self) -> None:
-        self._tiffslide.close()
+        self._source.close()
 
     def __enter__(self) -> Slide:
         return self
@@ -195,154 +220,70 @@ class Slide:
         self.close()
 
 
+#: File endings that are not part of a slide's id (``.ome.tif`` before ``.tif``).
+_MULTI_SUFFIXES: tuple[str, ...] = (".ome.tiff", ".ome.tif")
+
+
 def slide_id_for(path: str | os.PathLike[str]) -> str:
-    """The ``slide_id`` a slide at ``path`` gets: its file name without slide extension(s)."""
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif"):
+    """The ``slide_id`` a slide at ``path`` gets: its file name without slide extension(s).
+
+    A DICOM file stands for its series, the folder it is in: ``case1/level0.dcm`` -> ``case1``.
+    """
+    path = Path(path)
+    name = path.name
+    if name.lower().endswith(".dcm") and path.parent.name:
+        return slide_id_for(path.parent)
+    for suffix in _MULTI_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
-    return Path(path).stem
+    return path.stem
 
 
-def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
-    """Open a slide lazily. ``mpp`` (µm/px at level 0) overrides the slide's metadata.
-
-    Raises ``SlideError`` with an actionable message for a missing, unreadable, truncated or
-    non-slide file. A slide without usable MPP still opens (``slide.mpp is None``); use
-    :meth:`Slide.require_mpp` where physical units are needed.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise SlideError(f"slide not found: {path}")
-    if path.is_dir():
-        raise SlideError(f"{path} is a folder, not a slide file")
-    if path.stat().st_size == 0:
-        raise SlideError(f"{path} is empty (0 bytes); copy the slide again")
-    if mpp is not None and not PLAUSIBLE_MPP_RANGE[0] <= mpp <= PLAUSIBLE_MPP_RANGE[1]:
-        low, high = PLAUSIBLE_MPP_RANGE
-        raise SlideMPPError(f"--mpp {mpp} is outside the plausible range {low}-{high} µm/px")
-
-    import tiffslide
-
-    try:
-        handle = tiffslide.TiffSlide(path)
-    except Exception as error:  # tifffile/PIL raise many types for non-slides
-        raise SlideError(
-            f"{path.name} is not a whole-slide image that tiffslide can read "
-            f"(SVS, generic/OME pyramidal TIFF, NDPI, SCN, BIF...): {_one_line(error)}"
-        ) from error
-    try:
-        _check_complete(handle, path)
-        levels, infos = _dask_levels(handle)
-        metadata_mpp, mpp_warning = _metadata_mpp(handle.properties, path)
-        properties = {k: _plain(v) for k, v in handle.properties.items()}
-        associated = tuple(handle.associated_images.keys())
-    except SlideError:
-        handle.close()
-        raise
-    except Exception as error:
-        handle.close()
-        raise SlideError(f"{path.name} could not be read: {_one_line(error)}") from error
-
-    if mpp is not None:
-        slide_mpp, source, mpp_warning = float(mpp), "override", None
-    else:
-        slide_mpp, source = metadata_mpp, "metadata" if metadata_mpp is not None else "missing"
-    objective = handle.properties.get("tiffslide.objective-power")
-    return Slide(
-        path=path.resolve(),
-        levels=levels,
-        level_info=infos,
-        mpp=slide_mpp,
-        mpp_source=source,
-        mpp_warning=mpp_warning,
-        objective_power=float(objective) if objective else None,
-        vendor=handle.properties.get("tiffslide.vendor"),
-        properties=properties,
-        associated_image_names=associated,
-        _tiffslide=handle,
-    )
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) < 300 else text[:297] + "..."
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _metadata_mpp(properties: Any, path: Path) -> tuple[float | None, str | None]:
-    """Level-0 MPP from tiffslide's properties, with a warning when absent or implausible."""
-    mpp_x = properties.get("tiffslide.mpp-x")
-    mpp_y = properties.get("tiffslide.mpp-y")
-    if not mpp_x:
-        return None, f"slide {path.name} has no MPP (µm/px) metadata"
-    mpp_x = float(mpp_x)
-    mpp_y = float(mpp_y) if mpp_y else mpp_x
+def check_mpp(
+    mpp_xy: tuple[float, float] | None, name: str, what: str = "MPP (µm/px) metadata"
+) -> tuple[float | None, str | None]:
+    """Level-0 MPP from a backend's (x, y) µm/px, with a warning when absent or implausible."""
+    if mpp_xy is None or not mpp_xy[0]:
+        return None, f"slide {name} has no {what}"
+    mpp_x, mpp_y = float(mpp_xy[0]), float(mpp_xy[1] or mpp_xy[0])
     low, high = PLAUSIBLE_MPP_RANGE
     if not (low <= mpp_x <= high and low <= mpp_y <= high):
         return None, (
-            f"slide {path.name} reports {mpp_x:.4g} µm/px, which no scanner produces "
+            f"slide {name} reports {mpp_x:.4g} µm/px, which no scanner produces "
             f"(plausible: {low}-{high} µm/px); its resolution tags are probably wrong"
         )
     if abs(mpp_x - mpp_y) > 0.05 * mpp_x:
-        return mpp_x, f"slide {path.name} has non-square pixels ({mpp_x} x {mpp_y} µm); using x"
+        return mpp_x, f"slide {name} has non-square pixels ({mpp_x} x {mpp_y} µm); using x"
     return mpp_x, None
 
 
-def _check_complete(handle: Any, path: Path) -> None:
-    """Raise if any image tile or strip points beyond the end of the file (truncated copy)."""
-    size = path.stat().st_size
-    tiff = handle.ts_tifffile
-    for page in tiff.pages:
-        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
-        counts = np.asarray(page.databytecounts, dtype=np.int64)
-        if offsets.size and int((offsets + counts).max()) > size:
-            raise SlideError(
-                f"{path.name} is truncated or corrupt: its image data runs past the end of the "
-                f"file ({size} bytes); copy the slide again"
-            )
-
-
-def _chunks_for(native: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """Group native chunks to about ``TARGET_CHUNK_PX`` per side (strips become squares)."""
-    out = []
-    for axis in (0, 1):
-        n = int(native[axis])
-        if n >= 4 * TARGET_CHUNK_PX or n >= shape[axis]:
-            size = min(TARGET_CHUNK_PX, int(shape[axis]))
-        else:
-            size = max(n, round(TARGET_CHUNK_PX / n) * n)
-        out.append(min(size, int(shape[axis])))
-    return out[0], out[1], 3
-
-
-def _dask_levels(handle: Any) -> tuple[list[da.Array], list[LevelInfo]]:
-    group = handle.zarr_group
+def dask_levels(source: SlideSource) -> tuple[list[da.Array], list[LevelInfo]]:
+    """Dask arrays over a backend's native levels, plus lazy 2x levels down to an overview."""
     levels: list[da.Array] = []
     infos: list[LevelInfo] = []
-    width0 = handle.level_dimensions[0][0]
-    for index in range(handle.level_count):
-        array = group[str(index)]
+    width0 = int(source.arrays[0].shape[1])
+    for index, array in enumerate(source.arrays):
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise SlideError(f"level {index} has shape {array.shape}; expected an RGB(A) image")
-        chunks = _chunks_for(array.chunks, array.shape)
-        level = da.from_array(array, chunks=(*chunks[:2], array.shape[2]), lock=False)
+        if np.dtype(array.dtype) != np.uint8:
+            raise SlideError(f"level {index} has dtype {array.dtype}; only 8-bit RGB is supported")
+        chunks = chunks_for(source.tile_shapes[index], array.shape)
+        level = da.from_array(
+            array,
+            chunks=(*chunks[:2], array.shape[2]),
+            lock=False,
+            name=source.level_name(index),
+            meta=np.empty((0, 0, array.shape[2]), np.uint8),
+        )
         if array.shape[2] == 4:
             level = level[..., :3]
-        if level.dtype != np.uint8:
-            raise SlideError(f"level {index} has dtype {level.dtype}; only 8-bit RGB is supported")
         levels.append(level)
         infos.append(
             LevelInfo(
                 index=index,
                 width_px=int(array.shape[1]),
                 height_px=int(array.shape[0]),
-                downsample=float(handle.level_downsamples[index]),
+                downsample=float(source.downsamples[index]),
                 native=True,
             )
         )
@@ -361,6 +302,19 @@ def _dask_levels(handle: Any) -> tuple[list[da.Array], list[LevelInfo]]:
     return levels, infos
 
 
+def chunks_for(native: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Group native (h, w) chunks to about ``TARGET_CHUNK_PX`` per side (strips: squares)."""
+    out = []
+    for axis in (0, 1):
+        n = max(1, int(native[axis]))
+        if n >= 4 * TARGET_CHUNK_PX or n >= shape[axis]:
+            size = min(TARGET_CHUNK_PX, int(shape[axis]))
+        else:
+            size = max(n, round(TARGET_CHUNK_PX / n) * n)
+        out.append(min(size, int(shape[axis])))
+    return out[0], out[1], 3
+
+
 def _coarsen2(level: da.Array) -> da.Array:
     """Lazy 2x mean-downsampling of an (H, W, 3) uint8 dask array (edges cropped)."""
     height, width = (level.shape[0] // 2) * 2, (level.shape[1] // 2) * 2
@@ -369,3 +323,15 @@ def _coarsen2(level: da.Array) -> da.Array:
     cropped = cropped.rechunk((min(chunk, height), min(chunk, width), 3))
     reduced = da.coarsen(np.mean, cropped.astype(np.float32), {0: 2, 1: 2}, trim_excess=True)
     return (reduced + 0.5).astype(np.uint8)
+
+
+def _hash_file(digest: Any, path: Path, levels: list[tuple[int, int]] | None) -> None:
+    """Size, (level shapes), first and last MiB of ``path`` into ``digest``."""
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    if levels is not None:
+        digest.update(repr(levels).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
