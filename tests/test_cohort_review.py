@@ -183,3 +183,26 @@ def test_grade_validation(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="could not be read"):
         assert load_slide_grade(tmp_path, "x") is None
     assert list(tmp_path.glob(f"{GRADE_FILE}.corrupt-*"))
+
+
+def test_grade_is_carried_into_the_export_bundle(scored_copy: Path, tmp_path: Path) -> None:
+    from napari_imilia.export.bundle import export_review_bundle
+    from napari_imilia.review.session import ReviewSession
+
+    cohort = Cohort.open(scored_copy)
+    index = cohort.index_of("case_04")
+    session = ReviewSession.open(cohort[index].path, scored_copy)
+    written = export_review_bundle(session, tmp_path / "export")
+    assert not any(p.name.endswith("slide_grade.csv") for p in written)  # not graded yet
+    cohort.set_grade(index, SlideGrade(nancy=2, model_agreement="agree", note="focal"))
+    written = export_review_bundle(session, tmp_path / "export")
+    (grade_csv,) = [p for p in written if p.name == "case_04.slide_grade.csv"]
+    row = pd.read_csv(grade_csv).iloc[0]
+    assert (row["slide_id"], row["nancy"], row["model_agreement"], row["note"]) == (
+        "case_04",
+        2,
+        "agree",
+        "focal",
+    )
+    meta = json.loads(grade_csv.with_name("case_04.slide_grade.meta.json").read_text())
+    assert meta["imilia"]["model_sha256"] == session.prediction.info["model_sha256"]

@@ -100,12 +100,14 @@ class CohortPanel(QWidget):
         self.proxy.setSourceModel(self.model)
         self.table = QTableView()
         self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)  # cohort order until a header is clicked
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(220)
         self.previous_button = QPushButton("◀ Previous slide")
         self.next_button = QPushButton("Next slide ▶")
         self.model_edit = QLineEdit()
@@ -229,6 +231,7 @@ class CohortPanel(QWidget):
         set_viewer_cohort(self.viewer, cohort)
         self.model.set_cohort(cohort)
         self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)  # room for the bold row
         if cohort is not None:
             self.results_edit.setText(str(cohort.results_root))
             for message in cohort.warnings:

@@ -22,14 +22,17 @@ from napari_imilia.review.grade import NANCY_GRADES, SlideGrade, load_slide_grad
 
 #: Tiles shown with their overlays, best first.
 DEFAULT_TOP_TILES = 4
-#: Marker columns shown (those present), in this order, after tile_id, score and rank.
-MARKER_PREFIXES: tuple[str, ...] = (
+#: Marker columns shown (those present), after tile_id, score and rank (µm², per mm²).
+MARKER_COLUMNS: tuple[str, ...] = (
     "n_cells",
-    "count_immune",
-    "density_per_mm2_immune",
-    "density_per_mm2_neutrophil",
-    "intraepithelial_neutrophil",
     "epithelium_fraction",
+    "density_per_mm2_immune",
+    "density_per_mm2_Lymphocytes",
+    "density_per_mm2_Plasmocytes",
+    "density_per_mm2_Neutrophils",
+    "density_per_mm2_Eosinophils",
+    "intraepithelial_Neutrophils",
+    "intraepithelial_immune",
 )
 
 
@@ -57,7 +60,7 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
                     "tile_id": str(row["tile_id"]),
                     "score": float(row["score"]),
                     "rank": int(row["rank"]),
-                    **{k: v for k, v in markers.items() if k.startswith(MARKER_PREFIXES)},
+                    **{k: markers[k] for k in MARKER_COLUMNS if k in markers},
                 }
             )
     return "".join(figures), pd.DataFrame(rows)
