@@ -36,6 +36,11 @@ def _process_events(seconds: float = 0.0) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slides", type=int, default=5, help="slides in the cohort")
+    parser.add_argument(
+        "--docks",
+        default="Slide and model,Heatmap,Top tiles,Review",
+        help="docks open beside the Cohort dock, comma-separated ('' for none)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imilia_bench_cohort_"))
 
@@ -63,7 +68,8 @@ def main() -> int:
     score_unscored(cohort, model_path=model, device="cpu")
 
     viewer = napari.Viewer(show=True)
-    for name in ("Slide and model", "Heatmap", "Top tiles", "Review"):
+    docks = [name for name in args.docks.split(",") if name]
+    for name in docks:
         viewer.window.add_plugin_dock_widget("napari-imilia", name, tabify=True)
     _, panel = viewer.window.add_plugin_dock_widget("napari-imilia", "Cohort")
     panel.open_cohort(work / "results")
@@ -90,7 +96,7 @@ def main() -> int:
     print("| step | wall time |")
     print("|---|---|")
     print(
-        f"| next cached slide (Cohort dock, {len(step_s)} steps) | median "
+        f"| next cached slide (Cohort dock + {len(docks)} docks, {len(step_s)} steps) | median "
         f"{statistics.median(step_s):.2f} s, max {max(step_s):.2f} s |"
     )
     print(f"| `Cohort.open` ({args.slides} slides) | {open_s * 1000:.0f} ms |")

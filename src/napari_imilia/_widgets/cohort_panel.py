@@ -35,14 +35,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._reader import slide_from_metadata
+from napari_imilia._reader import slide_from_metadata, slide_layer_data
 from napari_imilia._widgets._cohort_table import CohortFilter, CohortTableModel
 from napari_imilia._widgets._state import LAYER_ROLE_KEY
 from napari_imilia._widgets._viewer_link import latest_slide_layer, link_viewer
 from napari_imilia._widgets.slide_grade import GRADES, SlideGradeForm, set_viewer_cohort
-from napari_imilia.errors import ImiliaError
+from napari_imilia.errors import ImiliaError, SlideError
 from napari_imilia.review.cohort import STATUSES, Cohort
 from napari_imilia.review.session import ReviewSession
+from napari_imilia.slide import open_slide
 
 #: (canvas key, dock key) to step to the next / previous slide.
 STEP_KEYS: dict[int, tuple[str, str]] = {+1: ("Alt-N", "PgDown"), -1: ("Alt-P", "PgUp")}
@@ -229,6 +230,7 @@ class CohortPanel(QWidget):
         self.cancel_scoring()
         self.cohort = cohort
         set_viewer_cohort(self.viewer, cohort)
+        self.link.results_root = None if cohort is None else cohort.results_root
         self.model.set_cohort(cohort)
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)  # room for the bold row
@@ -277,15 +279,19 @@ class CohortPanel(QWidget):
             _notify("error", f"{item.slide_id}: {item.file_error}")
             self.model.refresh_row(row)
             return False
-        self._remove_slide_layers()
         try:
-            self.viewer.open(item.path, plugin="napari-imilia")
-        except Exception as error:  # napari wraps reader errors in its own
-            _notify("error", f"napari-imilia cannot open {Path(item.path).name}: {error}")
+            data, kwargs, _ = slide_layer_data(open_slide(item.path))
+        except SlideError as error:  # changed since the cohort was read
+            _notify("error", f"{item.slide_id}: {error}")
             return False
-        layer = latest_slide_layer(self.viewer)
+        self.link.results_root = cohort.results_root
+        # one batch: napari cleans its scene graph (a full gc.collect) once, not per layer
+        with self.viewer.layers.batched_update():
+            self._remove_slide_layers()
+            self.viewer.add_image(data, **kwargs)  # the viewer link starts the session
         session = self.link.state.session
-        if layer is not None and (session is None or session.results_root != cohort.results_root):
+        if session is None or session.results_root != cohort.results_root:
+            layer = latest_slide_layer(self.viewer)
             slide = slide_from_metadata(layer.metadata)
             self.link.state.set_session(ReviewSession.for_slide(slide, cohort.results_root))
         cohort.set_current(row)
