@@ -206,3 +206,12 @@ def test_grade_is_carried_into_the_export_bundle(scored_copy: Path, tmp_path: Pa
     )
     meta = json.loads(grade_csv.with_name("case_04.slide_grade.meta.json").read_text())
     assert meta["imilia"]["model_sha256"] == session.prediction.info["model_sha256"]
+
+
+def test_a_saved_unscored_cohort_reopens_from_its_folder(cohort_data, tmp_path: Path) -> None:  # noqa: F811
+    first = Cohort.build(str(cohort_data["folder"] / "sub" / "*.tiff"), tmp_path)
+    first.set_current(1)
+    assert not (tmp_path / "cohort.csv").exists()
+    again = Cohort.build(tmp_path)  # the results folder: no slide in it, its cohort file
+    assert [item.slide_id for item in again] == [item.slide_id for item in first]
+    assert again.current_index == 1

@@ -106,11 +106,17 @@ class Cohort:
         """The cohort of the slides named by ``source`` with results in ``results_root``
         (default: ``source`` itself when it is a results folder holding ``cohort.csv``, else
         ``$IMILIA_RESULTS_DIR``). Grades and review state already saved there (cohort file
-        or the slides' ``slide_grade.json``) are kept; new slides are appended. A damaged
-        cohort file is moved aside with a warning, never overwritten."""
+        or the slides' ``slide_grade.json``) are kept; new slides are appended. A results
+        folder holding only ``cohort_review.json`` reopens that cohort. A damaged cohort
+        file is moved aside with a warning, never overwritten."""
         from napari_imilia.review.session import default_results_root
 
         source_path = Path(os.fspath(source)).expanduser()
+        saved_only = (source_path / COHORT_FILE).is_file() and not (
+            source_path / "cohort.csv"
+        ).is_file()
+        if saved_only and (results_root is None or Path(results_root) == source_path):
+            return cls.open(source_path)  # a cohort saved here before it was scored
         if results_root is None:
             is_results = source_path.is_dir() and (source_path / "cohort.csv").is_file()
             results_root = source_path if is_results else default_results_root()
