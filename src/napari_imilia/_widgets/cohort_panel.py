@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_imilia._reader import slide_from_metadata, slide_layer_data
+from napari_imilia._widgets._cohort_scoring import CohortScoringMixin, ProgressRelay, notify
 from napari_imilia._widgets._cohort_table import CohortFilter, CohortTableModel
 from napari_imilia._widgets._state import LAYER_ROLE_KEY
 from napari_imilia._widgets._viewer_link import latest_slide_layer, link_viewer
@@ -49,19 +50,7 @@ from napari_imilia.slide import open_slide
 STEP_KEYS: dict[int, tuple[str, str]] = {+1: ("Alt-N", "PgDown"), -1: ("Alt-P", "PgUp")}
 
 
-def _notify(level: str, message: str) -> None:
-    from napari.utils import notifications
-
-    getattr(notifications, f"show_{level}")(message)
-
-
-class _ProgressRelay(QObject):
-    """Carries scoring progress from the worker thread to the GUI thread."""
-
-    progress = Signal(object)
-
-
-class CohortPanel(QWidget):
+class CohortPanel(CohortScoringMixin, QWidget):
     """The Cohort dock widget (npe2 ``napari-imilia.cohort_panel``)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -71,7 +60,7 @@ class CohortPanel(QWidget):
         self.worker: Any = None
         self.report_worker: Any = None
         self._cancel: threading.Event | None = None
-        self._relay = _ProgressRelay()
+        self._relay = ProgressRelay()
         self._relay.progress.connect(self._on_progress)
         self._build_ui()
         self._bind_keys()
@@ -192,6 +181,7 @@ class CohortPanel(QWidget):
             self.viewer.bind_key(key, None, overwrite=True)
         self.cancel_scoring()
         set_viewer_cohort(self.viewer, None)
+        self.link.results_root = None  # new sessions use the saved results folder again
         super().closeEvent(event)
 
     def _choose_folder(self) -> None:
@@ -220,7 +210,7 @@ class CohortPanel(QWidget):
         try:
             cohort = Cohort.build(source, results_root)
         except ImiliaError as error:
-            _notify("error", f"napari-imilia cannot open this cohort: {error}")
+            notify("error", f"napari-imilia cannot open this cohort: {error}")
             self.summary_label.setText(str(error))
             return None
         self.set_cohort(cohort)
@@ -237,7 +227,7 @@ class CohortPanel(QWidget):
         if cohort is not None:
             self.results_edit.setText(str(cohort.results_root))
             for message in cohort.warnings:
-                _notify("warning", message)
+                notify("warning", message)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -276,13 +266,13 @@ class CohortPanel(QWidget):
         cohort.refresh([row])
         item = cohort[row]
         if item.file_error:
-            _notify("error", f"{item.slide_id}: {item.file_error}")
+            notify("error", f"{item.slide_id}: {item.file_error}")
             self.model.refresh_row(row)
             return False
         try:
             data, kwargs, _ = slide_layer_data(open_slide(item.path))
         except SlideError as error:  # changed since the cohort was read
-            _notify("error", f"{item.slide_id}: {error}")
+            notify("error", f"{item.slide_id}: {error}")
             return False
         self.link.results_root = cohort.results_root
         # one batch: napari cleans its scene graph (a full gc.collect) once, not per layer
@@ -315,9 +305,7 @@ class CohortPanel(QWidget):
             return False
         target = self.cohort.step(delta)
         if target is None:
-            _notify(
-                "info", "last slide of the cohort" if delta > 0 else "first slide of the cohort"
-            )
+            notify("info", "last slide of the cohort" if delta > 0 else "first slide of the cohort")
             return False
         return self.open_index(target)
 
@@ -339,87 +327,3 @@ class CohortPanel(QWidget):
                 self._refresh()
         except RuntimeError:  # this dock was deleted
             GRADES.saved.disconnect(self._on_grade_saved)
-
-    # ------------------------------------------------------------------ scoring
-    def score_all(self) -> None:
-        """Score every unscored slide in the background (see the module docstring)."""
-        from napari.qt.threading import thread_worker
-
-        from napari_imilia.review.cohort_scoring import score_unscored
-
-        cohort = self.cohort
-        if cohort is None or self.worker is not None:
-            return
-        todo = len(cohort.unscored())
-        if todo == 0:
-            self.progress_label.setText("every slide that can be scored is scored")
-            return
-        options: dict[str, Any] = {"device": "auto"}
-        if self.model_edit.text().strip():
-            options["model_path"] = self.model_edit.text().strip()
-        workers = self.workers_spin.value()
-        if workers > 1:
-            options["n_workers"] = workers
-        self._cancel = threading.Event()
-        self.progress_bar.setRange(0, todo)
-        self.progress_bar.setValue(0)
-        self.progress_label.setText(f"0 of {todo} slides scored")
-        worker = thread_worker(score_unscored, start_thread=False)(
-            cohort, cancel=self._cancel, on_progress=self._relay.progress.emit, **options
-        )
-        worker.returned.connect(self._on_scored)
-        worker.errored.connect(self._on_score_error)
-        worker.finished.connect(self._on_score_finished)
-        self.worker = worker
-        self._update_buttons()
-        worker.start()
-
-    def cancel_scoring(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-            self.progress_label.setText("cancelling after the current slide…")
-
-    def _on_progress(self, progress: Any) -> None:
-        self.progress_bar.setRange(0, max(progress.total, 1))
-        self.progress_bar.setValue(progress.done)
-        self.progress_label.setText(progress.text())
-        self._refresh()
-
-    def _on_scored(self, progress: Any) -> None:
-        self.progress_label.setText(progress.text())
-
-    def _on_score_error(self, error: BaseException) -> None:
-        _notify("error", f"napari-imilia: scoring the cohort failed: {error}")
-        self.progress_label.setText(f"scoring failed: {error}")
-
-    def _on_score_finished(self) -> None:
-        self.worker = None
-        self._cancel = None
-        if self.cohort is not None:
-            self.cohort.refresh()
-        self._refresh()
-        session = self.link.state.session
-        if session is not None and session.prediction is None:
-            session.load_cached_prediction()  # the open slide was scored meanwhile
-
-    # ------------------------------------------------------------------ reports
-    def write_reports(self, top_k: int = 4) -> None:
-        """Write the slide and cohort reports in the background; says where when done."""
-        from napari.qt.threading import thread_worker
-
-        from napari_imilia.report import write_reports
-
-        if self.cohort is None or self.report_worker is not None:
-            return
-        self.progress_label.setText("writing reports…")
-        worker = thread_worker(write_reports, start_thread=False)(self.cohort, top_k=top_k)
-        worker.returned.connect(self._on_reports)
-        worker.errored.connect(lambda e: _notify("error", f"napari-imilia: reports failed: {e}"))
-        worker.finished.connect(lambda: setattr(self, "report_worker", None))
-        self.report_worker = worker
-        worker.start()
-
-    def _on_reports(self, written: dict[str, Path]) -> None:
-        text = f"cohort report: {written['html']}"
-        self.progress_label.setText(text)
-        _notify("info", text)
