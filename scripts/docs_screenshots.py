@@ -38,7 +38,7 @@ WINDOW_PX = (1440, 900)
 WINDOW_SHOTS = ("review_viewer.png", "inspector_layers.png", "review_regions.png")
 MAX_PNG_BYTES = 300_000
 #: Docks added to ``open_review_viewer``'s three, tabbed with Slide and model / Top tiles.
-EXTRA_DOCKS = ("Tile inspector", "Plots", "Review", "Export / import")
+EXTRA_DOCKS = ("Tile inspector", "Plots", "Review", "Export / import", "Cohort")
 #: PNG of each dock alone -> (manifest display name, floating size in px).
 DOCK_SHOTS: dict[str, tuple[str, tuple[int, int]]] = {
     "dock_slide_model.png": ("Slide and model", (560, 660)),
@@ -48,6 +48,7 @@ DOCK_SHOTS: dict[str, tuple[str, tuple[int, int]]] = {
     "dock_plots.png": ("Plots", (760, 420)),
     "dock_review.png": ("Review", (620, 440)),
     "dock_export.png": ("Export / import", (620, 300)),
+    "dock_cohort.png": ("Cohort", (640, 900)),
 }
 #: Tiles inspected for the Plots dock: the top ones and the bottom ones.
 N_TOP_INSPECTED, N_BOTTOM_INSPECTED = 8, 4
@@ -242,7 +243,8 @@ def main() -> int:
     if any("&" in title for title in titles):
         raise RuntimeError(f"a dock tab shows a Qt mnemonic: {titles}")
 
-    # 4. each dock alone
+    # 4. each dock alone (the Cohort dock on a cohort of the one sample slide)
+    _widget(viewer, "Cohort").open_cohort(str(slide), work / "results")
     for file_name, (display_name, size_px) in DOCK_SHOTS.items():
         dock_shot(viewer, display_name, size_px, out / file_name)
     viewer.close()

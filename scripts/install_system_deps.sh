@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System packages napari + PyQt5 need on Debian/Ubuntu, plus Xvfb for headless rendering.
+# System packages napari + PyQt5 need on Debian/Ubuntu, plus Xvfb for headless rendering and
+# Chromium (headless) to test that the HTML reports render (tests/test_cohort_report.py).
 # Idempotent and non-interactive: does nothing when everything is already installed. Runs as
 # root, or through sudo otherwise. Other systems: install the equivalents by hand.
 set -euo pipefail
@@ -11,6 +12,7 @@ PACKAGES=(
   libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxcb-xkb1
   libx11-xcb1 libxrender1 libxi6
   libgl1 libegl1 libglib2.0-0 libdbus-1-3 libfontconfig1 libfreetype6
+  chromium
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -24,6 +24,7 @@ DOCKS = (
     "Plots",
     "Review",
     "Export / import",
+    "Cohort",
 )
 
 

@@ -173,6 +173,8 @@ class ViewerLink:
         self._viewer = weakref.ref(viewer)
         self._session: ReviewSession | None = None
         self.state = viewer_state(viewer)
+        #: Results folder for new sessions instead of the saved setting (the Cohort dock's).
+        self.results_root: Path | None = None
         self.state.session_changed.connect(self._on_session_changed)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -199,6 +201,7 @@ class ViewerLink:
         return self.state.session
 
     def _start_session(self, slide: Any, results_root: Path | None = None) -> None:
+        results_root = results_root or self.results_root
         if results_root is None:
             from napari_imilia._widgets._settings import load_settings
 

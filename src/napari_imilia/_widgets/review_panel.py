@@ -28,6 +28,7 @@ from napari_imilia._widgets._review_form import ReviewForm
 from napari_imilia._widgets._review_parts import VERDICT_KEYS, EntryList, notify
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
 from napari_imilia._widgets.review_regions import ReviewRegions
+from napari_imilia._widgets.slide_grade import SlideGradeForm
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.layers import level0_to_world
 
@@ -66,6 +67,7 @@ class ReviewPanel(QWidget):
         self.entry_list = EntryList()
         self.delete_button = QPushButton("Delete selected review")
         self.count_label = QLabel("")
+        self.grade_form = SlideGradeForm(self.viewer)  # the slide-level grade (Nancy index)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.target_label)
@@ -74,6 +76,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.count_label)
         layout.addWidget(self.entry_list, 1)
         layout.addWidget(self.delete_button)
+        layout.addWidget(self.grade_form)
 
         self.draw_button.clicked.connect(self.start_drawing)
         self.form.verdict_chosen.connect(self.record)
@@ -122,6 +125,7 @@ class ReviewPanel(QWidget):
                     notify("warning", message)
         self._on_tile_selected(None if session is None else session.selected_tile_id)
         self.refresh_list()
+        self.grade_form.show_session(session)
 
     def _ensure_regions(self) -> ReviewRegions | None:
         """The session's regions layer, (re)made when missing (e.g. the user removed it)."""

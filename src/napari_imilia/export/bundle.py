@@ -8,7 +8,9 @@ carrying the ``ExportContext`` (model name and hash, extractor, µm/px, software
 - ``cells.geojson``: the cells of every inspected tile (``objectType`` cell with
   ``nucleusGeometry``) and their epithelium (annotations classed "Epithelium"), and
   ``markers.csv`` (one row per inspected tile) - only when tiles were inspected;
-- ``review.geojson``: the review entries as annotations, and ``reviews.csv``.
+- ``review.geojson``: the review entries as annotations, and ``reviews.csv``;
+- ``slide_grade.csv``: the slide-level grade (Nancy index, activity, agreement with the
+  model, note, reviewer), when the slide was graded (``review.grade``).
 
 Coordinates are level-0 pixels, (x, y), top-left origin. Inspections are read defensively:
 an inspection is a ``TileCells`` or has ``.cells``; epithelium comes from
@@ -196,4 +198,20 @@ def export_review_bundle(
     review = reviews_to_features(store, ctx, tiles=tiles)
     geojson.append(write_geojson(_target(out, slide_id, "review", compression), review, ctx))
     tables.append(write_table_csv(out / f"{slide_id}.reviews.csv", reviews_table(store), ctx))
+    grade = slide_grade_frame(session)
+    if grade is not None:
+        tables.append(write_table_csv(out / f"{slide_id}.slide_grade.csv", grade, ctx))
     return geojson + tables
+
+
+def slide_grade_frame(session: Any) -> pd.DataFrame | None:
+    """The slide's grade (``slide_grade.json`` in its results folder) as a one-row table,
+    or None when it was not graded."""
+    from napari_imilia.review.grade import load_slide_grade
+
+    grade = load_slide_grade(session.results_dir, session.slide_id)
+    if grade is None:
+        return None
+    return pd.DataFrame([{"slide_id": session.slide_id, **grade.to_dict()}]).astype(
+        {"nancy": "Int64"}
+    )

@@ -1,0 +1,140 @@
+"""Screenshots of docs/cohort_review.md: the Cohort dock and both HTML reports.
+
+Generates a small synthetic cohort (half with planted inflamed areas), scores it with the
+bundled demo model, grades a few slides in the Cohort dock, writes the reports and
+screenshots them in headless Chromium. Run under a display (``xvfb-run -a``):
+
+    xvfb-run -a -s "-screen 0 1440x900x24" python scripts/cohort_screenshots.py --out docs/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+N_SLIDES = 8
+SIZE_PX = (1536, 1024)
+MAX_PNG_BYTES = 300_000
+
+
+def settle(seconds: float) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def make_cohort(work: Path) -> Path:
+    """The slides and a labels CSV (slide, active, nancy) from their truth files."""
+    import numpy as np
+
+    from napari_imilia.sample import write_synthetic_slide
+
+    rng = np.random.default_rng(7)
+    rows = ["slide,active,nancy"]
+    for i in range(N_SLIDES):
+        inflamed = i % 2 == 0
+        path = write_synthetic_slide(
+            work / "slides" / f"biopsy_{i + 1:02d}.svs",
+            width_px=SIZE_PX[0],
+            height_px=SIZE_PX[1],
+            seed=2000 + i,
+            inflamed_regions="random" if inflamed else (),
+            n_inflamed_regions=2,
+        )
+        nancy = int(rng.integers(2, 5)) if inflamed else int(rng.integers(0, 2))
+        rows.append(f"{path},{int(inflamed)},{nancy}")
+    labels = work / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return labels
+
+
+def chromium_shot(page: Path, png: Path, size: tuple[int, int]) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--window-size={size[0]},{size[1]}", f"--screenshot={png}", page.as_uri()],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+
+
+def small_png(path: Path) -> int:
+    """Quantise a PNG to 256 colours when it is over ``MAX_PNG_BYTES``; returns its size."""
+    from PIL import Image
+
+    if path.stat().st_size > MAX_PNG_BYTES:
+        image = Image.open(path).convert("RGB").quantize(256)
+        image.save(path, optimize=True)
+    return path.stat().st_size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="docs/images", help="folder for the PNGs")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="imilia_cohort_screens_"))
+    os.environ["IMILIA_CONFIG_DIR"] = str(work / "config")
+
+    import napari
+
+    from napari_imilia.report import write_reports
+    from napari_imilia.review.cohort import Cohort
+    from napari_imilia.review.cohort_scoring import score_unscored
+    from napari_imilia.review.grade import SlideGrade
+
+    labels = make_cohort(work)
+    results = work / "results"
+    cohort = Cohort.build(labels, results)
+    score_unscored(cohort, device="cpu")
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1440, 900)
+    viewer.window.add_plugin_dock_widget("napari-imilia", "Heatmap")
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-imilia", "Cohort")
+    panel.open_cohort(labels, results)
+    for _ in range(3):
+        panel.step(+1)
+        settle(0.5)
+    for row, grade in (
+        (0, SlideGrade(nancy=3, model_agreement="agree", note="crypt abscesses", reviewer="AB")),
+        (1, SlideGrade(nancy=1, model_agreement="agree", reviewer="AB")),
+    ):
+        panel.cohort.set_grade(row, grade)
+    panel.open_index(2)
+    form = panel.grade_form
+    form.nancy_combo.setCurrentIndex(3)  # Nancy 2, not saved yet: the definition shows
+    panel._refresh()
+    from napari_imilia._viewer_launch import _close_notifications
+
+    _close_notifications()
+    settle(2.0)
+    viewer.screenshot(str(out / "cohort_viewer.png"), canvas_only=False, flash=False)
+    dock.setFloating(True)
+    dock.resize(640, 900)
+    settle(1.5)
+    panel.grab().save(str(out / "cohort_dock.png"))
+    panel.grab().save(str(out / "dock_cohort.png"))  # the user guide's copy
+    viewer.close()
+
+    written = write_reports(Cohort.open(results), top_k=4)
+    chromium_shot(written["html"], out / "cohort_report.png", (1200, 2200))
+    first = Cohort.open(results)[0].slide_id
+    chromium_shot(results / first / "report.html", out / "slide_report.png", (1100, 2300))
+    names = ("cohort_dock.png", "dock_cohort.png", "cohort_viewer.png")
+    for name in (*names, "cohort_report.png", "slide_report.png"):
+        print(f"wrote {out / name} ({small_png(out / name) / 1000:.0f} kB)")
+    print(f"reports in {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""``imilia report``: HTML reports of a scored cohort, per slide and for the cohort."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from napari_imilia.review.cohort import Cohort
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="HTML reports per slide and for the cohort (model against pathologist)",
+        description=(
+            "Write RESULTS_DIR/<slide_id>/report.html for every scored slide (heatmap, score, "
+            "model and extractor hashes, top tiles with cell and epithelium overlays, "
+            "markers, verdicts, grade, notes) and RESULTS_DIR/cohort_report.html, .json and "
+            ".csv (review table, ROC-AUC with bootstrap 95%% CI, confusion matrix, Cohen's "
+            "kappa, Spearman of score against the Nancy grade). Self-contained files: they "
+            "open in a browser with no network. RESULTS_DIR is the folder imilia predict "
+            "wrote into (with cohort.csv) or a cohort reviewed in napari (cohort_review.json)."
+        ),
+    )
+    parser.add_argument("results", metavar="RESULTS_DIR", help="the cohort's results folder")
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="cohort CSV with a slide path column (slide, path or slide_path) and label "
+        "columns such as active (1/0) and nancy (0-4): the pathologist's grades where the "
+        "review has none",
+    )
+    parser.add_argument(
+        "--top-tiles",
+        type=int,
+        default=4,
+        help="tiles shown with their cells and epithelium per slide (0: none); default 4",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="slide score from which the model calls a slide active; default 0.5",
+    )
+    parser.add_argument(
+        "--no-slide-pages", action="store_true", help="write the cohort report only"
+    )
+    parser.set_defaults(func=run)
+
+
+def load_cohort(results: Path, labels: str | None) -> Cohort:
+    """The cohort of ``results``: its saved cohort, else built from its cohort.csv; the
+    ``labels`` CSV adds slides and labels."""
+    from napari_imilia.errors import ImiliaError
+    from napari_imilia.review.cohort import COHORT_FILE, Cohort
+
+    if not results.is_dir():
+        raise ImiliaError(f"results folder not found: {results}")
+    if labels:
+        return Cohort.build(labels, results)
+    if (results / COHORT_FILE).is_file():
+        return Cohort.open(results)
+    if (results / "cohort.csv").is_file():
+        return Cohort.build(results, results)
+    raise ImiliaError(
+        f"{results} holds no cohort: neither {COHORT_FILE} (a cohort reviewed in napari) nor "
+        "cohort.csv (imilia predict of several slides); pass --labels CSV to name the slides"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_imilia.errors import ImiliaError
+    from napari_imilia.report import write_cohort_report, write_reports
+
+    if args.top_tiles < 0:
+        raise ImiliaError(f"--top-tiles must be 0 or more, got {args.top_tiles}")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ImiliaError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    cohort = load_cohort(Path(args.results).expanduser(), args.labels)
+    if args.no_slide_pages:
+        written = write_cohort_report(cohort, threshold=args.threshold)
+    else:
+        written = write_reports(cohort, top_k=args.top_tiles, threshold=args.threshold)
+    pages = len(written) - 3
+    for warning in cohort.warnings:
+        print(f"warning: {warning}")
+    print(f"{cohort.summary_text()}; {pages} slide report(s)")
+    print(f"cohort report: {written['html']}")
+    return 0

@@ -1,0 +1,165 @@
+"""One slide's report page, ``results_root/<slide_id>/report.html`` (no Qt).
+
+From the slide's cached result (``slide.json``, ``tiles.csv``, ``heatmap.png``) and review
+(``review.json``, ``slide_grade.json``): the thumbnail with the tile-score heatmap, the slide
+score, the model and extractor with their SHA-256, the top tiles with their cells (tinted by
+class) and epithelium (outlined) as overlays, the marker table of those tiles, the reviewer's
+verdicts, the slide grade and the notes. Top tiles are inspected here with the weight-free
+backends (classical cells, stain-heuristic epithelium). Everything is embedded in the page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from napari_imilia._utils import write_text_atomic
+from napari_imilia.errors import ImiliaError
+from napari_imilia.report import html as H
+from napari_imilia.review.grade import NANCY_GRADES, SlideGrade, load_slide_grade
+
+#: Tiles shown with their overlays, best first.
+DEFAULT_TOP_TILES = 4
+#: Marker columns shown (those present), after tile_id, score and rank (µm², per mm²).
+MARKER_COLUMNS: tuple[str, ...] = (
+    "n_cells",
+    "epithelium_fraction",
+    "density_per_mm2_immune",
+    "density_per_mm2_Lymphocytes",
+    "density_per_mm2_Plasmocytes",
+    "density_per_mm2_Neutrophils",
+    "density_per_mm2_Eosinophils",
+    "intraepithelial_Neutrophils",
+    "intraepithelial_immune",
+)
+
+
+def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, pd.DataFrame]:
+    """(HTML figures of the overlays, marker table) of the ``top_k`` best tiles."""
+    from napari_imilia.inspect import TileBox, inspect_tile, read_tile_at_mpp, select_tiles
+    from napari_imilia.inspect.masks import overlay_tile
+    from napari_imilia.slide import open_slide
+
+    best = select_tiles(tiles, f"top:{top_k}")
+    figures, rows = [], []
+    with open_slide(slide_path) as slide:
+        for _, row in best.iterrows():
+            inspection = inspect_tile(slide, row)
+            rgb, _, _ = read_tile_at_mpp(slide, TileBox.from_row(row), inspection.mpp)
+            picture = overlay_tile(rgb, inspection) if rgb.shape[:2] == inspection.shape else rgb
+            caption = (
+                f"tile {row['tile_id']} (rank {int(row['rank'])}, score {float(row['score']):.4f},"
+                f" {inspection.n_cells} cells)"
+            )
+            figures.append(H.figure(H.rgb_png(picture), caption, width=256))
+            markers = inspection.markers.as_row()
+            rows.append(
+                {
+                    "tile_id": str(row["tile_id"]),
+                    "score": float(row["score"]),
+                    "rank": int(row["rank"]),
+                    **{k: markers[k] for k in MARKER_COLUMNS if k in markers},
+                }
+            )
+    return "".join(figures), pd.DataFrame(rows)
+
+
+def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
+    from napari_imilia.review import ReviewStore, reviews_table
+
+    if not (results_dir / "review.json").is_file():
+        return pd.DataFrame()
+    table = reviews_table(ReviewStore.open(results_dir, slide_id))
+    keep = [
+        "verdict",
+        "target_kind",
+        "tile_id",
+        "reviewer_class",
+        "note",
+        "reviewer",
+        "updated_utc",
+    ]
+    return table[keep]
+
+
+def _grade_html(grade: SlideGrade | None) -> str:
+    if grade is None or not (grade.is_graded or grade.note or grade.model_agreement):
+        return '<p class="missing">No slide grade yet.</p>'
+    nancy = "-" if grade.nancy is None else f"{grade.nancy} ({NANCY_GRADES[grade.nancy][0]})"
+    definition = "" if grade.nancy is None else NANCY_GRADES[grade.nancy][1]
+    return H.key_values(
+        [
+            ("Nancy histological index", nancy),
+            ("definition", definition),
+            ("activity", grade.effective_activity or "-"),
+            ("agreement with the model's call", grade.model_agreement or "-"),
+            ("note", grade.note or "-"),
+            ("reviewer", grade.reviewer or "-"),
+            ("graded (UTC)", grade.updated_utc or "-"),
+        ]
+    )
+
+
+def write_slide_report(
+    results_dir: str | Path, *, top_k: int = DEFAULT_TOP_TILES, slide_path: str | None = None
+) -> Path:
+    """Write ``results_dir/report.html`` for a scored slide (``ImiliaError`` if it is not);
+    ``top_k`` tiles with overlays (0 for none); ``slide_path`` when the slide moved since it
+    was scored. Returns the page's path."""
+    from napari_imilia.predict import load_prediction
+
+    results_dir = Path(results_dir)
+    result = load_prediction(results_dir)
+    info: dict[str, Any] = result.info
+    slide_id = result.slide_id
+    source = slide_path or str(result.slide_path)
+    body = [f"<h1>Slide report: {H.esc(slide_id)}</h1>"]
+    if info.get("model_is_demo"):
+        body.append(
+            '<p class="demo">DEMO model trained on synthetic slides: its scores say nothing '
+            "about real inflammation.</p>"
+        )
+    body.append(
+        H.key_values(
+            [
+                ("slide score (probability of active inflammation)", result.score),
+                ("logit", result.logit),
+                ("tiles scored", info.get("n_tiles")),
+                ("model", info.get("model")),
+                ("model SHA-256", info.get("model_sha256")),
+                ("feature extractor", info.get("extractor")),
+                ("extractor SHA-256", info.get("extractor_sha256") or "- (weight-free)"),
+                ("slide file", info.get("slide")),
+                ("level-0 µm/px", info.get("mpp")),
+                ("tile size (px at the model's µm/px)", info.get("tile_px")),
+                ("model µm/px", info.get("target_mpp")),
+                ("software", info.get("software")),
+            ]
+        )
+    )
+    heatmap = results_dir / "heatmap.png"
+    if heatmap.is_file():
+        body += [
+            "<h2>Heatmap of tile scores</h2>",
+            H.figure(heatmap.read_bytes(), "tile scores over the thumbnail"),
+        ]
+    if top_k > 0:
+        body.append(f"<h2>Top {top_k} tiles: cells and epithelium</h2>")
+        try:
+            figures, markers = _top_tiles(source, result.tiles, top_k)
+        except (ImiliaError, OSError) as error:
+            body.append(f'<p class="missing">Tiles could not be inspected: {H.esc(error)}</p>')
+        else:
+            body.append(f'<div class="figs">{figures}</div>')
+            body += ["<h2>Markers of the top tiles</h2>", H.table(markers, digits=3)]
+    body.append("<h2>Slide grade</h2>")
+    body.append(_grade_html(load_slide_grade(results_dir, slide_id)))
+    reviews = _reviews(results_dir, slide_id)
+    body.append("<h2>Reviewer's verdicts on tiles and regions</h2>")
+    body.append(H.table(reviews) if len(reviews) else '<p class="muted">No tile verdicts.</p>')
+    body.append('<p class="muted"><a href="../cohort_report.html">cohort report</a></p>')
+    return write_text_atomic(
+        results_dir / "report.html", H.page(f"{slide_id} report", "".join(body))
+    )
