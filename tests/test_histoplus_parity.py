@@ -209,3 +209,20 @@ def test_backend_runs_the_histoplus_protocol_by_default():
     )
     assert np.array_equal(cells.labels, labels)
     assert cells.table["probability"].tolist() == pytest.approx([c.confidence for c in kept])
+
+
+def test_inspect_config_chooses_the_cellvit_protocol(tmp_path):
+    from napari_imilia.cells.cellvit import HISTOPLUS_20X, CellViT, save_cellvit, scaled_down
+    from napari_imilia.errors import ImiliaError
+    from napari_imilia.inspect.tools import InspectConfig, InspectTools
+
+    config = scaled_down(HISTOPLUS_20X, embed_dim=32, depth=4, num_heads=2, grid=4)
+    path = save_cellvit(CellViT(config).init_random(seed=1), tmp_path / "cv.safetensors")
+    for protocol, window in (("histoplus", 784), ("tile_context", 224)):
+        chosen = InspectConfig("cellvit", str(path), device="cpu", cell_protocol=protocol)
+        tools = InspectTools.load(chosen, slide=None)
+        assert tools.backend.protocol == protocol.replace("_", "-")
+        assert tools.backend.window_px == window
+        assert chosen.describe()["cell_protocol"] == protocol.replace("_", "-")
+    with pytest.raises(ImiliaError, match="--cell-protocol"):
+        InspectConfig("cellvit", str(path), cell_protocol="stitched")
