@@ -190,7 +190,6 @@ def test_protocol_matches_histoplus_on_overlapping_windows(
 def test_backend_runs_the_histoplus_protocol_by_default():
     from napari_imilia.cells.cellvit import HISTOPLUS_40X, CellViT, CellViTBackend, scaled_down
     from napari_imilia.errors import ImiliaError
-    from napari_imilia.synthetic import render_tile
 
     config = scaled_down(HISTOPLUS_40X, embed_dim=32, depth=4, num_heads=2, grid=4)
     model = CellViT(config).init_random(seed=3).eval()
@@ -201,14 +200,21 @@ def test_backend_runs_the_histoplus_protocol_by_default():
         CellViTBackend(model, device="cpu", protocol="stitch")
     with pytest.raises(ImiliaError, match="overlap_px"):
         CellViTBackend(model, device="cpu", window_px=56, overlap_px=28)
-    backend = CellViTBackend(model, device="cpu", window_px=56, overlap_px=8)
-    rgb = render_tile(120, 0.25, seed=5, inflamed=True).rgb
-    cells = backend.segment(rgb, mpp=0.25, level0_xy=(10, 20), level0_per_px=1.0)
-    labels, kept = segment_region(
-        rgb, backend.predict_windows, backend.hover, window_px=56, overlap_px=8
-    )
+    # The backend's own path with a stand-in network: the cells of segment_region, measured.
+    backend = CellViTBackend(model, device="cpu", batch_size=2)
+    backend.predict_windows = scene_predictor
+    backend._taxonomy = np.arange(15)
+    scene = synthetic_scene(3, (700, 900), 250)
+    cells = backend.segment(scene, mpp=0.25, level0_xy=(10, 20), level0_per_px=1.0)
+    labels, kept = segment_region(scene, scene_predictor, backend.hover)
+    assert len(kept) > 150 and cells.n_cells == len(kept)
     assert np.array_equal(cells.labels, labels)
+    assert cells.table["class_id"].tolist() == [c.channel for c in kept]
     assert cells.table["probability"].tolist() == pytest.approx([c.confidence for c in kept])
+    xs = [c.centroid[0] + c.window.x + 10.5 for c in kept]  # pixel centres, level-0 origin
+    whole = [np.count_nonzero(labels == k + 1) == c.mask.sum() for k, c in enumerate(kept)]
+    found = cells.table["centroid_x"].to_numpy()
+    assert np.allclose(found[whole], np.array(xs)[whole], atol=1e-6)
 
 
 def test_inspect_config_chooses_the_cellvit_protocol(tmp_path):
