@@ -38,7 +38,7 @@ from napari_imilia.vit import H0_MINI, VisionTransformer
 from napari_imilia.vit.config import scaled_down as scaled_down_vit
 
 SMALL = scaled_down(HISTOPLUS_40X, embed_dim=32, depth=4, num_heads=2, grid=4)
-WINDOW = {"window_px": 56, "overlap_px": 16}
+WINDOW = {"protocol": "tile-context", "window_px": 56, "overlap_px": 16}
 E = "backbone.feature_extractor.model."
 
 

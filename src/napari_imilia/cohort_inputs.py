@@ -19,7 +19,12 @@ from napari_imilia._reader import SLIDE_SUFFIXES
 from napari_imilia.errors import ImiliaError
 
 #: predict_slide options that hold paths (made absolute before they are sent to workers).
-PATH_OPTIONS: tuple[str, ...] = ("model_path", "extractor_weights", "cache_dir")
+PATH_OPTIONS: tuple[str, ...] = (
+    "model_path",
+    "extractor_weights",
+    "cache_dir",
+    "tiles_from",
+)
 _GLOB_CHARS = frozenset("*?[")
 
 

@@ -56,10 +56,12 @@ def expected_settings(
 ) -> dict[str, Any]:
     """What a slide's ``slide.json`` must record for its result to be reused: the model's
     sha256, the extractor and its weights' sha256, the µm/px and tile size asked for (None:
-    the model's or extractor's default), the tissue settings and the level-0 µm/px override.
+    the model's or extractor's default), the tissue settings, the level-0 µm/px override and
+    the tiling and protocol (a result made from a ``tiles_from`` file is never reused).
     ``options`` are ``predict_slide``'s; ``extractor``, when already loaded, is used as is."""
     from napari_imilia._utils import sha256_file
     from napari_imilia.predict import _extractor_key, check_tissue_params
+    from napari_imilia.tiling_deepzoom import check_tiling
 
     config = dict(getattr(model, "config", {}) or {})
     name = options.get("extractor_name") or model.expected_extractor
@@ -83,6 +85,11 @@ def expected_settings(
         "min_tissue_fraction": float(options.get("min_tissue_fraction", 0.5)),
         "tissue_params": check_tissue_params(options.get("tissue_params")),
         "mpp": options.get("mpp"),
+        "tiling": check_tiling(
+            options.get("tiling", "grid"), options.get("tiles_from"), options.get("protocol")
+        ),
+        "protocol": options.get("protocol"),
+        "tiles_from": options.get("tiles_from"),
     }
 
 
@@ -119,6 +126,9 @@ def completed_row(
             and info.get("tissue_params") == expected["tissue_params"]
             and (info["mpp_source"] == "override") == (expected["mpp"] is not None)
             and _same_number(info["mpp"], expected["mpp"])
+            and info.get("tiling", "grid") == expected["tiling"]
+            and info.get("protocol") == expected["protocol"]
+            and expected["tiles_from"] is None  # a coordinates file may have changed
         )
         row = {
             "slide": str(slide),

@@ -115,6 +115,9 @@ def predict_slide(
     progress: bool | ProgressCallback = True,
     cancel: threading.Event | None = None,
     slide_backend: str = "auto",
+    tiling: str = "grid",
+    tiles_from: str | Path | None = None,
+    protocol: str | None = None,
 ) -> PredictionResult:
     """Score one slide and write its result files; see the module docstring.
 
@@ -131,7 +134,12 @@ def predict_slide(
     ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
     ``slide_backend``: "auto" (chosen from the file) or the library to read the slide with
     ("tiffslide", "wsidicom", "openslide"); slide.json records the format and backend used.
-    Raises ``ImiliaError`` (or a subclass) for anything the user can fix.
+    ``tiling``: ``grid`` (ours) or ``deepzoom`` (IMILIA's openslide DeepZoom tiles at the level
+    nearest to ``target_mpp``, tissue-filtered); ``tiles_from``: IMILIA's ``tiles_coords.npy``
+    for this slide (DeepZoom level, column, row), implies ``deepzoom``; ``protocol="imilia"``:
+    DeepZoom tiles and bags cut / zero-padded to IMILIA's 10,000 rows
+    (``napari_imilia.tiling_deepzoom``). Raises ``ImiliaError`` (or a subclass) for anything
+    the user can fix.
     """
     from napari_imilia.extractors import create_extractor
     from napari_imilia.features import extract_slide_features
@@ -142,6 +150,9 @@ def predict_slide(
 
     started = time.perf_counter()
     tissue_kwargs = check_tissue_params(tissue_params)
+    from napari_imilia.tiling_deepzoom import IMILIA_MAX_TILES, check_tiling
+
+    tiling = check_tiling(tiling, tiles_from, protocol)
     if model is None:
         model = load_model(model_path or default_model_path(), device=device)
     config = dict(getattr(model, "config", {}) or {})
@@ -163,13 +174,25 @@ def predict_slide(
         slide_mpp = slide.require_mpp()
         slide_dir = Path(out_dir) / slide.slide_id
         tissue = detect_tissue(slide, **tissue_kwargs)
-        grid = make_tile_grid(
-            slide,
-            tissue,
-            target_mpp=target_mpp,
-            tile_px=tile_px,
-            min_tissue_fraction=min_tissue_fraction,
-        )
+        if tiling == "deepzoom":
+            from napari_imilia.tiling_deepzoom import deepzoom_grid, load_tiles_coords
+
+            grid = deepzoom_grid(
+                slide,
+                coords=load_tiles_coords(tiles_from) if tiles_from else None,
+                tissue_mask=tissue,
+                target_mpp=target_mpp,
+                min_tissue_fraction=min_tissue_fraction,
+                tile_px=tile_px,
+            )
+        else:
+            grid = make_tile_grid(
+                slide,
+                tissue,
+                target_mpp=target_mpp,
+                tile_px=tile_px,
+                min_tissue_fraction=min_tissue_fraction,
+            )
         if grid.n_tiles == 0:
             raise NoTissueError(
                 f"no tile of {slide.path.name} ({tile_px} px at {target_mpp} µm/px) has at "
@@ -186,7 +209,10 @@ def predict_slide(
             progress=progress,
             cancel=cancel,
         )
-        prediction = model.predict(bag.features)
+        if protocol == "imilia":  # IMILIA's bags: first 10,000 rows, zero-padded to 10,000
+            prediction = model.predict(bag.features, pad_to_tiles=IMILIA_MAX_TILES)
+        else:
+            prediction = model.predict(bag.features)
         tiles = grid.to_frame()
         tiles["score"] = prediction.tile_scores.astype(np.float64)
         tiles["rank"] = tiles["score"].rank(ascending=False, method="first").astype(int)
@@ -213,6 +239,8 @@ def predict_slide(
             "target_mpp": target_mpp,
             "tile_px": tile_px,
             "tile_footprint_px": int(tiles["width"].iloc[0]),
+            "tiling": tiling,
+            "protocol": protocol,
             "min_tissue_fraction": float(min_tissue_fraction),
             "tissue": {
                 "saturation_threshold": tissue.saturation_threshold,

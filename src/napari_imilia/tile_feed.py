@@ -22,7 +22,7 @@ import numpy as np
 
 from napari_imilia.errors import SlideError
 from napari_imilia.slide import Slide
-from napari_imilia.tiling import TileGrid, TileReader
+from napari_imilia.tiling import TileGrid
 
 
 class TileReadError(SlideError):
@@ -71,7 +71,7 @@ class TileFeed:
         self.prefetch_batches = int(prefetch_batches)
         rows = np.arange(grid.n_tiles) if indices is None else np.asarray(indices)
         self.indices = rows.astype(np.int64)
-        self._reader = TileReader(slide, grid)
+        self._reader = grid.reader(slide)
         self._executor: ThreadPoolExecutor | None = None
         self._started = False
 

@@ -98,6 +98,10 @@ class TileGrid:
             tissue_fraction=self.tissue_fraction[keep],
         )
 
+    def reader(self, slide: Slide) -> TileReader:
+        """What reads this grid's tiles (``reader(index)`` -> (tile_px, tile_px, 3) uint8)."""
+        return TileReader(slide, self)
+
     def to_frame(self) -> pd.DataFrame:
         """Table ``tile_id, x, y, width, height, tissue_fraction`` (level-0 pixels)."""
         return pd.DataFrame(

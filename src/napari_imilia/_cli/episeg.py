@@ -25,11 +25,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Embed every tile with a ViT extractor, label each 14 px patch from the tile's "
             "binary epithelium mask, cross-validate a logistic regression grouped by tile, and "
             "write the probe (.safetensors) and episeg_cv.json (average precision per fold) "
-            "beside it. Tiles: RGB PNG/TIFF; masks: binary PNGs with the same names (stem)."
+            "beside it. Tiles: RGB PNG/TIFF; masks: binary PNGs with the same names (stem). "
+            "Or --dataset: IBDColEpi's patch dataset as IMILIA uses it (images resized to "
+            "1022 px, trained on Trainset, evaluated on Testset: episeg_test.json with the "
+            "average precision and the precision-recall curve, and episeg_pr_curve.png)."
         ),
     )
-    parser.add_argument("--tiles", required=True, help="folder of RGB tiles (.png, .tif)")
-    parser.add_argument("--masks", required=True, help="folder of binary masks (.png), same names")
+    parser.add_argument("--tiles", default=None, help="folder of RGB tiles (.png, .tif)")
+    parser.add_argument("--masks", default=None, help="folder of binary masks (.png), same names")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        metavar="DIR",
+        help="IBDColEpi patch dataset (patch-dataset-HE/{Trainset,Testset}/{Images_tif,"
+        "Labels_tif}) instead of --tiles/--masks",
+    )
+    parser.add_argument(
+        "--image-px",
+        type=int,
+        default=1022,
+        help="--dataset images are resized to this (IMILIA: 1022 px = 73 patches of 14 px)",
+    )
     parser.add_argument("--extractor", required=True, help="ViT extractor name (patch tokens)")
     parser.add_argument("--extractor-weights", default=None, help="local weights file")
     parser.add_argument("--out", required=True, help="probe file to write (.safetensors)")
@@ -153,7 +169,22 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ImiliaError(f"--out {out} must end in .safetensors")
-    names, tiles, masks = load_pairs(Path(args.tiles), Path(args.masks))
+    if (args.dataset is None) == (args.tiles is None or args.masks is None):
+        raise ImiliaError("give --tiles and --masks, or --dataset (IBDColEpi's patch dataset)")
+    test = None
+    if args.dataset is not None:
+        from napari_imilia.epithelium.ibdcolepi import load_patch_dataset, split_folders
+
+        train = load_patch_dataset(args.dataset, "Trainset", args.image_px)
+        names, tiles, masks = train.names, train.images, train.labels
+        try:
+            split_folders(args.dataset, "Testset")
+        except DataError:
+            print("no Testset in the dataset: cross-validation only")
+        else:
+            test = load_patch_dataset(args.dataset, "Testset", args.image_px)
+    else:
+        names, tiles, masks = load_pairs(Path(args.tiles), Path(args.masks))
     if len(names) < args.folds:
         raise DataError(
             f"{len(names)} tile(s) cannot be split into {args.folds} folds; "
@@ -164,9 +195,10 @@ def run(args: argparse.Namespace) -> int:
     extractor = create_extractor(
         args.extractor, weights_path=args.extractor_weights, device=args.device
     )
+    native = args.dataset is not None  # IMILIA: H0-mini on the whole 1022 px image
     tokens = np.concatenate(
         [
-            patch_tokens_of(extractor, tiles[start : start + args.batch_size])
+            patch_tokens_of(extractor, tiles[start : start + args.batch_size], native_size=native)
             for start in range(0, len(tiles), max(1, args.batch_size))
         ]
     )
@@ -194,4 +226,49 @@ def run(args: argparse.Namespace) -> int:
         f"(folds: {folds_text})"
     )
     print(f"wrote {out} and {cv_path}")
+    if test is not None:
+        _evaluate_test_set(probe, extractor, test, out, args.batch_size)
     return 0
+
+
+def _evaluate_test_set(probe: Any, extractor: Any, test: Any, out: Path, batch: int) -> None:
+    """Average precision and PR curve of the probe on the Testset, as IMILIA reports them."""
+    from napari_imilia._utils import atomic_path, write_text_atomic
+    from napari_imilia.epithelium import patch_tokens_of
+    from napari_imilia.epithelium.ibdcolepi import evaluate_on_patches
+
+    tokens = np.concatenate(
+        [
+            patch_tokens_of(extractor, test.images[start : start + batch], native_size=True)
+            for start in range(0, len(test.images), max(1, batch))
+        ]
+    )
+    result = {
+        "probe": out.name,
+        "images": test.names,
+        **evaluate_on_patches(probe, tokens, test.labels),
+    }
+    json_path = out.with_name("episeg_test.json")
+    write_text_atomic(json_path, json.dumps(_json_ready(result), indent=2) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    curve = result["pr_curve"]
+    axis.plot(curve["recall"], curve["precision"])
+    axis.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.02))
+    axis.set_title(f"EpiSeg test set: AP {result['average_precision']:.4f}")
+    axis.grid(True)
+    png_path = out.with_name("episeg_pr_curve.png")
+    with atomic_path(png_path) as temporary:
+        figure.savefig(temporary, format="png", bbox_inches="tight", dpi=120)
+    plt.close(figure)
+    print(
+        f"test set ({len(test.names)} images, {result['n_patches']} patches): average "
+        f"precision {result['average_precision']:.4f}; at threshold {probe.threshold:g}: "
+        f"precision {result['precision_at_threshold']:.3f}, recall "
+        f"{result['recall_at_threshold']:.3f}"
+    )
+    print(f"wrote {json_path} and {png_path}")

@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cell-checkpoint) or histoplus-json (reads --histoplus-json)",
     )
     parser.add_argument(
+        "--cell-protocol",
+        choices=("histoplus", "tile-context"),
+        default="histoplus",
+        help="CellViT inference: histoplus (HistoPLUS's 784 px windows, cells per window, "
+        "duplicates removed; default) or tile-context (224 px windows, stitched maps)",
+    )
+    parser.add_argument(
         "--cell-checkpoint", default=None, help="local CellViT checkpoint (--cell-backend cellvit)"
     )
     parser.add_argument(
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         results_dir=args.results,
         cell_backend=args.cell_backend,
         cell_checkpoint=args.cell_checkpoint,
+        cell_protocol=args.cell_protocol,
         histoplus_json=args.histoplus_json,
         epithelium_method=args.epithelium,
         episeg_probe=args.episeg_probe,

@@ -193,6 +193,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="N",
             help=f"deprecated name of {new} (still works)",
         )
+    parser.add_argument(
+        "--tiling",
+        choices=("grid", "deepzoom"),
+        default="grid",
+        help="grid: our tiles at the model's MPP; deepzoom: IMILIA's openslide DeepZoom tiles "
+        "(224 px, no overlap) at the DeepZoom level nearest to the model's MPP, tissue-filtered",
+    )
+    parser.add_argument(
+        "--tiles-from",
+        default=None,
+        metavar="NPY",
+        help="IMILIA's tiles_coords.npy for the slide ((level, column, row) DeepZoom tiles); "
+        "one slide only; implies --tiling deepzoom",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("imilia",),
+        default=None,
+        help="imilia: IMILIA's inference (DeepZoom tiles, bags cut / zero-padded to 10,000 rows)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -239,6 +259,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ImiliaError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.num_workers is not None and args.num_workers < 0:
         raise ImiliaError(f"--decode-threads must be 0 or more, got {args.num_workers}")
+    if args.tiles_from is not None and len(args.slides) != 1:
+        raise ImiliaError("--tiles-from lists one slide's tiles: give exactly one slide")
     from napari_imilia.predict import check_tissue_params
 
     check_tissue_params(predict_options(args)["tissue_params"])
@@ -269,7 +291,20 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
         "slide_backend": args.slide_backend,
+        **_tiling_options(args),
     }
+
+
+def _tiling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """IMILIA's tiling / protocol options, only when asked for."""
+    options: dict[str, Any] = {}
+    if getattr(args, "tiling", "grid") != "grid":
+        options["tiling"] = args.tiling
+    if getattr(args, "tiles_from", None):
+        options["tiles_from"] = args.tiles_from
+    if getattr(args, "protocol", None):
+        options["protocol"] = args.protocol
+    return options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -79,15 +79,22 @@ class EpitheliumResult:
         return float(self.mask.mean()) if self.mask.size else 0.0
 
 
-def patch_tokens_of(extractor: Any, tiles_uint8: np.ndarray) -> np.ndarray:
-    """(B, h, w, D) float32 patch tokens of (B, H, W, 3) uint8 tiles from a ViT extractor."""
+def patch_tokens_of(
+    extractor: Any, tiles_uint8: np.ndarray, *, native_size: bool = False
+) -> np.ndarray:
+    """(B, h, w, D) float32 patch tokens of (B, H, W, 3) uint8 tiles from a ViT extractor;
+    ``native_size``: at the tiles' own size (IMILIA's 1022 px EpiSeg images), not resized."""
     if not callable(getattr(extractor, "patch_tokens", None)):
         raise ImiliaError(
             f"extractor '{getattr(extractor, 'name', extractor)}' gives no patch tokens, and "
             "EpiSeg needs one embedding per 14 px patch; use a ViT extractor "
             "(see `imilia extractors`)"
         )
-    tokens = extractor.patch_tokens(np.ascontiguousarray(tiles_uint8, dtype=np.uint8))
+    tiles_uint8 = np.ascontiguousarray(tiles_uint8, dtype=np.uint8)
+    if native_size:
+        tokens = extractor.patch_tokens(tiles_uint8, native_size=True)
+    else:
+        tokens = extractor.patch_tokens(tiles_uint8)
     if hasattr(tokens, "detach"):
         tokens = tokens.detach().cpu().numpy()
     tokens = np.asarray(tokens, dtype=np.float32)

@@ -158,16 +158,22 @@ class ViTExtractor(Extractor):
         self._mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
 
-    def _forward(self, tiles: np.ndarray) -> ViTOutput:
-        images = tiles_to_tensor(tiles, self.tile_px, self.device)
+    def _forward(self, tiles: np.ndarray, native_size: bool = False) -> ViTOutput:
+        side = tiles.shape[1] if native_size else self.tile_px
+        images = tiles_to_tensor(tiles, side, self.device)
         images = (images - self._mean) / self._std
         with inference_context(self.device):
             return self.model(images)
 
-    def _batches(self, tiles_uint8: np.ndarray) -> list[ViTOutput]:
+    def _batches(self, tiles_uint8: np.ndarray, native_size: bool = False) -> list[ViTOutput]:
         tiles = check_tiles(tiles_uint8, self.name)
+        if native_size and (tiles.shape[1] != tiles.shape[2] or tiles.shape[1] % self.patch_px):
+            raise ImiliaError(
+                f"{self.name}: tiles kept at their own size must be square and a multiple of "
+                f"{self.patch_px} px; got {tiles.shape[2]}x{tiles.shape[1]}"
+            )
         return [
-            self._forward(tiles[start : start + self.batch_size])
+            self._forward(tiles[start : start + self.batch_size], native_size)
             for start in range(0, len(tiles), self.batch_size)
         ]
 
@@ -186,12 +192,14 @@ class ViTExtractor(Extractor):
             return np.zeros((0, self.dim), dtype=np.float32)
         return torch.cat([self._tile_embedding(out) for out in outputs]).float().cpu().numpy()
 
-    def patch_tokens(self, tiles_uint8: np.ndarray) -> np.ndarray:
+    def patch_tokens(self, tiles_uint8: np.ndarray, *, native_size: bool = False) -> np.ndarray:
         """(B, H, W, 3) uint8 -> (B, h, w, dim) float32 patch tokens (after final norm).
 
-        ``h = w = tile_px // patch_px`` (16 for H0-mini: one token per 14 px patch).
+        ``h = w = tile_px // patch_px`` (16 for H0-mini: one token per 14 px patch); with
+        ``native_size`` the tiles are not resized (square, a multiple of the patch size: IMILIA
+        runs H0-mini on 1022 px EpiSeg images, 73 x 73 tokens) and ``h = w = H // patch_px``.
         """
-        outputs = self._batches(tiles_uint8)
+        outputs = self._batches(tiles_uint8, native_size)
         if not outputs:
             return self._empty_tokens()
         return torch.cat([out.patch_tokens for out in outputs]).float().cpu().numpy()

@@ -119,6 +119,7 @@ def inspect_slide(
     workers: int | None = None,
     progress: bool | ProgressCallback = False,
     cancel: threading.Event | None = None,
+    cell_protocol: str = "histoplus",
 ) -> SlideInspection:
     """Inspect the chosen tiles of a scored slide and write ``INSPECT_FILES``.
 
@@ -143,6 +144,7 @@ def inspect_slide(
             None if episeg_extractor_weights is None else os.fspath(episeg_extractor_weights)
         ),
         device=device,
+        cell_protocol=cell_protocol,
         analysis_mpp=analysis_mpp,
     )
     out_root = Path(out_dir)

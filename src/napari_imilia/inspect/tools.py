@@ -44,6 +44,7 @@ class InspectConfig:
     episeg_extractor_weights: str | None = None
     device: str = "auto"
     analysis_mpp: float | None = None
+    cell_protocol: str = "histoplus"
 
     def __post_init__(self) -> None:
         key = self.cell_backend.strip().lower().replace("_", "-")
@@ -66,6 +67,13 @@ class InspectConfig:
             raise ImiliaError(
                 "epithelium method 'episeg' needs a trained probe: pass --episeg-probe PATH "
                 "(train one with `imilia train-episeg`), or use 'stain-heuristic'"
+            )
+        protocol = self.cell_protocol.strip().lower().replace("_", "-")
+        object.__setattr__(self, "cell_protocol", protocol)
+        if protocol not in ("histoplus", "tile-context"):
+            raise ImiliaError(
+                f"unknown CellViT protocol {self.cell_protocol!r} (--cell-protocol); choose "
+                "histoplus or tile-context"
             )
         if self.analysis_mpp is not None and not (
             math.isfinite(self.analysis_mpp) and self.analysis_mpp > 0
@@ -94,6 +102,7 @@ class InspectConfig:
             "epithelium_method": self.epithelium_method,
             "episeg_probe": self.episeg_probe,
             "analysis_mpp": self.analysis_mpp,
+            "cell_protocol": self.cell_protocol if self.cell_backend == "cellvit" else None,
         }
 
 
@@ -120,6 +129,7 @@ class InspectTools:
                 checkpoint=Path(config.cell_checkpoint or ""),
                 device=config.device,
                 mpp=config.analysis_mpp,
+                protocol=config.cell_protocol,
             )
         else:
             backend = create_cell_backend(

@@ -3,10 +3,18 @@
 Per tile: resample to the model's µm/px (``base.resample_tile``); tissue from the given
 mask or optical density (under 1%: flag ``no_tissue``, the network is not run) and the
 quality flags of ``stain.tile_quality_flags`` (``out_of_focus``, ``not_he``, ``ink``: the
-network still runs, its cells are flagged); cover it with overlapping
-windows (``cellvit.windows``), run them in batches on the GPU (bf16 autocast) or the CPU,
-stitch the output maps, extract nuclei with HoVer-Net post-processing (``cellvit.post``) and
-measure them with ``measure.build_tile_cells``. Labels are at the model's µm/px.
+network still runs, its cells are flagged); then one of two protocols, the windows run in
+batches on the GPU (bf16 autocast) or the CPU:
+
+- ``histoplus`` (default): HistoPLUS's own (``cellvit.protocol``): 784 px windows on a
+  DeepZoom grid overlapping by 64 px, cells found in each window from float16 maps, the
+  duplicates removed as HistoPLUS removes them; classes and ``probability`` are HistoPLUS's
+  (the fraction of the cell's pixels voting for its class);
+- ``tile-context``: 224 px windows overlapping by 64 px whose output maps are stitched
+  (``cellvit.windows``) before nuclei are extracted once (``cellvit.post``); ``probability``
+  is the cell's mean softmax probability of its class.
+
+Cells are measured with ``measure.build_tile_cells``. Labels are at the model's µm/px.
 """
 
 from __future__ import annotations
@@ -28,12 +36,25 @@ from napari_imilia.cells.cellvit.post import (
     hover_params_for_mpp,
     vote_classes,
 )
+from napari_imilia.cells.cellvit.protocol import (
+    HISTOPLUS_OVERLAP_PX,
+    HISTOPLUS_WINDOW_PX,
+    segment_region,
+)
 from napari_imilia.cells.cellvit.windows import TileMaps, predict_tile_maps
 from napari_imilia.cells.measure import build_tile_cells
 from napari_imilia.cells.stain import optical_density, tile_quality_flags, tissue_from_od
 from napari_imilia.cells.types import CellTile, TileCells
 from napari_imilia.device import inference_context, resolve_device
 from napari_imilia.errors import ImiliaError
+
+#: Inference protocols: HistoPLUS's windows and duplicate removal, or stitched maps.
+PROTOCOLS = ("histoplus", "tile-context")
+#: (window_px, overlap_px) of each protocol, model pixels.
+PROTOCOL_WINDOWS = {
+    "histoplus": (HISTOPLUS_WINDOW_PX, HISTOPLUS_OVERLAP_PX),
+    "tile-context": (224, 64),
+}
 
 #: Tissue fraction under which a tile given with a tissue mask is skipped (flag ``no_tissue``).
 MIN_TISSUE_FRACTION = 0.01
@@ -75,9 +96,11 @@ class CellViTBackend:
     ``checkpoint``: a ``.safetensors``/``.pt`` file (or a loaded ``CellViT``, whose own
     config is used); ``device``: ``auto``/``cpu``/``cuda[:N]``; ``batch_size``: windows per
     forward pass; ``config``: a JSON config path or ``CellViTConfig`` when the file has none
-    beside it; ``mpp``: override the µm/px the model works at; ``window_px``/``overlap_px``:
-    sliding windows (model pixels, ``window_px`` a multiple of the patch size); ``hover``:
-    post-processing settings (HistoPLUS's for the model's µm/px by default).
+    beside it; ``mpp``: override the µm/px the model works at; ``protocol``: ``histoplus``
+    (default) or ``tile-context`` (module docstring); ``window_px``/``overlap_px``: windows
+    (model pixels, ``window_px`` a multiple of the patch size; the protocol's by default:
+    784/64 and 224/64); ``hover``: post-processing settings (HistoPLUS's for the model's
+    µm/px by default).
     """
 
     name = "cellvit"
@@ -90,10 +113,18 @@ class CellViTBackend:
         *,
         config: CellViTConfig | str | Path | None = None,
         mpp: float | None = None,
-        window_px: int = 224,
-        overlap_px: int = 64,
+        protocol: str = "histoplus",
+        window_px: int | None = None,
+        overlap_px: int | None = None,
         hover: HoverParams | None = None,
     ) -> None:
+        protocol = str(protocol).lower().replace("_", "-")
+        if protocol not in PROTOCOLS:
+            choices = ", ".join(PROTOCOLS)
+            raise ImiliaError(f"unknown protocol {protocol!r}; choose one of {choices}")
+        self.protocol = protocol
+        window_px = PROTOCOL_WINDOWS[protocol][0] if window_px is None else int(window_px)
+        overlap_px = PROTOCOL_WINDOWS[protocol][1] if overlap_px is None else int(overlap_px)
         if isinstance(checkpoint, CellViT):
             model, self.checkpoint = checkpoint.eval(), None
             if mpp is not None:
@@ -107,8 +138,9 @@ class CellViTBackend:
             raise ImiliaError(f"batch_size must be at least 1; got {batch_size}")
         if window_px < patch or window_px % patch:
             raise ImiliaError(f"window_px must be a multiple of the patch size {patch} px")
-        if not 0 <= overlap_px < window_px:
-            raise ImiliaError(f"overlap_px must be in [0, window_px={window_px}); got {overlap_px}")
+        most = window_px // 2 if protocol == "histoplus" else window_px
+        if not 0 <= overlap_px < most:
+            raise ImiliaError(f"overlap_px must be in [0, {most}) for {protocol}; got {overlap_px}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.batch_size = int(batch_size)
@@ -157,6 +189,10 @@ class CellViTBackend:
         results: dict[int, TileCells] = {
             i: self._empty(p) for i, p in enumerate(prepared) if p.skip
         }
+        if self.protocol == "histoplus":
+            for i in run:
+                results[i] = self._histoplus_cells(prepared[i])
+            return [results[i] for i in range(len(prepared))]
         stitched = predict_tile_maps(
             [prepared[i].rgb for i in run],
             self.predict_windows,
@@ -199,8 +235,26 @@ class CellViTBackend:
             flags=p.flags,
         )
 
+    def _histoplus_cells(self, p: _Prepared) -> TileCells:
+        labels, kept = segment_region(
+            p.rgb,
+            self.predict_windows,
+            self.hover,
+            window_px=self.window_px,
+            overlap_px=self.overlap_px,
+            batch_size=self.batch_size,
+        )
+        channels = np.array([0, *(c.channel for c in kept)], dtype=np.int64)
+        probability = np.array([0.0, *(c.confidence for c in kept)])
+        return self._measure(p, labels, self._taxonomy[channels], probability)
+
     def _cells(self, p: _Prepared, maps: TileMaps) -> TileCells:
         labels, class_ids, probability = cells_from_maps(maps, self._taxonomy, self.hover)
+        return self._measure(p, labels, class_ids, probability)
+
+    def _measure(
+        self, p: _Prepared, labels: np.ndarray, class_ids: np.ndarray, probability: np.ndarray
+    ) -> TileCells:
         if p.tissue is not None and labels.any():  # drop cells mostly outside the tissue
             area = np.bincount(labels.ravel())
             inside = np.bincount(labels.ravel(), weights=p.tissue.ravel(), minlength=len(area))

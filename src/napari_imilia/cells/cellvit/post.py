@@ -1,23 +1,28 @@
 """HoVer-Net post-processing: nuclei instances from the NP and HV maps, a class per instance.
 
-Steps of :func:`hover_instances` (HoVer-Net's, with HistoPLUS's settings; images (H, W)):
+Steps of :func:`hover_instances` (HistoPLUS's post-processing, reproduced to the pixel on
+fixed maps by ``tests/test_histoplus_parity.py``; images (H, W)):
 
 1. foreground = nuclei probability >= ``nuclei_threshold``; 4-connected parts under
    ``min_size_px`` pixels are removed;
-2. each HV map is min-max scaled to [0, 1]; its derivative across its own direction
-   (Sobel of ``sobel_ksize``: x for the horizontal map, y for the vertical one) is min-max
+2. each HV map is min-max scaled to [0, 1] (float32, as OpenCV's ``normalize``); its
+   derivative across its own direction (Sobel of ``sobel_ksize``: x for the horizontal map,
+   y for the vertical one; borders mirrored without repeating the edge pixel) is min-max
    scaled and inverted, so the strong negative steps between touching nuclei (+1 -> -1) and
    at nuclear borders become ~1; edges = the larger of the two, zero outside the foreground;
-3. markers = foreground where edges < ``edge_threshold``, holes filled, opened with a
-   ``marker_open_px`` disk, parts under ``min_size_px`` removed;
+3. markers = foreground where edges < ``edge_threshold``, holes filled, opened with
+   OpenCV's ``marker_open_px`` elliptical kernel (5 px: a 5x5 square without its four
+   corner pairs; outside the image never erodes nor dilates: OpenCV's border rule), parts
+   under ``min_size_px`` removed;
 4. watershed of the smoothed (3x3 binomial) inverted ``(1 - edges) * foreground`` from the
    markers within the foreground.
 
 Classes (:func:`vote_classes`): each instance takes the non-background class most of its
-pixels vote for (per-pixel argmax of the type map); an instance whose pixels all vote
-background is dropped (HistoPLUS does the same). Its probability is the mean over its pixels
-of that class's softmax probability (HistoPLUS's JSON ``confidence`` is instead the fraction of
-pixels voting for it).
+pixels vote for (per-pixel argmax of the type map, ties to the lower class); an instance
+whose pixels all vote background is dropped (HistoPLUS does the same). Its probability is
+the mean over its pixels of that class's softmax probability; HistoPLUS's ``confidence``
+(:func:`vote_fractions`) is instead the fraction of its pixels voting for it. HistoPLUS also
+drops instances whose OpenCV contour has fewer than 3 points (:func:`thin_instances`).
 """
 
 from __future__ import annotations
@@ -60,12 +65,20 @@ def hover_params_for_mpp(mpp: float) -> HoverParams:
 
 
 def minmax(image: np.ndarray) -> np.ndarray:
-    """``image`` scaled to [0, 1] (float32); zeros when it is constant."""
-    image = np.asarray(image, dtype=np.float64)
-    low, high = float(image.min(initial=0.0)), float(image.max(initial=0.0))
-    if high - low <= 1e-12:
+    """``image`` scaled to [0, 1] (float32) as OpenCV's ``normalize(NORM_MINMAX)`` does it:
+    ``x * scale + shift`` with scale = 1 / (max - min), shift = -min * scale (both rounded to
+    float32 for a float32 image); zeros when it is constant."""
+    image = np.asarray(image)
+    if image.size == 0:
         return np.zeros(image.shape, dtype=np.float32)
-    return ((image - low) / (high - low)).astype(np.float32)
+    low, high = float(image.min()), float(image.max())
+    if high - low <= np.finfo(np.float64).eps:
+        return np.zeros(image.shape, dtype=np.float32)
+    scale = 1.0 / (high - low)
+    shift = -low * scale
+    if image.dtype != np.float64:
+        scale, shift = float(np.float32(scale)), float(np.float32(shift))
+    return (image.astype(np.float64) * scale + shift).astype(np.float32)
 
 
 def sobel_kernels(ksize: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +100,31 @@ def sobel(image: np.ndarray, axis: int, ksize: int) -> np.ndarray:
     return ndi.correlate1d(out, smooth, axis=1 - axis, mode="mirror")
 
 
-def disk_footprint(size_px: int) -> np.ndarray:
-    """(size, size) bool disk of diameter ``size_px`` centred on the middle pixel."""
-    offsets = np.arange(size_px) - (size_px - 1) / 2
-    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size_px / 2) ** 2
+def ellipse_footprint(size_px: int) -> np.ndarray:
+    """(size, size) bool ellipse as OpenCV's ``getStructuringElement(MORPH_ELLIPSE)`` draws
+    it: row i spans the centre column +- round(c * sqrt(1 - ((i - r) / r)^2)), r = c =
+    size // 2 (5 px: rows of 1, 5, 5, 5, 1 pixels)."""
+    half = size_px // 2
+    footprint = np.zeros((size_px, size_px), dtype=bool)
+    for row in range(size_px):
+        dy = row - half
+        if half == 0:
+            footprint[row] = True
+            continue
+        if abs(dy) > half:
+            continue
+        dx = int(np.rint(half * np.sqrt((half * half - dy * dy) / (half * half))))
+        footprint[row, max(half - dx, 0) : min(half + dx + 1, size_px)] = True
+    return footprint
+
+
+def open_markers(markers: np.ndarray, size_px: int) -> np.ndarray:
+    """Morphological opening by :func:`ellipse_footprint` with OpenCV's border rule: pixels
+    outside the image count as foreground for the erosion and background for the dilation,
+    so markers touching the border are not eaten by it."""
+    footprint = ellipse_footprint(size_px)
+    eroded = ndi.binary_erosion(markers, structure=footprint, border_value=1)
+    return ndi.binary_dilation(eroded, structure=footprint, border_value=0)
 
 
 def remove_small(mask: np.ndarray, min_size_px: int) -> np.ndarray:
@@ -119,13 +153,13 @@ def hover_instances(
     edge_y = 1.0 - minmax(sobel(minmax(hv[1]), axis=0, ksize=p.sobel_ksize))
     edges = np.where(foreground, np.maximum(edge_x, edge_y), 0.0)
     binomial = np.array([0.25, 0.5, 0.25])
-    height = (1.0 - edges) * foreground
+    height = (1.0 - edges.astype(np.float64)) * foreground
     for axis in (0, 1):
         height = ndi.correlate1d(height, binomial, axis=axis, mode="mirror")
     height = -height
-    markers = foreground & (edges < p.edge_threshold)
+    markers = foreground & (edges.astype(np.float64) < p.edge_threshold)
     markers = ndi.binary_fill_holes(markers)
-    markers = ndi.binary_opening(markers, structure=disk_footprint(p.marker_open_px))
+    markers = open_markers(markers, p.marker_open_px)
     markers = remove_small(markers, p.min_size_px)
     marker_labels, _ = ndi.label(markers)
     labels = watershed(height, markers=marker_labels, mask=foreground)
@@ -150,6 +184,39 @@ def vote_classes(labels: np.ndarray, type_prob: np.ndarray) -> tuple[np.ndarray,
     area = np.maximum(np.bincount(flat, minlength=n_labels), 1)
     probability = np.bincount(flat, weights=chosen, minlength=n_labels) / area
     return winner.astype(np.int64), probability
+
+
+def vote_fractions(labels: np.ndarray, type_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HistoPLUS's class vote, per label value (entry 0 unused): the non-background class
+    most pixels of the instance carry in ``type_map`` ((H, W) ints, 0 background; ties to
+    the lower class; 0 when all are background) and the fraction of its pixels carrying it
+    (count / (area + 1e-6), HistoPLUS's ``confidence``)."""
+    n_labels = int(labels.max(initial=0)) + 1
+    n_classes = int(type_map.max(initial=0)) + 1
+    flat = labels.ravel().astype(np.int64)
+    counts = np.bincount(
+        flat * n_classes + type_map.ravel().astype(np.int64), minlength=n_labels * n_classes
+    ).reshape(n_labels, n_classes)
+    if n_classes == 1:
+        return np.zeros(n_labels, np.int64), np.zeros(n_labels)
+    winner = np.where(counts[:, 1:].any(axis=1), 1 + np.argmax(counts[:, 1:], axis=1), 0)
+    winner[0] = 0
+    area = counts.sum(axis=1)
+    fraction = counts[np.arange(n_labels), winner] / (area + 1.0e-6)
+    return winner.astype(np.int64), np.where(winner > 0, fraction, 0.0)
+
+
+def thin_instances(labels: np.ndarray) -> np.ndarray:
+    """Per label value (entry 0 False): True for an instance one pixel high or one pixel
+    wide, whose OpenCV contour (``CHAIN_APPROX_SIMPLE``) has fewer than 3 points, so
+    HistoPLUS drops it. Instances from :func:`hover_instances` are 4-connected, so these are
+    exactly the single pixels and straight one-pixel runs."""
+    thin = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
+    for index, region in enumerate(ndi.find_objects(labels), start=1):
+        if region is not None:
+            rows, cols = region
+            thin[index] = rows.stop - rows.start == 1 or cols.stop - cols.start == 1
+    return thin
 
 
 def hv_targets(labels: np.ndarray) -> np.ndarray:
