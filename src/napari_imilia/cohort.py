@@ -16,6 +16,7 @@ import pandas as pd
 
 from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import ImiliaError
+from napari_imilia.safe_paths import check_writable_folder
 
 SUMMARY_COLUMNS: tuple[str, ...] = ("slide", "slide_id", "status", "score", "n_tiles", "error")
 ResultCallback = Callable[[dict[str, Any]], None]
@@ -89,6 +90,7 @@ def predict_cohort(
     slides = [str(Path(s)) for s in slides]
     check_unique_slide_ids(slides)
     out_dir = Path(out_dir)
+    check_writable_folder(out_dir)
     if scheduler is None and (n_workers is None or n_workers <= 1):
         options = _preload(options)
         out_dir.mkdir(parents=True, exist_ok=True)

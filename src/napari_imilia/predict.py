@@ -34,6 +34,7 @@ import pandas as pd
 from napari_imilia import __version__
 from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import ImiliaError
+from napari_imilia.safe_paths import check_writable_folder, path_inside
 
 ProgressCallback = Callable[[int, int], None]
 #: The files ``predict_slide`` writes per slide, in the order they are moved into place.
@@ -136,6 +137,9 @@ def predict_slide(
 
     started = time.perf_counter()
     tissue_kwargs = check_tissue_params(tissue_params)
+    check_writable_folder(out_dir)  # before any model is loaded or feature extracted
+    if cache_dir is not None:
+        check_writable_folder(cache_dir, what="feature cache folder")
     if model is None:
         model = load_model(model_path or default_model_path(), device=device)
     config = dict(getattr(model, "config", {}) or {})
@@ -155,7 +159,7 @@ def predict_slide(
 
     with open_slide(slide_path, mpp=mpp) as slide:
         slide_mpp = slide.require_mpp()
-        slide_dir = Path(out_dir) / slide.slide_id
+        slide_dir = path_inside(out_dir, slide.slide_id)
         tissue = detect_tissue(slide, **tissue_kwargs)
         grid = make_tile_grid(
             slide,

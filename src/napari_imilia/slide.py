@@ -196,12 +196,17 @@ class Slide:
 
 
 def slide_id_for(path: str | os.PathLike[str]) -> str:
-    """The ``slide_id`` a slide at ``path`` gets: its file name without slide extension(s)."""
+    """The ``slide_id`` a slide at ``path`` gets: its file name without slide extension(s),
+    made a safe folder name (:func:`~napari_imilia.safe_paths.safe_name`: ``CMU-1.svs`` gives
+    ``CMU-1``; ``...svs``, a name with control characters or one over 100 bytes gives a
+    cleaned, shortened name ending in ``-<8 hex>`` of the original)."""
+    from napari_imilia.safe_paths import safe_name
+
     name = Path(path).name
     for suffix in (".ome.tiff", ".ome.tif"):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
+            return safe_name(name[: -len(suffix)])
+    return safe_name(Path(path).stem)
 
 
 def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
@@ -250,7 +255,7 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
         slide_mpp, source = metadata_mpp, "metadata" if metadata_mpp is not None else "missing"
     objective = handle.properties.get("tiffslide.objective-power")
     return Slide(
-        path=path.resolve(),
+        path=Path(os.path.abspath(path)),  # not resolved: a link's own name is the slide id
         levels=levels,
         level_info=infos,
         mpp=slide_mpp,
