@@ -79,6 +79,8 @@ class ImportedObject:
 def _load_json(path: Path, limits: ImportLimits) -> Any:
     """Parsed JSON of a plain, .gz or .zip file, read once within ``limits``; a zip's several
     JSON entries are merged into one list of features, as QuPath does."""
+    if not path.exists():
+        raise DataError(f"{path}: no such GeoJSON file")
     entries = read_json_entries(path, limits)
     if len(entries) == 1:
         return entries[0][1]
