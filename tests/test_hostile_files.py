@@ -243,3 +243,43 @@ def test_histoplus_cell_count_limit_and_progress(tmp_path: Path) -> None:
     bomb.write_bytes(gzip.compress(b"{" + b" " * (2 * MIB) + b"}"))
     with pytest.raises(DataError, match="more than 1 MiB"):
         read_histoplus_json(bomb, level0_dimensions=SLIDE_WH, limits=SMALL)
+
+
+@pytest.fixture(scope="module")
+def predicted(small_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """small_HE.svs scored by a tiny model: the results folder `imilia inspect` reads."""
+    import torch
+
+    from napari_imilia.mil import create_model, save_model
+    from napari_imilia.predict import predict_slide
+
+    root = tmp_path_factory.mktemp("predicted")
+    torch.manual_seed(0)
+    model = create_model("max-mil", 64, hidden=[8])
+    path = save_model(
+        model, root / "m.safetensors", extractor="imilia-stain-stats", mpp=2.0, tile_px=224
+    )
+    predict_slide(small_svs, root / "results", model_path=path, progress=False)
+    return root / "results"
+
+
+@pytest.mark.parametrize("name", ["confidence_inf.json", "huge_id.json", "deep.json"])
+def test_cli_inspect_with_a_hostile_histoplus_json_is_one_line_and_exit_2(
+    small_svs: Path,
+    predicted: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+) -> None:
+    from napari_imilia.cli import main
+
+    path = tmp_path / name
+    path.write_text(HOSTILE_HISTOPLUS[name][0])
+    args = ["inspect", str(small_svs), "--out", str(tmp_path / "out"), "--results", str(predicted)]
+    args += ["--cell-backend", "histoplus-json", "--histoplus-json", str(path)]
+    code = main([*args, "--tiles", "top:1", "--workers", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if "error" in line]  # beside the tqdm bar
+    assert len(errors) == 1 and name in errors[0] and errors[0].startswith("imilia inspect: error:")
+    assert "Traceback" not in err
