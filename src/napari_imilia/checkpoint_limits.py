@@ -43,6 +43,12 @@ SIZE_SLACK_BYTES = 256 << 20
 #: Largest integer accepted in a config (a layer width, ``in_dim``, a depth).
 MAX_CONFIG_INT = 1 << 16
 
+
+class CorruptWeightsError(CheckpointError):
+    """A weights file's own declarations (header length, tensor shapes and byte ranges)
+    contradict its size: truncated, corrupt or forged. Loaders reword it in their style."""
+
+
 _DTYPE_BYTES = {
     "BOOL": 1,
     "U8": 1,
@@ -95,10 +101,10 @@ def safetensors_header(path: str | os.PathLike[str]) -> dict[str, tuple[str, tup
     with open(path, "rb") as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:
-            raise CheckpointError(f"{path} is too short to be a safetensors file")
+            raise CorruptWeightsError(f"{path} is too short to be a safetensors file")
         header_len = int.from_bytes(prefix, "little")
         if header_len > min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(
+            raise CorruptWeightsError(
                 f"{path}: safetensors header of {header_len} bytes does not fit the "
                 f"{size}-byte file (limit {MAX_HEADER_BYTES} bytes); corrupt or not safetensors"
             )
@@ -106,9 +112,9 @@ def safetensors_header(path: str | os.PathLike[str]) -> dict[str, tuple[str, tup
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise CheckpointError(f"{path}: unreadable safetensors header ({error})") from error
+        raise CorruptWeightsError(f"{path}: unreadable safetensors header ({error})") from error
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+        raise CorruptWeightsError(f"{path}: safetensors header is not a JSON object")
     data_bytes = size - 8 - header_len
     specs = {}
     for name, entry in header.items():
@@ -119,7 +125,7 @@ def safetensors_header(path: str | os.PathLike[str]) -> dict[str, tuple[str, tup
 
 
 def _tensor_spec(path: Path, name: str, entry: Any, data_bytes: int) -> tuple[str, tuple[int, ...]]:
-    bad = CheckpointError(f"{path}: tensor {name!r} has a malformed or oversized declaration")
+    bad = CorruptWeightsError(f"{path}: tensor {name!r} has a malformed or oversized declaration")
     if not isinstance(entry, dict):
         raise bad
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
@@ -132,7 +138,7 @@ def _tensor_spec(path: Path, name: str, entry: Any, data_bytes: int) -> tuple[st
     begin, end = offsets
     nbytes = math.prod(shape) * _DTYPE_BYTES[dtype]
     if not begin <= end <= data_bytes or end - begin != nbytes:
-        raise CheckpointError(
+        raise CorruptWeightsError(
             f"{path}: tensor {name!r} declares shape {shape} ({nbytes} bytes) at bytes "
             f"{begin}-{end} of a {data_bytes}-byte data section; the file is corrupt or lies"
         )

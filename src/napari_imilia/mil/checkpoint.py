@@ -26,6 +26,7 @@ from napari_imilia import __version__
 from napari_imilia._utils import sha256_file, write_safetensors_atomic, write_text_atomic
 from napari_imilia.checkpoint_limits import (
     MAX_CONFIG_INT,
+    CorruptWeightsError,
     check_config_numbers,
     check_weights_fit_config,
     check_weights_size,
@@ -121,7 +122,12 @@ def read_state_dict(
         raise CheckpointError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()
     if suffix in (".safetensors", ".pt", ".pth"):
-        check_weights_size(path, expected, "the architecture in its config")
+        try:
+            check_weights_size(path, expected, "the architecture in its config")
+        except CorruptWeightsError as error:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (corrupt or truncated?): {error}"
+            ) from error
     try:
         return _read_state_dict(path, suffix)
     except MemoryError as error:
@@ -233,7 +239,13 @@ def _meta_shapes(
     if weights_path.is_file():
         n_parameters = sum(math.prod(shape) for shape in shapes.values())
         what = str(config_path_for(weights_path))
-        check_weights_fit_config(weights_path, n_parameters, what)
+        try:
+            check_weights_fit_config(weights_path, n_parameters, what)
+        except CorruptWeightsError as error:
+            raise CheckpointError(
+                f"{weights_path} is not a readable safetensors file (corrupt or truncated?): "
+                f"{error}"
+            ) from error
     return shapes
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from napari_imilia.checkpoint_limits import check_weights_size
+from napari_imilia.checkpoint_limits import CorruptWeightsError, check_weights_size
 from napari_imilia.errors import CheckpointError
 from napari_imilia.vit.config import ViTConfig
 from napari_imilia.vit.keys import describe_state_dict, to_timm_keys
@@ -38,7 +38,13 @@ def read_checkpoint(
         raise CheckpointError(f"weights file {path} does not exist; check the path")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES:
-        check_weights_size(path, expected, what)
+        try:
+            check_weights_size(path, expected, what)
+        except CorruptWeightsError as exc:
+            raise CheckpointError(
+                f"weights file {path} is not a readable safetensors file ({exc}); it may be "
+                "truncated or corrupt: download it again"
+            ) from exc
     try:
         return _read_checkpoint(path, suffix)
     except MemoryError as exc:
