@@ -172,6 +172,15 @@ def test_napari_reader_notifies_one_error_and_makes_no_layer(
     assert len(shown) == 1 and "bomb.geojson.gz" in shown[0] and "1 MiB" in shown[0]
 
 
+def test_napari_reader_shows_progress_and_makes_the_layer(tmp_path: Path) -> None:
+    from napari_imilia._geojson_reader import read_geojson_layers
+
+    path = tmp_path / "ok.geojson"
+    path.write_text(_collection([_feature() for _ in range(1500)]))
+    ((data, kwargs, kind),) = read_geojson_layers(str(path))
+    assert kind == "shapes" and len(data) == 1500 and kwargs["name"] == "ok"
+
+
 def test_parse_json_accepts_qupath_nan_but_bounds_everything_else() -> None:
     assert parse_json(b'{"m": NaN}', "x")["m"] != parse_json(b'{"m": NaN}', "x")["m"]
     with pytest.raises(DataError, match="not valid JSON"):
