@@ -111,16 +111,15 @@ def _too_big(source: str, limits: ImportLimits) -> DataError:
     )
 
 
-def _read_capped(stream: IO[bytes], source: str, limits: ImportLimits) -> bytes:
+def _read_capped(stream: IO[bytes], source: str, limits: ImportLimits) -> bytes | bytearray:
     """All of ``stream`` (a decompressing one is inflated chunk by chunk), refused past
     ``limits.max_bytes``."""
-    parts, total = [], 0
+    data = bytearray()
     while chunk := stream.read(_CHUNK):
-        total += len(chunk)
-        if total > limits.max_bytes:
+        if len(data) + len(chunk) > limits.max_bytes:
             raise _too_big(source, limits)
-        parts.append(chunk)
-    return b"".join(parts)
+        data += chunk
+    return bytes(data) if len(data) < _CHUNK else data  # no second copy of a large text
 
 
 def read_json_entries(
@@ -153,7 +152,7 @@ def read_json_entries(
 
 def _zip_entries(
     handle: IO[bytes], path: Path, limits: ImportLimits
-) -> Iterator[tuple[str, bytes]]:
+) -> Iterator[tuple[str, bytes | bytearray]]:
     try:
         with zipfile.ZipFile(handle) as archive:
             members = sorted(
@@ -186,7 +185,7 @@ _DEPTH_STEP[[ord("["), ord("{")]] = 1
 _DEPTH_STEP[[ord("]"), ord("}")]] = -1
 
 
-def json_depth(raw: bytes) -> int:
+def json_depth(raw: bytes | bytearray) -> int:
     """Deepest nesting of arrays and objects in JSON text (brackets inside strings ignored);
     linear time, one copy of the text without its strings plus chunked counters."""
     outside = _JSON_STRING.sub(b"", raw)
@@ -202,7 +201,7 @@ def json_depth(raw: bytes) -> int:
     return deepest
 
 
-def parse_json(raw: bytes, source: str, limits: ImportLimits | None = None) -> Any:
+def parse_json(raw: bytes | bytearray, source: str, limits: ImportLimits | None = None) -> Any:
     """``json.loads`` of UTF-8 bytes (a BOM allowed) within ``limits`` (depth, integer
     digits); ``DataError`` naming ``source`` for anything malformed or over a limit.
     NaN and ±Infinity are accepted as JSON extensions (QuPath writes NaN measurements); the
