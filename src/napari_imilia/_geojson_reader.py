@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from napari_imilia.errors import ImiliaError
+from napari_imilia.untrusted import ImportLimits, ImportProgress
 
 #: File name endings this reader opens (lower case).
 GEOJSON_SUFFIXES: tuple[str, ...] = (".geojson", ".geojson.gz", ".geojson.zip")
@@ -53,22 +54,36 @@ def edge_width_um(mpp: float, dimensions_px: tuple[int, int] | None) -> float:
     return max(3.0 * mpp, extent / 2000.0)
 
 
-def geojson_layer_data(path: str | os.PathLike[str], placement: Placement | None) -> LayerDataTuple:
-    """Shapes layer data tuple of a GeoJSON file; ``ImiliaError`` (``DataError``) if it is
-    malformed or does not fit ``placement``'s slide. Warnings of the reading (repaired
-    polygons, dropped holes, skipped points) are in ``metadata['imilia_import_notes']``."""
+def geojson_layer_data(
+    path: str | os.PathLike[str],
+    placement: Placement | None,
+    *,
+    limits: ImportLimits | None = None,
+    progress: ImportProgress | None = None,
+) -> LayerDataTuple:
+    """Shapes layer data tuple of a GeoJSON file, read once within ``limits`` (default
+    ``ImportLimits.from_env()``); ``ImiliaError`` (``DataError``) if it is malformed, over a
+    limit or does not fit ``placement``'s slide. ``progress(done, total)`` follows the
+    features read. Warnings of the reading (repaired polygons, dropped holes, skipped
+    points) are in ``metadata['imilia_import_notes']``."""
     from napari_imilia._widgets._state import LAYER_ROLE_KEY
-    from napari_imilia.export import read_geojson, read_geojson_context
+    from napari_imilia.export import read_geojson_file
     from napari_imilia.export.layer_features import EXPORT_KEY, MPP_KEY
     from napari_imilia.export.layers import objects_to_shapes
 
     path = Path(path)
-    ctx = read_geojson_context(path)
-    if placement is None:
-        placement = Placement(ctx.mpp if ctx is not None and ctx.mpp > 0 else 1.0)
+    dimensions = None if placement is None else placement.dimensions_px
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        objects = read_geojson(path, slide_dimensions_px=placement.dimensions_px, mpp=placement.mpp)
+        objects, ctx = read_geojson_file(
+            path,
+            slide_dimensions_px=dimensions,
+            mpp=None if placement is None else placement.mpp,
+            limits=limits,
+            progress=progress,
+        )
+    if placement is None:
+        placement = Placement(ctx.mpp if ctx is not None and ctx.mpp > 0 else 1.0)
     shapes = objects_to_shapes(objects, placement.mpp)
     notes = [str(w.message) for w in caught] + shapes.notes
     if not shapes.shape_type:
@@ -142,6 +157,7 @@ def napari_get_geojson_reader(path: PathOrPaths) -> Callable[..., list] | None:
 def read_geojson_layers(path: PathOrPaths) -> list:
     """One Shapes layer per readable file; a bad file gives an error notification and no
     layer (napari's empty-file sentinel ``[(None,)]`` when nothing could be read)."""
+    from napari.utils import progress
     from napari.utils.notifications import show_error, show_warning
 
     paths = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
@@ -149,7 +165,13 @@ def read_geojson_layers(path: PathOrPaths) -> list:
     layers = []
     for candidate in paths:
         try:
-            layer = geojson_layer_data(candidate, placement)
+            with progress(desc=f"importing {candidate.name}") as bar:
+
+                def advance(done: int, total: int, bar: Any = bar) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                layer = geojson_layer_data(candidate, placement, progress=advance)
         except ImiliaError as error:
             show_error(f"napari-imilia cannot import {candidate.name}: {error}")
             continue

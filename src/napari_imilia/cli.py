@@ -89,8 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_out_folder(args: argparse.Namespace) -> None:
     out = getattr(args, "out", None)
-    if args.command in FOLDER_OUT_COMMANDS and out is not None and Path(out).is_file():
+    if args.command not in FOLDER_OUT_COMMANDS or out is None:
+        return
+    if Path(out).is_file():
         raise ImiliaError(f"--out {out} is a file; give a folder (it is created when missing)")
+    from napari_imilia.safe_paths import check_writable_folder
+
+    check_writable_folder(out, what="--out folder")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from napari_imilia.cohort_results import (
     write_summary,
 )
 from napari_imilia.errors import ImiliaError
+from napari_imilia.safe_paths import check_writable_folder
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -184,6 +185,7 @@ def predict_cohort(
     paths = [str(p) for p in collect_slides(slides)]
     check_unique_slide_ids(paths)
     out = absolute(out_dir)
+    check_writable_folder(out)
     options = absolute_options(options)
     address = check_scheduler_address(scheduler) if scheduler else None
     distributed = address is not None or (n_workers is not None and n_workers > 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -113,7 +114,7 @@ def completed_row(
             return None  # the slide changed since, or an older result
         info = json.loads(info_path.read_text(encoding="utf-8"))
         same = (
-            Path(info["slide"]) == slide.resolve()
+            Path(info["slide"]) == Path(os.path.abspath(slide))
             and info["model_sha256"] == expected["model_sha256"]
             and _extractor_key(info["extractor"]) == expected["extractor"]
             and (

@@ -47,8 +47,10 @@ class ExtractionCancelled(ImiliaError):
 
 
 def feature_cache_path(cache_dir: str | Path, slide: Slide) -> Path:
-    """``<cache_dir>/<slide_id>.h5``."""
-    return Path(cache_dir) / f"{slide.slide_id}.h5"
+    """``<cache_dir>/<slide_id>.h5`` (``ImiliaError`` if that would leave ``cache_dir``)."""
+    from napari_imilia.safe_paths import path_inside
+
+    return path_inside(cache_dir, f"{slide.slide_id}.h5")
 
 
 def feature_attrs(slide: Slide, grid: TileGrid, extractor: TileEmbedder) -> dict[str, Any]:

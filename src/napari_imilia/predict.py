@@ -37,6 +37,7 @@ from napari_imilia import __version__
 from napari_imilia._utils import write_text_atomic
 from napari_imilia.channels import channel_columns, channels_info, normalise_channel_columns
 from napari_imilia.errors import ImiliaError
+from napari_imilia.safe_paths import check_writable_folder, path_inside
 
 ProgressCallback = Callable[[int, int], None]
 #: The files ``predict_slide`` writes per slide, in the order they are moved into place.
@@ -153,6 +154,9 @@ def predict_slide(
     from napari_imilia.tiling_deepzoom import IMILIA_MAX_TILES, check_tiling
 
     tiling = check_tiling(tiling, tiles_from, protocol)
+    check_writable_folder(out_dir)  # before any model is loaded or feature extracted
+    if cache_dir is not None:
+        check_writable_folder(cache_dir, what="feature cache folder")
     if model is None:
         model = load_model(model_path or default_model_path(), device=device)
     config = dict(getattr(model, "config", {}) or {})
@@ -172,7 +176,7 @@ def predict_slide(
 
     with open_slide(slide_path, mpp=mpp, backend=slide_backend) as slide:
         slide_mpp = slide.require_mpp()
-        slide_dir = Path(out_dir) / slide.slide_id
+        slide_dir = path_inside(out_dir, slide.slide_id)
         tissue = detect_tissue(slide, **tissue_kwargs)
         if tiling == "deepzoom":
             from napari_imilia.tiling_deepzoom import deepzoom_grid, load_tiles_coords

@@ -201,8 +201,10 @@ def run_score(args: argparse.Namespace) -> int:
     from napari_imilia._utils import write_text_atomic
     from napari_imilia.feature_cache import read_features
     from napari_imilia.mil import load_model
+    from napari_imilia.safe_paths import check_writable_folder, path_inside, safe_name
 
     features_dir, out_dir = Path(args.features), Path(args.out)
+    check_writable_folder(out_dir)
     if not features_dir.is_dir():
         raise ImiliaError(f"features folder not found: {features_dir}")
     files = sorted(features_dir.glob("*.h5"))
@@ -225,16 +227,19 @@ def run_score(args: argparse.Namespace) -> int:
         )
         if prediction.attention is not None:
             tiles["attention"] = prediction.attention.astype(np.float64)
-        write_text_atomic(out_dir / "tiles" / f"{path.stem}.csv", tiles.to_csv(index=False))
+        slide_id = safe_name(path.stem)
+        write_text_atomic(
+            path_inside(out_dir, "tiles", f"{slide_id}.csv"), tiles.to_csv(index=False)
+        )
         rows.append(
             {
-                "slide_id": path.stem,
+                "slide_id": slide_id,
                 "score": prediction.probability,
                 "logit": prediction.logit,
                 "n_tiles": bag.n_tiles,
             }
         )
-        print(f"{path.stem}: score {prediction.probability:.4f} ({bag.n_tiles} tiles)")
+        print(f"{slide_id}: score {prediction.probability:.4f} ({bag.n_tiles} tiles)")
     write_text_atomic(out_dir / "scores.csv", pd.DataFrame(rows).to_csv(index=False))
     info = {
         "model": model.name,

@@ -231,9 +231,10 @@ def cached_result(
 ) -> Any | None:
     """The slide's earlier ``PredictionResult`` if this model/extractor/MPP/tile size made it."""
     from napari_imilia.predict import load_prediction
+    from napari_imilia.safe_paths import path_inside
     from napari_imilia.slide import slide_id_for
 
-    slide_dir = request.results_root / slide_id_for(request.slide_path)
+    slide_dir = path_inside(request.results_root, slide_id_for(request.slide_path))
     if not (slide_dir / "slide.json").is_file():
         return None
     try:

@@ -28,7 +28,6 @@ Hence, in QuPath's continuous level-0 coordinates (pixel ``i`` spans [i, i + 1))
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -42,9 +41,18 @@ import shapely
 from skimage.draw import polygon as fill_polygon
 
 from napari_imilia.cells.base import check_geometry, segment_each
+from napari_imilia.cells.histoplus_json_parse import (
+    CELL_KEYS,
+    TILE_KEYS,
+    check_tile_geometry,
+    load_histoplus_data,
+    points_array,
+    require_keys,
+)
 from napari_imilia.cells.measure import PIXEL_CENTRE, build_tile_cells
 from napari_imilia.cells.types import CELL_CLASSES, CellTile, TileCells
 from napari_imilia.errors import DataError
+from napari_imilia.untrusted import ImportLimits, ImportProgress
 
 _ALIASES = {
     "plasma cell": "Plasmocytes",
@@ -183,36 +191,45 @@ class HistoPlusCells:
         )
 
 
-_NUMBER = (int, float)
-_TOP_KEYS = {"model_name": str, "inference_mpp": _NUMBER, "cell_masks": list}
-_TILE_KEYS = dict.fromkeys(("x", "y", "level", "width", "height"), _NUMBER) | {"masks": list}
-_CELL_KEYS = {"cell_id": _NUMBER, "cell_type": str, "confidence": (*_NUMBER, type(None))}
-_CELL_KEYS |= {"coordinates": list, "centroid": list}
-
-
 def read_histoplus_json(
     path: str | os.PathLike[str],
     *,
     level0_dimensions: tuple[int, int],
     unknown_as: str | None = None,
+    limits: ImportLimits | None = None,
+    progress: ImportProgress | None = None,
 ) -> HistoPlusCells:
     """Read a HistoPLUS cell JSON and convert it to level-0 pixels of a slide of
     ``level0_dimensions`` (width, height).
+
+    The file is untrusted: it is read within ``limits`` (default ``ImportLimits.from_env()``:
+    decompressed size, nesting, integer digits, number of cells, coordinates relative to the
+    slide); confidences must be 0-1 or null. ``progress(done, total)`` follows the tiles read.
 
     Unknown cell types raise ``DataError`` listing them, unless ``unknown_as`` names the
     ``CELL_CLASSES`` class to use for them. ``confidence`` null reads as NaN. Malformed files
     (not JSON, missing keys, wrong types, cells outside the slide) raise ``DataError``.
     """
     path = Path(path)
-    data = _load(path)
+    limits = limits or ImportLimits.from_env()
+    data = load_histoplus_data(path, limits)
+    tiles = data["cell_masks"]
+    n_cells = sum(
+        len(t["masks"]) for t in tiles if isinstance(t, dict) and isinstance(t.get("masks"), list)
+    )
+    limits.check_count(n_cells, "cells", str(path))
+    bound = limits.coordinate_bound_px(level0_dimensions)
     fallback = None if unknown_as is None else canonical_class_name(unknown_as)
     if unknown_as is not None and fallback is None:
         raise DataError(f"unknown_as={unknown_as!r} is not one of {', '.join(CELL_CLASSES)}")
     centroids, polygons, types, confidences, ids, levels = [], [], [], [], [], set()
     source_px = []
-    for t, tile in enumerate(data["cell_masks"]):
+    for t, tile in enumerate(tiles):
         where = f"cell_masks[{t}]"
-        _require(path, tile, where, _TILE_KEYS)
+        require_keys(path, tile, where, TILE_KEYS)
+        check_tile_geometry(path, tile, where, bound)
+        if progress is not None:
+            progress(t, len(tiles))
         level = int(tile["level"])
         levels.add(level)
         try:
@@ -222,19 +239,25 @@ def read_histoplus_json(
         ox, oy = float(tile["x"]) * float(tile["width"]), float(tile["y"]) * float(tile["height"])
         for m, cell in enumerate(tile["masks"]):
             cell_where = f"{where}.masks[{m}]"
-            _require(path, cell, cell_where, _CELL_KEYS)
-            points = _points(path, cell["coordinates"], f"{cell_where}.coordinates", 3)
-            centroid = _points(path, [cell["centroid"]], f"{cell_where}.centroid", 1)[0]
+            require_keys(path, cell, cell_where, CELL_KEYS)
+            points = points_array(path, cell["coordinates"], f"{cell_where}.coordinates", 3)
+            centroid = points_array(path, [cell["centroid"]], f"{cell_where}.centroid", 1)[0]
             offset = np.array([ox, oy]) + PIXEL_CENTRE  # pixel index -> continuous
-            polygons.append((points + offset) * d)
+            polygon = (points + offset) * d
+            limits.check_coordinates(polygon, bound, f"{path}: {cell_where}.coordinates")
+            polygons.append(polygon)
             source_px.append(d)
             centroids.append((centroid + offset) * d)
             types.append(cell["cell_type"])
             confidence = cell["confidence"]
+            if confidence is not None and not (0.0 <= confidence <= 1.0 or math.isnan(confidence)):
+                raise DataError(f"{path}: {cell_where}.confidence is {confidence}, not 0-1")
             confidences.append(np.nan if confidence is None else float(confidence))
             ids.append(
                 f"histoplus:{level}:{int(tile['x'])}:{int(tile['y'])}:{int(cell['cell_id'])}"
             )
+    if progress is not None:
+        progress(len(tiles), len(tiles))
     class_ids = _class_ids(path, types, fallback)
     centroids_xy = np.array(centroids, dtype=np.float64).reshape(-1, 2)
     width, height = level0_dimensions
@@ -262,51 +285,6 @@ def read_histoplus_json(
         confidences=np.array(confidences, dtype=np.float64),
         cell_ids=ids,
     )
-
-
-def _load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"HistoPLUS JSON not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(
-            f"{path} is not valid JSON ({error}); give HistoPLUS's cell_masks.json"
-        ) from error
-    if not isinstance(data, dict):
-        raise DataError(
-            f"{path}: expected a JSON object with model_name, inference_mpp, "
-            f"cell_masks; got {type(data).__name__}"
-        )
-    _require(path, data, "top level", _TOP_KEYS)
-    return data
-
-
-def _require(path: Path, item: Any, where: str, spec: dict[str, Any]) -> None:
-    if not isinstance(item, dict):
-        raise DataError(f"{path}: {where} must be a JSON object; got {type(item).__name__}")
-    missing = [key for key in spec if key not in item]
-    if missing:
-        raise DataError(f"{path}: {where} lacks {', '.join(missing)}; not a HistoPLUS JSON?")
-    for key, kinds in spec.items():
-        value = item[key]
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            raise DataError(f"{path}: {where}.{key} has the wrong type {type(value).__name__}")
-        if isinstance(value, float) and not math.isfinite(value) and key != "confidence":
-            raise DataError(f"{path}: {where}.{key} is {value}")
-
-
-def _points(path: Path, value: list, where: str, minimum: int) -> np.ndarray:
-    try:
-        points = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        points = np.empty(0)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) < minimum:
-        raise DataError(f"{path}: {where} must be at least {minimum} [x, y] number pair(s)")
-    if not np.isfinite(points).all():
-        raise DataError(f"{path}: {where} has NaN or infinite coordinates")
-    return points
 
 
 def _class_ids(path: Path, types: list[str], fallback: str | None) -> np.ndarray:

@@ -31,6 +31,7 @@ from napari_imilia.export.geojson import (
     ImportedObject,
     read_geojson,
     read_geojson_context,
+    read_geojson_file,
     write_geojson,
 )
 from napari_imilia.export.space import check_coordinate_space
@@ -52,6 +53,7 @@ __all__ = [
     "polygons_to_features",
     "read_geojson",
     "read_geojson_context",
+    "read_geojson_file",
     "read_table_csv",
     "stable_id",
     "tiles_to_features",

@@ -35,6 +35,7 @@ from napari_imilia.export.features import cells_to_features, polygons_to_feature
 from napari_imilia.export.geojson import write_geojson
 from napari_imilia.export.layer_features import EPITHELIUM_CLASS
 from napari_imilia.export.tables import write_table_csv
+from napari_imilia.safe_paths import path_inside
 
 #: Compression choices of :func:`export_review_bundle` -> file name ending.
 COMPRESSION_SUFFIXES: dict[str, str] = {
@@ -161,7 +162,7 @@ def cell_features(session: Any, ctx: ExportContext) -> list[dict[str, Any]]:
 
 
 def _target(out_dir: Path, slide_id: str, part: str, compression: str) -> Path:
-    return out_dir / f"{slide_id}.{part}{COMPRESSION_SUFFIXES[compression]}"
+    return path_inside(out_dir, f"{slide_id}.{part}{COMPRESSION_SUFFIXES[compression]}")
 
 
 def export_review_bundle(
@@ -188,19 +189,25 @@ def export_review_bundle(
         tiles_out = _tiles_with_markers(tiles, markers)
         features = tiles_to_features(tiles_out, ctx)
         geojson.append(write_geojson(_target(out, slide_id, "tiles", compression), features, ctx))
-        tables.append(write_table_csv(out / f"{slide_id}.tiles.csv", tiles_out, ctx))
+        tables.append(write_table_csv(path_inside(out, f"{slide_id}.tiles.csv"), tiles_out, ctx))
         cells = cell_features(session, ctx)
         if cells:
             geojson.append(write_geojson(_target(out, slide_id, "cells", compression), cells, ctx))
         if not markers.empty:
-            tables.append(write_table_csv(out / f"{slide_id}.markers.csv", markers, ctx))
+            tables.append(
+                write_table_csv(path_inside(out, f"{slide_id}.markers.csv"), markers, ctx)
+            )
     store = session.review
     review = reviews_to_features(store, ctx, tiles=tiles)
     geojson.append(write_geojson(_target(out, slide_id, "review", compression), review, ctx))
-    tables.append(write_table_csv(out / f"{slide_id}.reviews.csv", reviews_table(store), ctx))
+    tables.append(
+        write_table_csv(path_inside(out, f"{slide_id}.reviews.csv"), reviews_table(store), ctx)
+    )
     grade = slide_grade_frame(session)
     if grade is not None:
-        tables.append(write_table_csv(out / f"{slide_id}.slide_grade.csv", grade, ctx))
+        tables.append(
+            write_table_csv(path_inside(out, f"{slide_id}.slide_grade.csv"), grade, ctx)
+        )
     return geojson + tables
 
 

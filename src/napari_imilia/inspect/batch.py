@@ -41,6 +41,7 @@ from napari_imilia.errors import ImiliaError
 from napari_imilia.inspect.pool import ProgressCallback, TileRecord, check_cancel, inspect_tiles
 from napari_imilia.inspect.select import select_tiles
 from napari_imilia.inspect.tools import InspectConfig
+from napari_imilia.safe_paths import check_writable_folder, path_inside
 
 #: The files ``inspect_slide`` writes per slide, in the order they are moved into place.
 INSPECT_FILES: tuple[str, ...] = (
@@ -74,7 +75,7 @@ class SlideInspection:
 def _prediction_for(slide: Any, results_dir: Path) -> Any:
     from napari_imilia.predict import load_prediction
 
-    folder = results_dir / slide.slide_id
+    folder = path_inside(results_dir, slide.slide_id)
     if not (folder / "slide.json").is_file() or not (folder / "tiles.csv").is_file():
         raise ImiliaError(
             f"no prediction for slide {slide.slide_id} in {results_dir} (expected "
@@ -148,6 +149,7 @@ def inspect_slide(
         analysis_mpp=analysis_mpp,
     )
     out_root = Path(out_dir)
+    check_writable_folder(out_root)
     results_root = Path(results_dir) if results_dir is not None else out_root
     with open_slide(slide_path, mpp=mpp) as probe_slide:
         prediction = _prediction_for(probe_slide, results_root)
@@ -171,7 +173,7 @@ def inspect_slide(
         scores = pd.Series(chosen["score"].to_numpy(np.float64), index=chosen["tile_id"])
         context = _export_context(slide, info)
         summary = _summary(markers, scores, records, config, info, tiles, started)
-        slide_dir = out_root / slide.slide_id
+        slide_dir = path_inside(out_root, slide.slide_id)
         _write_outputs(slide_dir, markers, records, scores, summary, context)
         summary = _json_ready(summary)
     return SlideInspection(

@@ -48,16 +48,18 @@ def _tiff_bytes(labels: np.ndarray) -> bytes:
 
 
 def write_inspection_masks(inspection: TileInspection, out_dir: str | Path) -> list[Path]:
-    """Write the three mask files of one inspected tile into ``out_dir``; returns their paths."""
-    out_dir = Path(out_dir)
-    stem = str(inspection.tile_id)
+    """Write the three mask files of one inspected tile into ``out_dir``; returns their paths.
+    The tile id (read back from ``tiles.csv``) is made a safe name and kept inside ``out_dir``."""
+    from napari_imilia.safe_paths import path_inside, safe_name
+
+    stem = safe_name(str(inspection.tile_id))
     epithelium = np.where(inspection.epithelium_mask, 255, 0).astype(np.uint8)
+    cells = _tiff_bytes(inspection.cells.labels)
+    classes = _png_bytes(inspection.class_labels())
     return [
-        write_bytes_atomic(out_dir / f"{stem}_cells.tif", _tiff_bytes(inspection.cells.labels)),
-        write_bytes_atomic(
-            out_dir / f"{stem}_classes.png", _png_bytes(inspection.class_labels())
-        ),
-        write_bytes_atomic(out_dir / f"{stem}_epithelium.png", _png_bytes(epithelium)),
+        write_bytes_atomic(path_inside(out_dir, f"{stem}_cells.tif"), cells),
+        write_bytes_atomic(path_inside(out_dir, f"{stem}_classes.png"), classes),
+        write_bytes_atomic(path_inside(out_dir, f"{stem}_epithelium.png"), _png_bytes(epithelium)),
     ]
 
 

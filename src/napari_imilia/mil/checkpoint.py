@@ -11,6 +11,7 @@ several files are built in ``napari_imilia.mil.predictor``.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -23,6 +24,13 @@ import torch
 
 from napari_imilia import __version__
 from napari_imilia._utils import sha256_file, write_safetensors_atomic, write_text_atomic
+from napari_imilia.checkpoint_limits import (
+    MAX_CONFIG_INT,
+    CorruptWeightsError,
+    check_config_numbers,
+    check_weights_fit_config,
+    check_weights_size,
+)
 from napari_imilia.errors import CheckpointError
 from napari_imilia.mil.base import MILModel
 from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
@@ -103,12 +111,30 @@ def save_model(
     return path
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` or ``.pt``/``.pth`` file, never unpickling code."""
+def read_state_dict(
+    path: str | Path, expected: Mapping[str, torch.Size] | None = None
+) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` or ``.pt``/``.pth`` file, never unpickling code; the
+    file is first checked against the ``expected`` shapes (or the size limit of a checkpoint
+    of unknown architecture, :mod:`napari_imilia.checkpoint_limits`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()
+    if suffix in (".safetensors", ".pt", ".pth"):
+        try:
+            check_weights_size(path, expected, "the architecture in its config")
+        except CorruptWeightsError as error:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (corrupt or truncated?): {error}"
+            ) from error
+    try:
+        return _read_state_dict(path, suffix)
+    except MemoryError as error:
+        raise CheckpointError(f"{path} does not fit in memory; is it the right file?") from error
+
+
+def _read_state_dict(path: Path, suffix: str) -> dict[str, torch.Tensor]:
     if suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -190,15 +216,50 @@ def _read_config(path: Path) -> dict[str, Any] | None:
         raise CheckpointError(f"{config_path} is not valid JSON: {error}") from error
     if not isinstance(config, dict) or "architecture" not in config:
         raise CheckpointError(f"{config_path} is not a napari-imilia model config")
+    in_dim = config.get("in_dim")
+    if isinstance(in_dim, bool) or not isinstance(in_dim, int) or not 1 <= in_dim <= MAX_CONFIG_INT:
+        raise CheckpointError(
+            f"{config_path}: in_dim must be a feature width 1-{MAX_CONFIG_INT}; got {in_dim!r}"
+        )
+    hparams = config.get("hparams") or {}
+    if not isinstance(hparams, dict):
+        raise CheckpointError(f"{config_path}: hparams must be a JSON object")
+    check_config_numbers(hparams, f"{config_path}: hparams")
     return config
+
+
+def _meta_shapes(
+    arch: str, in_dim: int, hparams: Mapping[str, Any], weights_path: Path
+) -> dict[str, torch.Size]:
+    """Parameter shapes of the configured model, built on the meta device (no memory), and
+    checked against the size of the weights file."""
+    with torch.device("meta"):
+        module = create_model(arch, in_dim, **hparams)
+    shapes = {name: tensor.shape for name, tensor in module.state_dict().items()}
+    if weights_path.is_file():
+        n_parameters = sum(math.prod(shape) for shape in shapes.values())
+        what = str(config_path_for(weights_path))
+        try:
+            check_weights_fit_config(weights_path, n_parameters, what)
+        except CorruptWeightsError as error:
+            raise CheckpointError(
+                f"{weights_path} is not a readable safetensors file (corrupt or truncated?): "
+                f"{error}"
+            ) from error
+    return shapes
 
 
 def load_member(path: str | Path, hparams: Mapping[str, Any] | None = None) -> CheckpointMember:
     """Load one checkpoint file on the CPU (with its ``.json`` config when there is one)."""
     path = Path(path)
-    state = read_state_dict(path)
-    sha256 = sha256_file(path)
     config = _read_config(path)
+    expected = None
+    if config is not None:
+        module_hparams = {**dict(config.get("hparams") or {}), **dict(hparams or {})}
+        arch = str(config["architecture"])
+        expected = _meta_shapes(arch, int(config["in_dim"]), module_hparams, path)
+    state = read_state_dict(path, expected)
+    sha256 = sha256_file(path)
     if config is not None:
         expected_sha = config.get("weights_sha256")
         if expected_sha and expected_sha != sha256:

@@ -10,8 +10,10 @@ Coordinates are level-0 pixels, (x, y), top-left origin, as in every table of th
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from psygnal import Signal
 from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.review.entry import ReviewEntry
 from napari_imilia.review.store import ReviewStore
+from napari_imilia.safe_paths import path_inside
 
 #: Environment variable naming the default folder for results (one subfolder per slide).
 RESULTS_ENV = "IMILIA_RESULTS_DIR"
@@ -108,8 +111,9 @@ class ReviewSession:
 
     @property
     def results_dir(self) -> Path:
-        """Where this slide's prediction, inspections and review live."""
-        return self.results_root / self.slide_id
+        """Where this slide's prediction, inspections and review live (``ImiliaError`` if
+        the slide id would lead outside ``results_root``)."""
+        return path_inside(self.results_root, self.slide_id)
 
     # ----------------------------------------------------------------- prediction
     def load_cached_prediction(self) -> bool:
@@ -130,9 +134,7 @@ class ReviewSession:
     def set_prediction(self, result: Any) -> None:
         """Show a new ``PredictionResult``; clears inspections made under the old one."""
         if result is not None and str(result.slide_id) != self.slide_id:
-            raise DataError(
-                f"prediction is of slide {result.slide_id!r}, not of {self.slide_id!r}"
-            )
+            raise DataError(f"prediction is of slide {result.slide_id!r}, not of {self.slide_id!r}")
         self.prediction = result
         self._inspections.clear()
         self.selected_tile_id = None
@@ -218,7 +220,10 @@ class ReviewSession:
         if self._review is None:
             info = {} if self.prediction is None else self.prediction.info
             model_sha = info.get("model_sha256")
-            self._review = ReviewStore.open(self.results_dir, self.slide_id, model_sha256=model_sha)
+            with self._disk_errors("opened"):
+                self._review = ReviewStore.open(
+                    self.results_dir, self.slide_id, model_sha256=model_sha
+                )
         return self._review
 
     def sync_review(self) -> bool:
@@ -226,25 +231,43 @@ class ReviewSession:
         another reviewer); emits ``review_changed`` and returns True when there were any."""
         if self._review is None:
             return False
-        changed = self._review.sync()
+        with self._disk_errors("read"):
+            changed = self._review.sync()
         if changed:
             self.review_changed.emit()
         return changed
 
+    @contextlib.contextmanager
+    def _disk_errors(self, action: str) -> Iterator[None]:
+        """Turn a refusal of the disk (read-only share, no permission, disk full) into an
+        ``ImiliaError`` that says where and what to do."""
+        try:
+            yield
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ImiliaError(
+                f"the review of {self.slide_id} cannot be {action} in {self.results_dir} "
+                f"({reason}); ask for write access to that folder or choose another results "
+                "folder"
+            ) from error
+
     def add_review(self, **fields: Any) -> ReviewEntry:
         """``ReviewStore.add`` (saved at once), then ``review_changed``."""
-        entry = self.review.add(**fields)
+        with self._disk_errors("saved"):
+            entry = self.review.add(**fields)
         self.review_changed.emit()
         return entry
 
     def update_review(self, entry_id: str, **changes: Any) -> ReviewEntry:
         """``ReviewStore.update`` (saved at once), then ``review_changed``."""
-        entry = self.review.update(entry_id, **changes)
+        with self._disk_errors("saved"):
+            entry = self.review.update(entry_id, **changes)
         self.review_changed.emit()
         return entry
 
     def remove_review(self, entry_id: str) -> ReviewEntry:
         """``ReviewStore.remove`` (saved at once), then ``review_changed``."""
-        entry = self.review.remove(entry_id)
+        with self._disk_errors("saved"):
+            entry = self.review.remove(entry_id)
         self.review_changed.emit()
         return entry

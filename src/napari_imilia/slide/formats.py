@@ -152,7 +152,7 @@ def _slide(path: Path, source: SlideSource, mpp: float | None) -> Slide:
         mpp_source = "metadata" if metadata_mpp is not None else "missing"
         origin = source.mpp_origin if metadata_mpp is not None else None
     return Slide(
-        path=path.resolve(),
+        path=Path(os.path.abspath(path)),  # not resolved: a link's own name is the slide id
         levels=levels,
         level_info=infos,
         mpp=slide_mpp,

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from napari_imilia.checkpoint_limits import CorruptWeightsError, check_weights_size
 from napari_imilia.errors import CheckpointError
 from napari_imilia.vit.config import ViTConfig
 from napari_imilia.vit.keys import describe_state_dict, to_timm_keys
@@ -23,12 +24,37 @@ TORCH_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth")
 _LISTED_KEYS = 6
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """The object stored in a weights file (a tensor mapping, possibly nested)."""
+def read_checkpoint(
+    path: str | Path, expected: dict[str, torch.Size] | None = None, what: str = "the model"
+) -> Any:
+    """The object stored in a weights file (a tensor mapping, possibly nested).
+
+    Before anything is allocated, a safetensors header is checked against the file, and the
+    file's tensors against the ``expected`` shapes of ``what`` (or the size limit for a
+    checkpoint of unknown architecture): see :mod:`napari_imilia.checkpoint_limits`.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist; check the path")
     suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES:
+        try:
+            check_weights_size(path, expected, what)
+        except CorruptWeightsError as exc:
+            raise CheckpointError(
+                f"weights file {path} is not a readable safetensors file ({exc}); it may be "
+                "truncated or corrupt: download it again"
+            ) from exc
+    try:
+        return _read_checkpoint(path, suffix)
+    except MemoryError as exc:
+        raise CheckpointError(
+            f"weights file {path} does not fit in memory ({path.stat().st_size / 1e9:.2f} GB); "
+            "is it the right file?"
+        ) from exc
+
+
+def _read_checkpoint(path: Path, suffix: str) -> Any:
     if suffix in SAFETENSORS_SUFFIXES:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -99,12 +125,14 @@ def load_vit(
     Floating-point weights are converted to float32 (autocast lowers precision on CUDA).
     """
     path = Path(path)
-    state, fmt = to_timm_keys(read_checkpoint(path), config)
+    expected = expected_shapes(config)
+    raw = read_checkpoint(path, expected, f"extractor {model_name}")
+    state, fmt = to_timm_keys(raw, config, source=f"weights file {path}")
     if not state:
         raise CheckpointError(
             f"weights file {path} holds no tensors; pass the model's weights file"
         )
-    report = mismatch_report(state, expected_shapes(config))
+    report = mismatch_report(state, expected)
     if report:
         found = describe_state_dict(state)
         if found:

@@ -53,13 +53,12 @@ _HF_TOP_RENAMES: dict[str, str] = {
 }
 
 
-def unwrap_state_dict(obj: Any) -> dict[str, Any]:
-    """The tensor mapping inside a checkpoint object (nested ``state_dict``/``model``/...)."""
-    while isinstance(obj, Mapping):
-        nested = [key for key in _NESTED_KEYS if isinstance(obj.get(key), Mapping)]
-        if not nested or any(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        obj = obj[nested[0]]
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Any]:
+    """The tensor mapping inside a checkpoint object (nested ``state_dict``/``model``/...);
+    ``CheckpointError`` (naming ``source``) for a dict containing itself or nested too deep."""
+    from napari_imilia.checkpoint_limits import unwrap_nested
+
+    obj = unwrap_nested(obj, _NESTED_KEYS, source)
     if not isinstance(obj, Mapping):
         return {}
     return {str(k): v for k, v in obj.items()}
@@ -184,9 +183,11 @@ def resample_grid(state: dict[str, torch.Tensor], config: ViTConfig) -> dict[str
     return state
 
 
-def to_timm_keys(raw: Any, config: ViTConfig) -> tuple[dict[str, torch.Tensor], str]:
+def to_timm_keys(
+    raw: Any, config: ViTConfig, source: str = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], str]:
     """Any accepted checkpoint object -> (timm-named trunk state dict, detected format)."""
-    state = strip_wrappers(unwrap_state_dict(raw))
+    state = strip_wrappers(unwrap_state_dict(raw, source))
     fmt = detect_format(state)
     if fmt in ("hf_vit", "hf_dinov2"):
         state = hf_to_timm(state)

@@ -36,6 +36,7 @@ from napari_imilia.cells.cellvit.config import (
 )
 from napari_imilia.cells.cellvit.model import CellViT
 from napari_imilia.cells.types import CELL_CLASSES
+from napari_imilia.checkpoint_limits import check_config_numbers
 from napari_imilia.errors import CheckpointError
 from napari_imilia.vit.checkpoint import mismatch_report, read_checkpoint
 from napari_imilia.vit.config import ViTConfig
@@ -66,9 +67,10 @@ _REQUIRED = (
 TYPE_HEAD_KEY = "tp_branch.decoder0_header.2.weight"
 
 
-def to_model_keys(raw: Any) -> dict[str, torch.Tensor]:
+def to_model_keys(raw: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """A checkpoint object (any accepted layout) -> state dict with this package's names."""
-    state = {k: v for k, v in unwrap_state_dict(raw).items() if isinstance(v, torch.Tensor)}
+    unwrapped = unwrap_state_dict(raw, source)
+    state = {k: v for k, v in unwrapped.items() if isinstance(v, torch.Tensor)}
     for prefix in _WRAPPERS:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
@@ -252,6 +254,7 @@ def read_config(path: str | Path) -> CellViTConfig:
             f"{path} is not a CellViT config (its 'format' is not {CONFIG_FORMAT!r}); "
             "remove it to let the architecture be read off the weights"
         )
+    check_config_numbers(data.get("config", {}), f"CellViT config {path}: config")
     try:
         return CellViTConfig.from_dict(data.get("config", {}))
     except (TypeError, ValueError) as error:
@@ -270,11 +273,13 @@ def load_cellvit(
     the weights, else :func:`infer_config`. ``mpp`` overrides the config's µm/px.
     """
     path = Path(path)
-    state = to_model_keys(read_checkpoint(path))
     if isinstance(config, str | Path):
         config = read_config(config)
     elif config is None and config_path_for(path).is_file():
         config = read_config(config_path_for(path))
+    expected = None if config is None else expected_shapes(config)
+    raw = read_checkpoint(path, expected, "the CellViT its config describes")
+    state = to_model_keys(raw, source=f"weights file {path}")
     if config is None:
         config = infer_config(state, mpp=mpp, where=f"weights file {path}")
     else:
