@@ -1,22 +1,27 @@
-"""Tile-feed benchmark: tiles/s of the threaded feed against raw tiffslide zarr decoding.
+"""Tile-feed benchmark: tiles/s of raw decoding, of the feed and of a whole prediction, in one run.
 
-Run as ``python benchmarks/bench_tile_feed.py [--slide PATH] [--mpp MPP]``. Uses the generated
-sample slide (``napari_imilia.sample.sample_slide_path``) unless ``--slide`` is given; detects
-its tissue and tiles it at ``--target-mpp`` (0.5) with ``--tile-px`` (224) tiles, then times,
-on the first ``--max-tiles`` tiles of that grid, in one run:
+Run as ``python benchmarks/bench_tile_feed.py`` (about 5 minutes on a quiet 2-core machine;
+``--quick`` for a 1-minute check). Uses a generated 1-gigapixel Aperio-like SVS (32768² px,
+0.5 µm/px, JPEG tiles of 512 px: ``bench_open.write_bench_svs``, made once into
+``--cache-dir``) unless ``--slide`` is given; detects its tissue, tiles it at 0.5 µm/px with
+224 px tiles and times, on the first ``--max-tiles`` tiles of that grid, in one run:
 
-- raw tiffslide: ``TiffSlide(path).zarr_group[level][y:y+h, x:x+w]`` for each tile's region at
-  the read level, in 1 and 2 threads (decode only: no resize, no batching);
-- ``Slide.read_region`` (through the dask array of the level), 1 thread, for reference;
-- ``TileFeed`` with 0 (consumer thread), 1 and 2 workers: region read + resize + batches;
-- ``extract_slide_features`` end to end with the builtin ``imilia-stain-stats`` extractor on
-  the CPU (no cache), and the extractor alone on tiles already in memory.
+- raw tiffslide: ``TiffSlide(path).zarr_group[level][y:y+h, x:x+w]`` per tile region, in this
+  process, in 2 threads (the GIL bound), and in 1 and 2 worker processes that opened the
+  slide beforehand (decoding only: the ceiling a feed can reach);
+- ``TileFeed`` with 0 (in the caller), 1 and 2 worker processes: region read + resize +
+  batches handed back, worker start included;
+- ``extract_slide_features`` with the builtin ``imilia-stain-stats`` extractor (no cache) at
+  0, 1 and 2 decode processes;
+- unless ``--no-predict``: ``predict_slide`` on the whole slide (or ``--predict-slide``; demo
+  model, builtin extractor, CPU, fresh output folder) with 0 decode processes and with the
+  default, once each;
+- the start cost of a worker per start method (fork server, spawn).
 
-Each row is timed ``--repeats`` times after one warm-up (the file is in the page cache); the
-median and the best run are shown (the best run is the least disturbed on a shared machine),
-with the cores the process really got (its CPU seconds / wall seconds) and the tiles per CPU
-second, i.e. per core actually used, which other jobs on a shared machine disturb less.
-Prints a markdown table; nothing asserts. Figures go to docs/tiling_features.md.
+Each feed row is timed ``--repeats`` times after a warm-up; the median and the best run are
+shown, with the machine's 1-minute load average after the row (the machine may be shared).
+*steady tiles/s* leaves out the time to the first batch (worker start, slide opening).
+Prints markdown tables; nothing asserts. Figures go to docs/performance.md.
 """
 
 from __future__ import annotations
@@ -26,35 +31,57 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).parent))
+
+Box = tuple[int, int, int]
 
 
-def _times_s(run: Callable[[], object], repeats: int) -> tuple[list[float], float]:
-    """Wall seconds of each timed run, and the process CPU seconds of all of them."""
-    run()
-    times, cpu = [], 0.0
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        run()
-        times.append(time.perf_counter() - start)
-        cpu += time.process_time() - cpu_start
-    return times, cpu
-
-
-def _raw_zarr(path: Path, level: int, boxes: list[tuple[int, int, int]], threads: int):
+def _decode_boxes(path: str, level: int, boxes: list[Box]) -> tuple[float, int]:
+    """Open the slide, then decode ``boxes``; returns (decode seconds, tiles). Runs in workers."""
     import tiffslide
 
-    handle = tiffslide.TiffSlide(path)
-    array = handle.zarr_group[str(level)]
+    array = tiffslide.TiffSlide(path).zarr_group[str(level)]
+    start = time.perf_counter()
+    for x, y, size in boxes:
+        array[y : y + size, x : x + size]
+    return time.perf_counter() - start, len(boxes)
 
-    def read(box: tuple[int, int, int]) -> np.ndarray:
+
+def _raw_in_processes(path: Path, level: int, boxes: list[Box], workers: int, batch: int):
+    """Decode in ``workers`` processes (batches dealt round-robin, as the feed does); the
+    rate counts decoding only: the slowest process's decode seconds."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from napari_imilia.tile_feed import _context
+
+    shares: list[list[Box]] = [[] for _ in range(workers)]
+    for k, start in enumerate(range(0, len(boxes), batch)):
+        shares[k % workers].extend(boxes[start : start + batch])
+
+    def run() -> float:
+        with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
+            results = list(
+                pool.map(_decode_boxes, [str(path)] * workers, [level] * workers, shares)
+            )
+        return max(seconds for seconds, _ in results)
+
+    return run
+
+
+def _raw_here(path: Path, level: int, boxes: list[Box], threads: int) -> Callable[[], None]:
+    import tiffslide
+
+    array = tiffslide.TiffSlide(path).zarr_group[str(level)]
+
+    def read(box: Box) -> None:
         x, y, size = box
-        return array[y : y + size, x : x + size]
+        array[y : y + size, x : x + size]
 
     def run() -> None:
         if threads == 1:
@@ -67,111 +94,175 @@ def _raw_zarr(path: Path, level: int, boxes: list[tuple[int, int, int]], threads
     return run
 
 
-def _builtin_extractor():
-    from napari_imilia.extractors import create_extractor
+def _timed(run: Callable[[], object], repeats: int) -> list[float]:
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
 
-    return create_extractor("imilia-stain-stats", device="cpu")
+
+def _feed_run(slide, grid, workers: int, batch: int) -> tuple[float, float]:
+    """(wall seconds, seconds to the first batch) of one pass of the feed."""
+    from napari_imilia.tile_feed import TileFeed
+
+    start = time.perf_counter()
+    first = None
+    with TileFeed(slide, grid, batch_size=batch, num_workers=workers) as feed:
+        for _ in feed:
+            first = first if first is not None else time.perf_counter() - start
+    return time.perf_counter() - start, float(first or 0.0)
+
+
+def _row(label: str, workers: str, n: int, walls: list[float], firsts: list[float] | None):
+    median = statistics.median(walls)
+    steady = "-"
+    if firsts:
+        first = statistics.median(firsts)
+        steady = f"{n / max(median - first, 1e-9):,.0f} (first batch {first:.2f} s)"
+    load = os.getloadavg()[0]
+    print(
+        f"| {label} | {workers} | {median:.3f} | {n / median:,.0f} | {n / min(walls):,.0f} "
+        f"| {steady} | {load:.1f} |",
+        flush=True,
+    )
+    return n / median
+
+
+def _start_cost(slide, grid, method: str, batch: int) -> float:
+    from napari_imilia import tile_feed
+
+    saved = tile_feed.START_METHOD
+    tile_feed.START_METHOD = method
+    try:
+        return _feed_run(slide, grid.take(slice(0, batch)), 1, batch)[1]
+    finally:
+        tile_feed.START_METHOD = saved
+
+
+def _predict(path: Path, workers: int | None) -> tuple[float, int]:
+    from napari_imilia.predict import predict_slide
+
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = predict_slide(path, out, device="cpu", num_workers=workers, progress=False)
+        return time.perf_counter() - start, int(result.info["n_tiles"])
+
+
+def bench_slide(args: argparse.Namespace) -> Path:
+    if args.slide is not None:
+        return args.slide
+    from bench_open import write_bench_svs
+
+    path = args.cache_dir / f"bench_{args.side}.svs"
+    if not path.exists():
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path} ...", file=sys.stderr, flush=True)
+        write_bench_svs(path, args.side)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slide", type=Path, default=None, help="slide (default: the sample)")
-    parser.add_argument("--mpp", type=float, default=None, help="level-0 µm/px override")
-    parser.add_argument("--target-mpp", type=float, default=0.5)
-    parser.add_argument("--tile-px", type=int, default=224)
-    parser.add_argument("--max-tiles", type=int, default=512)
+    parser.add_argument("--slide", type=Path, default=None, help="slide (default: generated)")
+    parser.add_argument("--side", type=int, default=32768, help="generated slide side, px")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "imilia")
+    parser.add_argument("--max-tiles", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-predict", action="store_true", help="skip predict_slide rows")
+    parser.add_argument("--predict-slide", type=Path, default=None, help="slide for predict_slide")
+    parser.add_argument("--quick", action="store_true", help="512 tiles, 1 repeat, no predict")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.max_tiles, args.repeats, args.no_predict = 512, 1, True
 
     import torch
 
+    from napari_imilia.extractors import create_extractor
     from napari_imilia.features import extract_slide_features
     from napari_imilia.slide import open_slide
-    from napari_imilia.tile_feed import TileFeed
-    from napari_imilia.tiling import TileReader, make_tile_grid
+    from napari_imilia.tile_feed import default_num_workers, usable_cores, warm_up
+    from napari_imilia.tiling import make_tile_grid
     from napari_imilia.tissue import detect_tissue
 
-    path = args.slide
-    if path is None:
-        from napari_imilia.sample import sample_slide_path
-
-        path = sample_slide_path()
-    slide = open_slide(path, mpp=args.mpp)
-    tissue = detect_tissue(slide)
-    full = make_tile_grid(slide, tissue, target_mpp=args.target_mpp, tile_px=args.tile_px)
-    keep = slice(0, min(args.max_tiles, full.n_tiles))
-    grid = full.take(keep)
-    n = grid.n_tiles
+    warm_up()  # the fork server imports while the slide is tiled
+    path = bench_slide(args)
+    slide = open_slide(path)
+    full = make_tile_grid(slide, detect_tissue(slide), target_mpp=0.5, tile_px=224)
+    grid = full.take(slice(0, min(args.max_tiles, full.n_tiles)))
+    n, batch = grid.n_tiles, args.batch_size
     ds = slide.level_info[grid.read_level].downsample
     boxes = [
         (int(x // ds), int(y // ds), grid.read_size_px)
         for x, y in zip(grid.x.tolist(), grid.y.tolist(), strict=True)
     ]
-    extractor = _builtin_extractor()
-    tiles = np.stack([TileReader(slide, grid)(i) for i in range(n)])
-
-    def feed(workers: int) -> Callable[[], None]:
-        def run() -> None:
-            for _ in TileFeed(slide, grid, batch_size=args.batch_size, num_workers=workers):
-                pass
-
-        return run
-
-    def read_region() -> None:
-        size = (grid.read_size_px, grid.read_size_px)
-        for x, y in zip(grid.x.tolist(), grid.y.tolist(), strict=True):
-            slide.read_region((x, y), grid.read_level, size)
-
-    def embed_only() -> None:
-        for start in range(0, n, args.batch_size):
-            extractor.embed(tiles[start : start + args.batch_size])
-
-    def end_to_end() -> None:
-        extract_slide_features(
-            slide, grid, extractor, cache_dir=None, batch_size=args.batch_size,
-            num_workers=2, progress=False,
-        )  # fmt: skip
-
-    raw = "raw tiffslide zarr decode"
-    rows = [
-        (raw, "1 thread", _raw_zarr(slide.path, grid.read_level, boxes, 1)),
-        (raw, "2 threads", _raw_zarr(slide.path, grid.read_level, boxes, 2)),
-        ("Slide.read_region (dask)", "1 thread", read_region),
-        ("TileFeed (read + resize + batch)", "0 workers", feed(0)),
-        ("TileFeed (read + resize + batch)", "1 worker", feed(1)),
-        ("TileFeed (read + resize + batch)", "2 workers", feed(2)),
-        (f"{extractor.name} embed only (tiles in memory)", "-", embed_only),
-        (f"extract_slide_features, {extractor.name}", "2 workers", end_to_end),
-    ]
+    extractor = create_extractor("imilia-stain-stats", device="cpu")
     width0, height0 = slide.dimensions
     print(
-        f"slide {slide.path.name}: {width0} x {height0} px at {slide.mpp} µm/px, "
-        f"{slide.native_level_count} native levels; {full.n_tiles} tissue tiles, {n} timed; "
-        f"{grid.tile_px} px at {grid.target_mpp} µm/px = {grid.footprint_px} level-0 px, read at "
-        f"level {grid.read_level} as {grid.read_size_px} px"
+        f"slide {path.name}: {width0} x {height0} px at {slide.mpp} µm/px; {full.n_tiles} "
+        f"tissue tiles, the first {n} timed; {grid.tile_px} px at {grid.target_mpp} µm/px, "
+        f"read at level {grid.read_level}; batches of {batch}"
     )
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        f"(load average {load} at start), torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+        f"({usable_cores()} usable), load average {os.getloadavg()[0]:.1f} at start, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), CUDA "
+        f"{'yes' if torch.cuda.is_available() else 'no'}; {args.repeats} timed runs per row"
     )
-    print(f"{args.repeats} timed runs per row after a warm-up")
     print()
     print(
-        "| path | workers | median s | tiles/s (median) | tiles/s (best run) | cores used "
-        "| tiles per CPU-s |"
+        "| path | workers | median s | tiles/s (median) | tiles/s (best) | steady tiles/s "
+        "| load avg |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for label, workers, run in rows:
-        times, cpu_s = _times_s(run, args.repeats)
-        median = statistics.median(times)
-        print(
-            f"| {label} | {workers} | {median:.3f} | {n / median:,.0f} | {n / min(times):,.0f} "
-            f"| {cpu_s / sum(times):.2f} | {n * len(times) / cpu_s:,.0f} |",
-            flush=True,
-        )
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
+    raw = "raw tiffslide zarr decode"
+    for threads, shown in ((1, "1 process (here)"), (2, "2 threads")):
+        run = _raw_here(path, grid.read_level, boxes, threads)
+        _row(raw, shown, n, _timed(run, args.repeats), None)
+    rates = {}
+    for workers in (1, 2):
+        run = _raw_in_processes(path, grid.read_level, boxes, workers, batch)
+        run()
+        decode_s = [run() for _ in range(args.repeats)]
+        label = f"{raw}, decode time only"
+        rates[f"raw{workers}"] = _row(label, f"{workers} processes", n, decode_s, None)
+    feed = "TileFeed (read + resize + batch)"
+    for workers in (0, 1, 2):
+        _feed_run(slide, grid, workers, batch)
+        runs = [_feed_run(slide, grid, workers, batch) for _ in range(args.repeats)]
+        shown = "0 (in the caller)" if workers == 0 else f"{workers} processes"
+        rates[f"feed{workers}"] = _row(feed, shown, n, [w for w, _ in runs], [f for _, f in runs])
+    for workers in (0, 1, 2):
+
+        def features(workers: int = workers) -> None:
+            extract_slide_features(
+                slide, grid, extractor, cache_dir=None, batch_size=batch,
+                num_workers=workers, progress=False,
+            )  # fmt: skip
+
+        label = f"extract_slide_features, {extractor.name}"
+        _row(label, f"{workers} processes", n, _timed(features, args.repeats), None)
+    if not args.no_predict:
+        for workers in (0, None):
+            seconds, tiles = _predict(args.predict_slide or path, workers)
+            shown = (
+                f"default: {default_num_workers('cpu')}" if workers is None else "0 (in the caller)"
+            )
+            _row(f"predict_slide, whole slide ({tiles} tiles)", shown, tiles, [seconds], None)
+    print()
+    print("| start method | first batch of 1 worker after (s) |")
+    print("| --- | ---: |")
+    for method in ("forkserver", "spawn"):
+        print(f"| {method} | {_start_cost(slide, grid, method, batch):.2f} |", flush=True)
+    print()
+    print(
+        f"feed 2 processes / feed 1 process: {rates['feed2'] / rates['feed1']:.2f}x (target "
+        f">= 1.6); feed 2 processes / raw decode in 2 processes: "
+        f"{rates['feed2'] / rates['raw2']:.0%} (target >= 85%)"
+    )
     slide.close()
     return 0
 

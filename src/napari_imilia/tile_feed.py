@@ -197,6 +197,7 @@ class TileFeed:
             yield TileBatch(indices=rows, tiles=tiles)
 
     def _in_processes(self) -> Iterator[TileBatch]:
+        import torch
         from torch.utils.data import DataLoader
 
         slide = self.slide
@@ -208,7 +209,7 @@ class TileFeed:
             shuffle=False,
             num_workers=self.num_workers,
             prefetch_factor=self.prefetch_batches,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
             collate_fn=_as_is,
             multiprocessing_context=_context(),
         )

@@ -137,7 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--num-workers",
         type=int,
         default=None,
-        help="tile decoding threads per slide (default: min(4, CPU count); 0: none)",
+        help="tile decoding processes per slide (default: the usable cores the extractor "
+        "leaves: all but one beside a GPU, a quarter beside the CPU; 0: decode in the slide's "
+        "own process, as every --workers/--scheduler worker does: slide-parallel there)",
     )
     parser.add_argument(
         "--workers",
