@@ -42,15 +42,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 Box = tuple[int, int, int]
 
 
-def _decode_boxes(path: str, level: int, boxes: list[Box]) -> tuple[float, int]:
-    """Open the slide, then decode ``boxes``; returns (decode seconds, tiles). Runs in workers."""
+def _decode_boxes(path: str, level: int, boxes: list[Box]) -> tuple[float, float]:
+    """Open the slide, then decode ``boxes``; (decode wall s, decode CPU s). Runs in workers."""
     import tiffslide
 
     array = tiffslide.TiffSlide(path).zarr_group[str(level)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for x, y, size in boxes:
         array[y : y + size, x : x + size]
-    return time.perf_counter() - start, len(boxes)
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _raw_in_processes(path: Path, level: int, boxes: list[Box], workers: int, batch: int):
@@ -64,12 +64,12 @@ def _raw_in_processes(path: Path, level: int, boxes: list[Box], workers: int, ba
     for k, start in enumerate(range(0, len(boxes), batch)):
         shares[k % workers].extend(boxes[start : start + batch])
 
-    def run() -> float:
+    def run() -> dict[str, float]:
         with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
             results = list(
                 pool.map(_decode_boxes, [str(path)] * workers, [level] * workers, shares)
             )
-        return max(seconds for seconds, _ in results)
+        return {"wall": max(w for w, _ in results), "cpu_other": sum(c for _, c in results)}
 
     return run
 
@@ -94,38 +94,59 @@ def _raw_here(path: Path, level: int, boxes: list[Box], threads: int) -> Callabl
     return run
 
 
-def _timed(run: Callable[[], object], repeats: int) -> list[float]:
+Sample = tuple[float, float, float | None]  # wall s, CPU s of all processes, s to 1st batch
+
+
+def _timed(run: Callable[[], dict[str, float] | None], repeats: int) -> list[Sample]:
+    """One warm-up, then ``repeats`` samples; ``run`` may report its own wall time (the
+    caller's CPU then does not count), other processes' CPU seconds and the first batch."""
     run()
-    times = []
+    samples = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
+        start, cpu = time.perf_counter(), time.process_time()
+        info = run() or {}
+        wall = info.get("wall", time.perf_counter() - start)
+        own_cpu = 0.0 if "wall" in info else time.process_time() - cpu
+        samples.append((wall, own_cpu + info.get("cpu_other", 0.0), info.get("first")))
+    return samples
 
 
-def _feed_run(slide, grid, workers: int, batch: int) -> tuple[float, float]:
-    """(wall seconds, seconds to the first batch) of one pass of the feed."""
+def _feed(slide, grid, workers: int, batch: int) -> Callable[[], dict[str, float]]:
+    """One pass of the feed; reports the first batch and the workers' CPU seconds."""
+    import psutil
+
     from napari_imilia.tile_feed import TileFeed
 
-    start = time.perf_counter()
-    first = None
-    with TileFeed(slide, grid, batch_size=batch, num_workers=workers) as feed:
-        for _ in feed:
-            first = first if first is not None else time.perf_counter() - start
-    return time.perf_counter() - start, float(first or 0.0)
+    def run() -> dict[str, float]:
+        start = time.perf_counter()
+        info = {"cpu_other": 0.0}
+        with TileFeed(slide, grid, batch_size=batch, num_workers=workers) as feed:
+            for k, _ in enumerate(feed):
+                if k == 0:
+                    info["first"] = time.perf_counter() - start
+                if k == len(feed) - 1 and feed._iterator is not None:  # workers still alive
+                    for worker in feed._iterator._workers:
+                        times = psutil.Process(worker.pid).cpu_times()
+                        info["cpu_other"] += times.user + times.system
+        return info
+
+    return run
 
 
-def _row(label: str, workers: str, n: int, walls: list[float], firsts: list[float] | None):
+def _row(label: str, workers: str, n: int, samples: list[Sample]) -> float:
+    walls = [wall for wall, _, _ in samples]
     median = statistics.median(walls)
     steady = "-"
+    firsts = [first for _, _, first in samples if first is not None]
     if firsts:
         first = statistics.median(firsts)
         steady = f"{n / max(median - first, 1e-9):,.0f} (first batch {first:.2f} s)"
+    cpu = sum(c for _, c, _ in samples)
+    per_cpu = f"{n * len(samples) / cpu:,.0f}" if cpu > 0 else "-"
     load = os.getloadavg()[0]
     print(
         f"| {label} | {workers} | {median:.3f} | {n / median:,.0f} | {n / min(walls):,.0f} "
-        f"| {steady} | {load:.1f} |",
+        f"| {steady} | {per_cpu} | {load:.1f} |",
         flush=True,
     )
     return n / median
@@ -137,7 +158,7 @@ def _start_cost(slide, grid, method: str, batch: int) -> float:
     saved = tile_feed.START_METHOD
     tile_feed.START_METHOD = method
     try:
-        return _feed_run(slide, grid.take(slice(0, batch)), 1, batch)[1]
+        return float(_feed(slide, grid.take(slice(0, batch)), 1, batch)()["first"])
     finally:
         tile_feed.START_METHOD = saved
 
@@ -215,43 +236,46 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| path | workers | median s | tiles/s (median) | tiles/s (best) | steady tiles/s "
-        "| load avg |"
+        "| tiles per CPU-s | load avg |"
     )
-    print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")
     raw = "raw tiffslide zarr decode"
-    for threads, shown in ((1, "1 process (here)"), (2, "2 threads")):
-        run = _raw_here(path, grid.read_level, boxes, threads)
-        _row(raw, shown, n, _timed(run, args.repeats), None)
+    for threads, shown in ((1, "1 (in the caller)"), (2, "2 threads")):
+        _row(raw, shown, n, _timed(_raw_here(path, grid.read_level, boxes, threads), args.repeats))
     rates = {}
     for workers in (1, 2):
         run = _raw_in_processes(path, grid.read_level, boxes, workers, batch)
-        run()
-        decode_s = [run() for _ in range(args.repeats)]
-        label = f"{raw}, decode time only"
-        rates[f"raw{workers}"] = _row(label, f"{workers} processes", n, decode_s, None)
+        shown = f"{workers} process{'es' if workers > 1 else ''}"
+        rates[f"raw{workers}"] = _row(
+            f"{raw}, decode time only", shown, n, _timed(run, args.repeats)
+        )
     feed = "TileFeed (read + resize + batch)"
     for workers in (0, 1, 2):
-        _feed_run(slide, grid, workers, batch)
-        runs = [_feed_run(slide, grid, workers, batch) for _ in range(args.repeats)]
-        shown = "0 (in the caller)" if workers == 0 else f"{workers} processes"
-        rates[f"feed{workers}"] = _row(feed, shown, n, [w for w, _ in runs], [f for _, f in runs])
+        shown = (
+            f"{workers} process{'es' if workers > 1 else ''}" if workers else "0 (in the caller)"
+        )
+        samples = _timed(_feed(slide, grid, workers, batch), args.repeats)
+        rates[f"feed{workers}"] = _row(feed, shown, n, samples)
     for workers in (0, 1, 2):
 
-        def features(workers: int = workers) -> None:
+        def features(workers: int = workers) -> dict[str, float]:
+            start = time.perf_counter()
             extract_slide_features(
                 slide, grid, extractor, cache_dir=None, batch_size=batch,
                 num_workers=workers, progress=False,
             )  # fmt: skip
+            return {"wall": time.perf_counter() - start}  # CPU of the workers not counted
 
         label = f"extract_slide_features, {extractor.name}"
-        _row(label, f"{workers} processes", n, _timed(features, args.repeats), None)
+        shown = (
+            f"{workers} process{'es' if workers > 1 else ''}" if workers else "0 (in the caller)"
+        )
+        _row(label, shown, n, _timed(features, args.repeats))
     if not args.no_predict:
         for workers in (0, None):
             seconds, tiles = _predict(args.predict_slide or path, workers)
-            shown = (
-                f"default: {default_num_workers('cpu')}" if workers is None else "0 (in the caller)"
-            )
-            _row(f"predict_slide, whole slide ({tiles} tiles)", shown, tiles, [seconds], None)
+            shown = f"default: {default_num_workers('cpu')}" if workers is None else "0"
+            _row(f"predict_slide, whole slide ({tiles} tiles)", shown, tiles, [(seconds, 0, None)])
     print()
     print("| start method | first batch of 1 worker after (s) |")
     print("| --- | ---: |")
