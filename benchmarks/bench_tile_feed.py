@@ -18,8 +18,11 @@ Run as ``python benchmarks/bench_tile_feed.py`` (about 5 minutes on a quiet 2-co
   default, once each;
 - the start cost of a worker per start method (fork server, spawn).
 
-Each feed row is timed ``--repeats`` times after a warm-up; the median and the best run are
-shown, with the machine's 1-minute load average after the row (the machine may be shared).
+Every row runs once as a warm-up, then ``--repeats`` rounds run every row once in turn (so a
+shared machine's drifting load hits all rows alike); the median and the best run are shown,
+with the machine's 1-minute load average at the end of the rounds. *tiles per CPU-s* counts
+the CPU seconds of every process involved (worker processes included): the cost per tile,
+which other jobs disturb less than the wall time.
 *steady tiles/s* leaves out the time to the first batch (worker start, slide opening).
 Prints markdown tables; nothing asserts. Figures go to docs/performance.md.
 """
@@ -97,17 +100,25 @@ def _raw_here(path: Path, level: int, boxes: list[Box], threads: int) -> Callabl
 Sample = tuple[float, float, float | None]  # wall s, CPU s of all processes, s to 1st batch
 
 
-def _timed(run: Callable[[], dict[str, float] | None], repeats: int) -> list[Sample]:
-    """One warm-up, then ``repeats`` samples; ``run`` may report its own wall time (the
-    caller's CPU then does not count), other processes' CPU seconds and the first batch."""
-    run()
-    samples = []
+def _sample(run: Callable[[], dict[str, float] | None]) -> Sample:
+    """One timed call; ``run`` may report its own wall time (the caller's CPU then does not
+    count), other processes' CPU seconds (``cpu_other``) and its first batch (``first``)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    info = run() or {}
+    wall = info.get("wall", time.perf_counter() - start)
+    own_cpu = 0.0 if "wall" in info else time.process_time() - cpu
+    return wall, own_cpu + info.get("cpu_other", 0.0), info.get("first")
+
+
+def _interleaved(runs: list[Callable[[], object]], repeats: int) -> list[list[Sample]]:
+    """A warm-up of each, then ``repeats`` rounds running every one once: rows see the same
+    drift of a shared machine's load instead of the later rows getting a quieter one."""
+    for run in runs:
+        run()
+    samples: list[list[Sample]] = [[] for _ in runs]
     for _ in range(repeats):
-        start, cpu = time.perf_counter(), time.process_time()
-        info = run() or {}
-        wall = info.get("wall", time.perf_counter() - start)
-        own_cpu = 0.0 if "wall" in info else time.process_time() - cpu
-        samples.append((wall, own_cpu + info.get("cpu_other", 0.0), info.get("first")))
+        for k, run in enumerate(runs):
+            samples[k].append(_sample(run))
     return samples
 
 
@@ -240,37 +251,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")
     raw = "raw tiffslide zarr decode"
-    for threads, shown in ((1, "1 (in the caller)"), (2, "2 threads")):
-        _row(raw, shown, n, _timed(_raw_here(path, grid.read_level, boxes, threads), args.repeats))
-    rates = {}
-    for workers in (1, 2):
-        run = _raw_in_processes(path, grid.read_level, boxes, workers, batch)
-        shown = f"{workers} process{'es' if workers > 1 else ''}"
-        rates[f"raw{workers}"] = _row(
-            f"{raw}, decode time only", shown, n, _timed(run, args.repeats)
-        )
     feed = "TileFeed (read + resize + batch)"
-    for workers in (0, 1, 2):
-        shown = (
-            f"{workers} process{'es' if workers > 1 else ''}" if workers else "0 (in the caller)"
-        )
-        samples = _timed(_feed(slide, grid, workers, batch), args.repeats)
-        rates[f"feed{workers}"] = _row(feed, shown, n, samples)
-    for workers in (0, 1, 2):
+    features = f"extract_slide_features, {extractor.name}"
 
-        def features(workers: int = workers) -> dict[str, float]:
+    def shown(workers: int) -> str:
+        return f"{workers} process{'es' if workers > 1 else ''}" if workers else "0 (in the caller)"
+
+    def extraction(workers: int) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
             start = time.perf_counter()
             extract_slide_features(
                 slide, grid, extractor, cache_dir=None, batch_size=batch,
                 num_workers=workers, progress=False,
             )  # fmt: skip
-            return {"wall": time.perf_counter() - start}  # CPU of the workers not counted
+            return {"wall": time.perf_counter() - start}  # the workers' CPU is not counted
 
-        label = f"extract_slide_features, {extractor.name}"
-        shown = (
-            f"{workers} process{'es' if workers > 1 else ''}" if workers else "0 (in the caller)"
-        )
-        _row(label, shown, n, _timed(features, args.repeats))
+        return run
+
+    level, raw_only = grid.read_level, f"{raw}, decode time only"
+    rows: list[tuple[str, str, str, Callable[[], object]]] = [
+        ("here1", raw, "1 (in the caller)", _raw_here(path, level, boxes, 1)),
+        ("threads2", raw, "2 threads", _raw_here(path, level, boxes, 2)),
+    ]
+    rows += [
+        (f"raw{w}", raw_only, shown(w), _raw_in_processes(path, level, boxes, w, batch))
+        for w in (1, 2)
+    ]
+    rows += [(f"feed{w}", feed, shown(w), _feed(slide, grid, w, batch)) for w in (0, 1, 2)]
+    rows += [(f"features{w}", features, shown(w), extraction(w)) for w in (0, 1, 2)]
+    samples = _interleaved([run for *_, run in rows], args.repeats)
+    rates = {
+        key: _row(label, workers, n, got)
+        for (key, label, workers, _), got in zip(rows, samples, strict=True)
+    }
     if not args.no_predict:
         for workers in (0, None):
             seconds, tiles = _predict(args.predict_slide or path, workers)
