@@ -32,6 +32,13 @@ def _write(path: Path, seed: int) -> Path:
     return write_pyramid_tiff(path, synthetic_he(tissue, seed=seed), mpp=0.5, n_levels=2)
 
 
+@pytest.fixture(autouse=True)
+def decode_in_the_caller(monkeypatch):
+    """The cache tests decode in the caller (fast); decoding in processes, with extraction
+    and cancellation, is tested in test_tile_feed.py."""
+    monkeypatch.setattr("napari_imilia.features.default_num_workers", lambda device="cpu": 0)
+
+
 @pytest.fixture(scope="module")
 def slide_path(tmp_path_factory) -> Path:
     return _write(tmp_path_factory.mktemp("features") / "case-01.tiff", seed=3)
