@@ -224,3 +224,47 @@ def test_feed_rejects_bad_settings(slide, grid):
     with pytest.raises(ValueError, match="0 or more"):
         TileFeed(slide, grid, num_workers=-1)
     assert TileFeed(slide, grid, batch_size=grid.n_tiles, num_workers=8).num_workers == 1
+
+
+def test_resized_tiles_match_the_in_caller_path(slide):
+    """0.75 µm/px tiles of a 0.5 µm/px slide: 96 level-0 px read, resized to 64 px."""
+    grid = make_tile_grid(slide, detect_tissue(slide), target_mpp=0.75, tile_px=64)
+    assert (grid.read_level, grid.read_size_px) == (0, 96)
+    rows = np.arange(min(24, grid.n_tiles))
+    tiles = [b.tiles for b in TileFeed(slide, grid, batch_size=5, num_workers=2, indices=rows)]
+    np.testing.assert_array_equal(np.concatenate(tiles), in_caller(slide, grid, rows))
+    assert_no_decode_processes()
+
+
+def test_pinned_batches_without_a_gpu_are_plain_batches(slide, grid):
+    rows = np.arange(10)
+    with TileFeed(slide, grid, batch_size=4, num_workers=1, indices=rows, pin_memory=True) as feed:
+        tiles = np.concatenate([b.tiles for b in feed])
+    np.testing.assert_array_equal(tiles, in_caller(slide, grid, rows))
+
+
+def test_cpu_extraction_shares_the_cores_with_its_decoders(slide, grid, monkeypatch):
+    """Beside 1 decode process on 2 cores, torch gets 1 thread, and its count comes back."""
+    import torch
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    seen: list[int] = []
+
+    class Embedder:
+        name, dim, weights_sha256 = "threads", 1, None
+
+        def embed(self, tiles: np.ndarray) -> np.ndarray:
+            seen.append(torch.get_num_threads())
+            return np.zeros((len(tiles), 1), dtype=np.float32)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        extract_slide_features(
+            slide, grid, Embedder(), cache_dir=None, batch_size=64, num_workers=1, progress=False
+        )
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert_no_decode_processes()
