@@ -268,3 +268,14 @@ def test_cpu_extraction_shares_the_cores_with_its_decoders(slide, grid, monkeypa
     finally:
         torch.set_num_threads(before)
     assert_no_decode_processes()
+
+
+def test_a_killed_worker_is_an_error_and_the_others_stop(slide, grid):
+    feed = TileFeed(slide, grid, batch_size=2, num_workers=2, prefetch_batches=1)
+    with pytest.raises(TileReadError, match=r"cannot read tile \d+ at level-0 .*decode process"):
+        for k, _ in enumerate(feed):
+            if k == 0:
+                victim = decode_processes()[0]
+                victim.kill()
+                victim.wait(10)
+    assert_no_decode_processes()

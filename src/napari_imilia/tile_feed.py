@@ -17,7 +17,8 @@ re-raised in the consumer as :class:`TileReadError` naming the tile (row, level-
 Leaving the loop early (``break``, an exception, Ctrl-C, ``close()``) stops and joins the
 workers. Workers start with the ``forkserver`` method (safe from threaded hosts such as
 napari, and torch's threads): the server imports the decoding modules once per Python
-process (:func:`warm_up` starts it early), then each worker forks from it in milliseconds.
+process (:func:`warm_up` starts it early), then each worker forks from it without importing
+anything again.
 """
 
 from __future__ import annotations
