@@ -1,8 +1,7 @@
-"""The threaded tile feed and whole-slide feature extraction with its HDF5 cache."""
+"""Whole-slide feature extraction with its HDF5 cache (the tile feed: test_tile_feed.py)."""
 
 from __future__ import annotations
 
-import gc
 import shutil
 import threading
 from pathlib import Path
@@ -20,9 +19,9 @@ from napari_imilia.features import (
     feature_cache_path,
 )
 from napari_imilia.slide import open_slide
-from napari_imilia.tile_feed import TileFeed, TileReadError, default_num_workers
-from napari_imilia.tiling import TileReader, make_tile_grid, read_tile
+from napari_imilia.tiling import make_tile_grid, read_tile
 from napari_imilia.tissue import NoTissueError, detect_tissue
+from test_tile_feed import assert_no_decode_processes
 from test_tissue import ellipse, synthetic_he, write_pyramid_tiff
 
 SHAPE_HW = (1024, 1536)  # 0.5 µm/px, so tiles at 0.5 µm/px read level 0 as is
@@ -31,6 +30,13 @@ SHAPE_HW = (1024, 1536)  # 0.5 µm/px, so tiles at 0.5 µm/px read level 0 as is
 def _write(path: Path, seed: int) -> Path:
     tissue = ellipse(SHAPE_HW, (512, 768), (450, 700))
     return write_pyramid_tiff(path, synthetic_he(tissue, seed=seed), mpp=0.5, n_levels=2)
+
+
+@pytest.fixture(autouse=True)
+def decode_in_the_caller(monkeypatch):
+    """The cache tests decode in the caller (fast); decoding in processes, with extraction
+    and cancellation, is tested in test_tile_feed.py."""
+    monkeypatch.setattr("napari_imilia.features.default_num_workers", lambda device="cpu": 0)
 
 
 @pytest.fixture(scope="module")
@@ -67,109 +73,6 @@ class SpyExtractor:
         self.tiles += len(tiles_uint8)
         pixels = tiles_uint8.reshape(len(tiles_uint8), -1, 3).astype(np.float32)
         return np.concatenate([pixels.mean(axis=1), pixels.std(axis=1)], axis=1)
-
-
-def _feed_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("tile-feed") and t.is_alive()]
-
-
-# -- tile feed ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("num_workers", [0, 1, 2])
-def test_feed_yields_every_tile_once_in_order(slide, grid, num_workers):
-    reference = TileReader(slide, grid)
-    seen: list[int] = []
-    with TileFeed(slide, grid, batch_size=7, num_workers=num_workers) as feed:
-        assert len(feed) == -(-grid.n_tiles // 7)
-        for batch in feed:
-            assert batch.tiles.shape == (len(batch), 64, 64, 3)
-            assert batch.tiles.dtype == np.uint8
-            for row, tile in zip(batch.indices.tolist(), batch.tiles, strict=True):
-                np.testing.assert_array_equal(tile, reference(row))
-            seen.extend(batch.indices.tolist())
-    assert seen == list(range(grid.n_tiles))
-    np.testing.assert_array_equal(read_tile(slide, grid, seen[-1]), reference(seen[-1]))
-    assert not _feed_threads()
-
-
-def test_feed_reads_only_the_chunks_under_its_tiles(slide, grid, chunk_reads):
-    keys = chunk_reads
-    rows = np.arange(0, grid.n_tiles, 5)
-    for _ in TileFeed(slide, grid, batch_size=8, num_workers=2, indices=rows):
-        pass
-    under_tiles = 0
-    for x, y in zip(grid.x[rows].tolist(), grid.y[rows].tolist(), strict=True):
-        cols = (x + grid.footprint_px - 1) // 256 - x // 256 + 1
-        chunk_rows = (y + grid.footprint_px - 1) // 256 - y // 256 + 1
-        under_tiles += cols * chunk_rows
-    assert keys and all(key.startswith("0/") for key in keys)
-    assert len(keys) == under_tiles  # one region read per tile, nothing else
-    assert len(set(keys)) < 4 * 6  # fewer than the 24 chunks of the whole level
-
-
-def test_feed_raises_a_worker_error_naming_the_tile(slide, grid, monkeypatch):
-    bad = grid.n_tiles // 2
-    original = TileReader.__call__
-
-    def failing(self, index):
-        if index == bad:
-            raise OSError("corrupt JPEG tile")
-        return original(self, index)
-
-    monkeypatch.setattr(TileReader, "__call__", failing)
-    x, y = int(grid.x[bad]), int(grid.y[bad])
-    done = []
-    with pytest.raises(TileReadError, match=rf"x={x}, y={y}.*corrupt JPEG tile"):
-        for batch in TileFeed(slide, grid, batch_size=5, num_workers=2):
-            done.extend(batch.indices.tolist())
-    assert done == list(range(bad // 5 * 5))
-    assert not _feed_threads()
-
-
-def test_feed_decodes_in_parallel_and_ahead_of_the_consumer(slide, grid, monkeypatch):
-    """Two reads run at the same time in worker threads, and the next batch is read while the
-    consumer still holds the current one (decode overlapped with compute)."""
-    original = TileReader.__call__
-    both_in_flight = threading.Barrier(2, timeout=20)
-    next_batch_read = threading.Event()
-    reader_threads: set[str] = set()
-
-    def spying(self, index):
-        reader_threads.add(threading.current_thread().name)
-        if index < 2:  # the first two tiles only finish once both are being read at once
-            both_in_flight.wait()
-        if index >= 4:
-            next_batch_read.set()
-        return original(self, index)
-
-    monkeypatch.setattr(TileReader, "__call__", spying)
-    with TileFeed(slide, grid, batch_size=4, num_workers=2, prefetch_batches=2) as feed:
-        batches = iter(feed)
-        first = next(batches)
-        # the consumer "computes" on batch 0 and reads nothing itself meanwhile
-        assert next_batch_read.wait(timeout=20), "batch 1 was not read during batch 0"
-        assert first.indices.tolist() == [0, 1, 2, 3]
-        rest = [b.indices.tolist() for b in batches]
-    assert [i for b in rest for i in b] == list(range(4, grid.n_tiles))
-    assert len(reader_threads) == 2 and all(n.startswith("tile-feed") for n in reader_threads)
-    assert not both_in_flight.broken
-
-
-def test_feed_stops_cleanly_when_abandoned(slide, grid):
-    feed = TileFeed(slide, grid, batch_size=4, num_workers=2, prefetch_batches=3)
-    for _ in feed:
-        break
-    assert not _feed_threads()
-    iterator = iter(TileFeed(slide, grid, batch_size=4, num_workers=2))
-    next(iterator)
-    assert _feed_threads()
-    del iterator
-    gc.collect()
-    assert not _feed_threads()
-    with pytest.raises(RuntimeError, match="once"):
-        iter(feed)
-    assert 1 <= default_num_workers() <= 4
 
 
 # -- features and the cache ----------------------------------------------------------------
@@ -267,7 +170,7 @@ def test_cancel_leaves_no_file(slide, grid, tmp_path):
             progress=cancel_after_first_batch,
         )
     assert list(tmp_path.iterdir()) == []
-    assert not _feed_threads()
+    assert_no_decode_processes()
 
 
 def test_cache_file_without_coords_is_reported(slide, grid, tmp_path):

@@ -33,7 +33,7 @@ def test_help_lists_predict_and_extractors(capsys: pytest.CaptureFixture) -> Non
         main(["predict", "--help"])
     text = capsys.readouterr().out
     options = ("--out", "--model", "--extractor", "--device", "--min-tissue", "--parallel-slides")
-    for option in (*options, "--decode-threads", "--scheduler-timeout", "--force", "--workers"):
+    for option in (*options, "--decode-workers", "--scheduler-timeout", "--force", "--workers"):
         assert re.search(rf"^  {option}\b", text, re.M), option
     # every option is explained
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
@@ -161,7 +161,7 @@ def test_bad_inputs_exit_2_with_a_message_and_no_files(
     ("old", "value", "message"),
     [
         ("--workers", "0", "--parallel-slides must be at least 1"),
-        ("--num-workers", "-1", "--decode-threads must be 0 or more"),
+        ("--num-workers", "-1", "--decode-workers must be 0 or more"),
     ],
 )
 def test_old_option_names_still_work_with_a_note(

@@ -4,8 +4,13 @@ A cache file is reused only when every key matches: extractor name and weights h
 MPP, tile size, tiling hash (:data:`~napari_imilia.feature_cache.CACHE_KEY_ATTRS`) and the
 slide's quick hash (``slide_quick_hash``); otherwise features are recomputed and the file is
 rewritten atomically, so a cancelled or failed run leaves the previous file (or none).
-Tiles decode in worker threads (:class:`~napari_imilia.tile_feed.TileFeed`) while the
-extractor embeds the previous batch; the extractor handles its device and autocast.
+Tiles decode in worker processes (:class:`~napari_imilia.tile_feed.TileFeed`) while the
+extractor embeds the previous batch; the extractor handles its device and autocast. By
+default the decode processes take the cores the extractor does not need
+(:func:`~napari_imilia.tile_feed.default_num_workers`): all but one next to a GPU extractor,
+whose batches then arrive in pinned memory; a quarter next to a CPU extractor, whose torch
+intra-op threads are lowered meanwhile so that decoding and the model share the cores
+without oversubscribing them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from napari_imilia.feature_cache import (
     write_features,
 )
 from napari_imilia.slide import Slide
-from napari_imilia.tile_feed import TileFeed
+from napari_imilia.tile_feed import TileFeed, default_num_workers, torch_threads_beside
 from napari_imilia.tiling import TileGrid
 from napari_imilia.tissue import NoTissueError
 
@@ -147,8 +152,13 @@ def _embed_grid(
     if callable(progress):
         progress(0, total)
     done = 0
+    device = str(getattr(extractor, "device", "cpu"))
+    workers = default_num_workers(device) if num_workers is None else int(num_workers)
+    on_gpu = device.startswith("cuda")
+    feed = TileFeed(slide, grid, batch_size=batch_size, num_workers=workers, pin_memory=on_gpu)
+    restore_threads = None if on_gpu else _share_cores_with(feed.num_workers)
     try:
-        with TileFeed(slide, grid, batch_size=batch_size, num_workers=num_workers) as feed:
+        with feed:
             for batch in feed:
                 _check_cancel(cancel, slide, done, total)
                 embedded = np.asarray(extractor.embed(batch.tiles), dtype=np.float32)
@@ -168,7 +178,24 @@ def _embed_grid(
     finally:
         if bar is not None:
             bar.close()
+        if restore_threads is not None:
+            restore_threads()
     return features
+
+
+def _share_cores_with(num_workers: int) -> Callable[[], None] | None:
+    """Lower torch's intra-op threads beside ``num_workers`` decode processes; returns what
+    restores them (None when nothing changed)."""
+    if num_workers == 0:
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = min(before, torch_threads_beside(num_workers))
+    if wanted == before:
+        return None
+    torch.set_num_threads(wanted)
+    return lambda: torch.set_num_threads(before)
 
 
 def _check_cancel(cancel: threading.Event | None, slide: Slide, done: int, total: int) -> None:

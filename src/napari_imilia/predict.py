@@ -131,6 +131,8 @@ def predict_slide(
     (``saturation_threshold``, ``min_od``, ``remove_pen``, ``min_tissue_area_um2`` (µm²),
     ``fill_holes_um2`` (µm²), ``mask_mpp`` (µm/px)). ``batch_size``: tiles per decoded batch
     and per forward pass of an extractor loaded here (an extractor passed in keeps its own).
+    ``num_workers``: tile decoding processes (None: the machine's default beside the
+    extractor's device, :func:`~napari_imilia.tile_feed.default_num_workers`; 0: none).
     ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
     ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
     ``slide_backend``: "auto" (chosen from the file) or the library to read the slide with
@@ -146,10 +148,12 @@ def predict_slide(
     from napari_imilia.features import extract_slide_features
     from napari_imilia.mil import load_model
     from napari_imilia.slide import open_slide
+    from napari_imilia.tile_feed import warm_up
     from napari_imilia.tiling import make_tile_grid
     from napari_imilia.tissue import NoTissueError, detect_tissue
 
     started = time.perf_counter()
+    warm_up()  # the tile decoders' fork server imports while models load and tissue is found
     tissue_kwargs = check_tissue_params(tissue_params)
     from napari_imilia.tiling_deepzoom import IMILIA_MAX_TILES, check_tiling
 

@@ -145,12 +145,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tiles per decoded batch and per extractor forward pass (32; more on a big GPU)",
     )
     parser.add_argument(
-        "--decode-threads",
+        "--decode-workers",
         dest="num_workers",
         type=int,
         default=None,
         metavar="N",
-        help="tile decoding threads per slide (default: min(4, CPU count); 0: none)",
+        help="tile decoding processes per slide (default: the usable cores the extractor "
+        "leaves: all but one beside a GPU, a quarter beside the CPU; 0: decode in the slide's "
+        "own process, as every --workers/--scheduler worker does: slide-parallel there)",
     )
     parser.add_argument(
         "--parallel-slides",
@@ -183,10 +185,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compute every slide again, even those with a complete result made with the "
         "same model, extractor and settings",
     )
-    for old, new in (("--num-workers", "--decode-threads"), ("--workers", "--parallel-slides")):
+    for old, new in (("--num-workers", "--decode-workers"), ("--workers", "--parallel-slides")):
         parser.add_argument(
             old,
-            dest="num_workers" if new == "--decode-threads" else "workers",
+            dest="num_workers" if new == "--decode-workers" else "workers",
             type=int,
             action=_DeprecatedOption,
             new_name=new,
@@ -258,7 +260,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise ImiliaError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.num_workers is not None and args.num_workers < 0:
-        raise ImiliaError(f"--decode-threads must be 0 or more, got {args.num_workers}")
+        raise ImiliaError(f"--decode-workers must be 0 or more, got {args.num_workers}")
     if args.tiles_from is not None and len(args.slides) != 1:
         raise ImiliaError("--tiles-from lists one slide's tiles: give exactly one slide")
     from napari_imilia.predict import check_tissue_params

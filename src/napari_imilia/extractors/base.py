@@ -65,7 +65,10 @@ def tiles_to_tensor(tiles_uint8: np.ndarray, size_px: int, device: torch.device)
     """
     if not tiles_uint8.flags.writeable:  # torch warns on read-only arrays
         tiles_uint8 = tiles_uint8.copy()
-    batch = torch.from_numpy(tiles_uint8).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    # non-blocking: an asynchronous copy when the tiles sit in pinned memory (the tile feed's
+    # batches for a GPU); the model's output copied back to the CPU waits for it
+    batch = torch.from_numpy(tiles_uint8).to(device, non_blocking=True)
+    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
     if batch.shape[-2:] != (size_px, size_px):
         batch = F.interpolate(batch, size=(size_px, size_px), mode="bicubic", antialias=True)
         batch = batch.clamp_(0.0, 1.0)
