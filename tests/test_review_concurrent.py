@@ -36,6 +36,7 @@ for i in range(count):
     if i % 3 == 0:
         store.update(entry.entry_id, verdict="disagree", note=f"{name}-{i} edited")
         print(f"update {i}", flush=True)
+    time.sleep(0.002)  # a reviewer's pace: gives the other process a turn at the lock
 print(f"done {len(store)}", flush=True)
 """
 
