@@ -7,7 +7,8 @@
   removing that layer ends the session;
 - clicking a tile on the canvas (a click, not a drag, in pan/zoom mode) selects it
   (``session.tile_at`` on the clicked level-0 pixel, then ``session.select_tile``);
-- the selected tile is outlined by a one-rectangle Shapes layer (role ``selected_tile``).
+- the selected tile is outlined by a one-rectangle Shapes layer (role ``selected_tile``);
+- reviewed tiles are outlined in their verdict's colour (``_verdict_layer``).
 
 Coordinates: the slide layer's level-0 pixel ``i`` is centred at ``i * um_per_px`` in world
 coordinates (µm; row, col order), so a level-0 point (x, y) is world ``(y, x) * um_per_px``.
@@ -26,6 +27,7 @@ import numpy as np
 from napari_imilia._reader import slide_from_metadata
 from napari_imilia._widgets._napari_compat import canvas_size_px, viewer_camera
 from napari_imilia._widgets._state import LAYER_ROLE_KEY, layers_with_role, viewer_state
+from napari_imilia._widgets._verdict_layer import sync_verdict_layer
 from napari_imilia.review.session import ReviewSession
 
 SELECTION_ROLE = "selected_tile"
@@ -214,17 +216,27 @@ class ViewerLink:
         if self._session is not None:
             self._session.tile_selected.disconnect(self._on_tile_selected)
             self._session.prediction_changed.disconnect(self._on_prediction_changed)
+            self._session.review_changed.disconnect(self._show_verdicts)
         self._session = session
         if session is not None:
             session.tile_selected.connect(self._on_tile_selected)
             session.prediction_changed.connect(self._on_prediction_changed)
+            session.review_changed.connect(self._show_verdicts)
         self._show_selection()
+        self._show_verdicts()
 
     def _on_tile_selected(self, _tile_id: Any) -> None:
         self._show_selection()
 
     def _on_prediction_changed(self, _result: Any) -> None:
         self._show_selection()
+        self._show_verdicts()
+
+    def _show_verdicts(self) -> None:
+        """Outline the reviewed tiles in their verdict's colour (``_verdict_layer``)."""
+        viewer = self.viewer
+        if viewer is not None:
+            sync_verdict_layer(viewer, self._session)
 
     def _show_selection(self) -> None:
         """Outline the session's selected tile (remove the outline when nothing is selected)."""
@@ -263,6 +275,9 @@ def link_viewer(viewer: Any) -> ViewerLink:
     """The viewer's :class:`ViewerLink` (created on first use)."""
     link = _LINKS.get(viewer)
     if link is None:
+        from napari_imilia._widgets._review_keys import register_review_actions
+
+        register_review_actions()
         link = ViewerLink(viewer)
         _LINKS[viewer] = link
     return link

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._state import LAYER_ROLE_KEY, layers_with_role
 from napari_imilia._widgets._viewer_link import (
     add_layer_keeping_selection,
@@ -142,7 +143,7 @@ class HeatmapWidget(QWidget):
         form.addRow(self.threshold_check, self.threshold_spin)
         form.addRow("colormap", self.colormap_combo)
         form.addRow("opacity", self.opacity_slider)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         for widget in (self.score_label, self.demo_label, self.model_label):
             layout.addWidget(widget)
         layout.addLayout(form)
