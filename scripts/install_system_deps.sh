@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System packages napari + PyQt5 need on Debian/Ubuntu, plus Xvfb for headless rendering.
+# System packages napari + PyQt6 need on Debian/Ubuntu (Qt >= 6.5 needs libxcb-cursor0), plus
+# Xvfb for headless rendering.
 # Idempotent and non-interactive: does nothing when everything is already installed. Runs as
 # root, or through sudo otherwise. Other systems: install the equivalents by hand.
 set -euo pipefail

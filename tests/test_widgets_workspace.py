@@ -207,3 +207,23 @@ def test_review_keys_are_listed_in_napari_preferences_and_the_docks(make_napari_
         assert name in listed and listed[name].description == description
         assert [str(k) for k in action_manager._shortcuts[name]] == list(keys)
         assert description.removeprefix("Review: ") in review.keys_label.text()
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "pyqt6"), ("pyqt5", "pyqt5")])
+def test_the_viewer_prefers_qt6_unless_a_binding_was_chosen(given, expected):
+    import importlib.util
+
+    if importlib.util.find_spec("PyQt6") is None:
+        pytest.skip("PyQt6 is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "QT_API"}
+    if given:
+        env["QT_API"] = given
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    code = (
+        "import os; from napari_imilia._viewer_launch import prefer_qt6; prefer_qt6(); "
+        "print(os.environ['QT_API'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == expected
