@@ -36,7 +36,8 @@ def _inside(rect: list[int], area: list[int]) -> bool:
 
 
 def _probe(mode: str, screen: str, slide: Path, root: Path, out: Path) -> dict[str, Any]:
-    """Run ``workspace_probe.py`` on a private Xvfb of ``screen`` size; its measurements."""
+    """Run ``workspace_probe.py`` on a private Xvfb of ``screen`` size; its measurements
+    (mode ``torch``: only ``out`` is used)."""
     from napari_imilia._viewer_launch import private_xvfb
 
     src = Path(__file__).resolve().parents[1] / "src"
@@ -45,8 +46,9 @@ def _probe(mode: str, screen: str, slide: Path, root: Path, out: Path) -> dict[s
         env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
         env["IMILIA_RESULTS_DIR"] = str(root)
         env.pop("WAYLAND_DISPLAY", None)
+        args = [mode, str(out)] if mode == "torch" else [mode, str(slide), str(root), str(out)]
         done = subprocess.run(
-            [sys.executable, str(PROBE), mode, str(slide), str(root), str(out)],
+            [sys.executable, str(PROBE), *args],
             env=env,
             capture_output=True,
             text=True,
@@ -81,6 +83,17 @@ def test_workspace_and_docks_one_by_one_fit_the_screen(
     assert len(found["docks"]) == 7
     assert all(_inside(rect, found["available"]) for rect in found["docks"].values())
     assert not any(found["overlaps"].values()), found["overlaps"]
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb for its own screen")
+def test_slide_and_model_dock_opens_before_torch_is_imported(tmp_path: Path) -> None:
+    """The dock is built without importing torch; the extractor list and the model's
+    description arrive from a worker thread."""
+    found = _probe("torch", SCREENS[0], Path(), Path(), tmp_path / "torch.json")
+    assert not found["before"] and not found["at_open"]
+    assert found["loaded"] and found["after"]
+    assert {"", "imilia-stain-stats", "h0-mini"} <= set(found["extractors"])
+    assert found["label"].startswith("DEMO MODEL")
 
 
 def _open_scored(make_napari_viewer: Any, slide: Path) -> tuple[Any, Any]:

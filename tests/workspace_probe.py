@@ -90,5 +90,37 @@ def main(mode: str, slide: Path, results_root: Path, out_json: Path) -> None:
     viewer.close()
 
 
+def dock_opens_without_torch(out_json: Path) -> None:
+    """``python workspace_probe.py torch OUT_JSON``: is torch imported when the Slide and model
+    dock is built, and after its background load?"""
+    import time
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=False)
+    before = "torch" in sys.modules
+    _dock, panel = viewer.window.add_plugin_dock_widget("napari-imilia", "Slide and model")
+    at_open = "torch" in sys.modules
+    deadline = time.perf_counter() + 240
+    while not panel.form.choices_loaded and time.perf_counter() < deadline:
+        QApplication.instance().processEvents()
+        time.sleep(0.02)
+    combo = panel.form.extractor_combo
+    result = {
+        "before": before,
+        "at_open": at_open,
+        "loaded": panel.form.choices_loaded,
+        "after": "torch" in sys.modules,
+        "extractors": [combo.itemData(i) for i in range(combo.count())],
+        "label": panel.form.model_label.text(),
+    }
+    out_json.write_text(json.dumps(result), encoding="utf-8")
+    viewer.close()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+    if sys.argv[1] == "torch":
+        dock_opens_without_torch(Path(sys.argv[2]))
+    else:
+        main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
