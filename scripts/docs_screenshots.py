@@ -211,6 +211,7 @@ def workspace_shot(slide: Path, results: Path, path: Path) -> None:
 def workspace_shots(slide: Path, results: Path, out: Path) -> list[Path]:
     """``workspace_<screen>.png`` for each of ``WORKSPACE_SCREENS``, each made by a child
     process on a private Xvfb of that size."""
+    import shutil
     import subprocess
     import sys
 
@@ -219,9 +220,11 @@ def workspace_shots(slide: Path, results: Path, out: Path) -> list[Path]:
     written = []
     for screen in WORKSPACE_SCREENS:
         path = out / f"workspace_{screen}.png"
+        own = results.with_name(f"{results.name}_{screen}")  # each shot records its reviews
+        shutil.copytree(results, own, dirs_exist_ok=True)
         with private_xvfb(f"{screen}x24") as display:
             env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
-            command = [sys.executable, __file__, "--workspace-child", str(slide), str(results)]
+            command = [sys.executable, __file__, "--workspace-child", str(slide), str(own)]
             subprocess.run([*command, "--out", str(path)], env=env, check=True, timeout=600)
         written.append(path)
     return written

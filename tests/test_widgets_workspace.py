@@ -87,10 +87,11 @@ def test_workspace_and_docks_one_by_one_fit_the_screen(
 
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb for its own screen")
 def test_slide_and_model_dock_opens_before_torch_is_imported(tmp_path: Path) -> None:
-    """The dock is built without importing torch; the extractor list and the model's
+    """Building the dock imports no torch in the UI thread: the extractor list and the model's
     description arrive from a worker thread."""
     found = _probe("torch", SCREENS[0], Path(), Path(), tmp_path / "torch.json")
-    assert not found["before"] and not found["at_open"]
+    assert not found["before"]
+    assert found["importers"] and found["main_thread"] not in found["importers"]
     assert found["loaded"] and found["after"]
     assert {"", "imilia-stain-stats", "h0-mini"} <= set(found["extractors"])
     assert found["label"].startswith("DEMO MODEL")
@@ -157,6 +158,10 @@ def test_verdicts_are_outlined_in_their_colour_and_counted(make_napari_viewer, s
     np.testing.assert_allclose(colours[second], verdict_rgba("uncertain"))
     assert "2 of 10 top tiles reviewed" in review.progress_label.text()
     np.testing.assert_allclose(layer.scale, session.slide.mpp)
+    # a heatmap shown afterwards stays under the outlines
+    _, heat = viewer.window.add_plugin_dock_widget(PLUGIN, "Heatmap")
+    index = list(viewer.layers).index
+    assert index(layer) > index(heat.heatmap_layer())
 
     for entry in session.review.entries():
         session.remove_review(entry.entry_id)

@@ -27,10 +27,12 @@ import numpy as np
 from napari_imilia._reader import slide_from_metadata
 from napari_imilia._widgets._napari_compat import canvas_size_px, viewer_camera
 from napari_imilia._widgets._state import LAYER_ROLE_KEY, layers_with_role, viewer_state
-from napari_imilia._widgets._verdict_layer import sync_verdict_layer
+from napari_imilia._widgets._verdict_layer import VERDICTS_ROLE, sync_verdict_layer
 from napari_imilia.review.session import ReviewSession
 
 SELECTION_ROLE = "selected_tile"
+#: Role of the heatmap layer (``heatmap.HEATMAP_ROLE``; not imported: that module imports this).
+HEATMAP_ROLE_NAME = "heatmap"
 #: A press and release further apart than this (canvas px) is a drag (pan), not a click.
 CLICK_SLOP_PX = 4.0
 #: When jumping to a tile, the camera shows about this many tile widths across.
@@ -201,6 +203,8 @@ class ViewerLink:
         self.state.set_session(ReviewSession.for_slide(slide, results_root))
 
     def _on_layer_inserted(self, event: Any) -> None:
+        if event.value.metadata.get(LAYER_ROLE_KEY) == HEATMAP_ROLE_NAME:
+            self._raise_outlines()
         slide = slide_from_metadata(event.value.metadata)
         session = self.state.session
         if slide is not None and (session is None or session.slide is not slide):
@@ -231,6 +235,15 @@ class ViewerLink:
     def _on_prediction_changed(self, _result: Any) -> None:
         self._show_selection()
         self._show_verdicts()
+
+    def _raise_outlines(self) -> None:
+        """Keep the verdict and selection outlines above a heatmap added after them."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        for role in (VERDICTS_ROLE, SELECTION_ROLE):
+            for layer in layers_with_role(viewer, role):
+                viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
 
     def _show_verdicts(self) -> None:
         """Outline the reviewed tiles in their verdict's colour (``_verdict_layer``)."""
