@@ -85,7 +85,6 @@ def _arrange(viewer: Viewer) -> dict[str, Any]:
         for name in group:
             dock, _widget = window.add_plugin_dock_widget(PLUGIN, name)
             dock.setFloating(False)
-            dock.setWindowTitle(name)  # the tab's text, without napari's " (napari-imilia)"
             dock.show()
             docks[name] = dock
         first = docks[group[0]]
