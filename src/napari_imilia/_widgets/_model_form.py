@@ -3,8 +3,8 @@ results folder. It edits a :class:`~napari_imilia._widgets._settings.PanelSettin
 the :class:`~napari_imilia._widgets._inference.InferenceRequest` of a Run.
 
 The extractor list and the model's description need torch (seconds to import), so the form
-appears at once with the saved choice and fills them from a background thread
-(``choices_worker``; ``choices_loaded`` once done)."""
+appears at once with the saved choice and fills them once the event loop has shown it
+(``choices_loaded`` once done)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ MODEL_FILTER = "MIL checkpoints (*.safetensors *.pt *.pth);;All files (*)"
 
 
 def _read_extractors() -> list[tuple[str, str]]:
-    """(name, description) of the extractors; imports torch (run in a worker thread)."""
+    """(name, description) of the extractors; imports torch."""
     from napari_imilia.extractors import list_extractors
 
     return list_extractors()
@@ -58,7 +58,6 @@ class ModelForm(QWidget):
 
     def __init__(self, settings: PanelSettings) -> None:
         super().__init__()
-        self.choices_worker: Any = None
         self.choices_loaded = False
         self.model_edit = QLineEdit(settings.model_path)
         self.model_edit.setPlaceholderText("empty: the bundled DEMO model")
@@ -123,16 +122,12 @@ class ModelForm(QWidget):
         self._load_choices()
 
     def _load_choices(self) -> None:
-        """Read the extractor list (and so import torch) in a worker thread."""
-        from napari.qt.threading import thread_worker
+        """Read the extractor list (and so import torch) once the dock is on screen: in the
+        UI thread, after the event loop has shown the dock (a worker thread importing torch
+        while Qt 6 lays out docks crashed napari)."""
+        from qtpy.QtCore import QTimer
 
-        from napari_imilia._widgets._dock_links import track_worker
-
-        worker = thread_worker(_read_extractors, start_thread=False)()
-        worker.returned.connect(self._on_extractors)
-        track_worker(worker)
-        self.choices_worker = worker
-        worker.start()
+        QTimer.singleShot(0, lambda: self._on_extractors(_read_extractors()))
 
     def _on_extractors(self, extractors: list[tuple[str, str]]) -> None:
         """Fill the extractor list (keeping the choice) and describe the model."""
@@ -146,7 +141,6 @@ class ModelForm(QWidget):
             combo.setItemData(combo.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
         combo.setCurrentIndex(max(combo.findData(current), 0))
         combo.blockSignals(False)
-        self.choices_worker = None
         self.choices_loaded = True
         self.update_model_label()
 

@@ -73,6 +73,10 @@ def open_workspace(viewer: Viewer) -> dict[str, Any]:
         _ARRANGING.pop()
 
 
+def _all_docks() -> list[str]:
+    return [name for group in WORKSPACE_GROUPS for name in group]
+
+
 def _arrange(viewer: Viewer) -> dict[str, Any]:
     window = viewer.window
     main = window._qt_window
@@ -81,17 +85,22 @@ def _arrange(viewer: Viewer) -> dict[str, Any]:
         main.setGeometry(area)
     docks: dict[str, Any] = {}
     firsts = []
+    already_open = {f"{name} ({PLUGIN})" for name in _all_docks()} & set(window.dock_widgets)
     for group in WORKSPACE_GROUPS:
-        for name in group:
-            dock, _widget = window.add_plugin_dock_widget(PLUGIN, name)
+        for position, name in enumerate(group):
+            # a new dock joins the tab group of the dock opened just before it (napari's tabify)
+            dock, _widget = window.add_plugin_dock_widget(PLUGIN, name, tabify=position > 0)
             dock.setFloating(False)
             dock.show()
             docks[name] = dock
-        first = docks[group[0]]
-        main.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, first, Qt.Orientation.Vertical)
-        for name in group[1:]:
-            main.tabifyDockWidget(first, docks[name])
-        firsts.append(first)
+        firsts.append(docks[group[0]])
+    if already_open:  # docks opened earlier sit where the user left them: regroup them
+        for group, first in zip(WORKSPACE_GROUPS, firsts, strict=True):
+            main.addDockWidget(
+                Qt.DockWidgetArea.RightDockWidgetArea, first, Qt.Orientation.Vertical
+            )
+            for name in group[1:]:
+                main.tabifyDockWidget(first, docks[name])
     column_px = area.height() - 80  # the menu and status bars
     heights = [max(int(column_px * share), 1) for share in GROUP_HEIGHT_SHARES]
     main.resizeDocks(firsts, heights, Qt.Orientation.Vertical)
