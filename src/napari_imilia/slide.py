@@ -157,7 +157,7 @@ class Slide:
             from skimage.transform import resize
 
             out_shape = (round(image.shape[0] / scale), round(image.shape[1] / scale))
-            image = resize(image, out_shape, anti_aliasing=True, preserve_range=True) + 0.5
+            image = (resize(image, out_shape, anti_aliasing=True, preserve_range=True) + 0.5)
             image = image.astype(np.uint8)
         return image
 

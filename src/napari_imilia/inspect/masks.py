@@ -54,7 +54,9 @@ def write_inspection_masks(inspection: TileInspection, out_dir: str | Path) -> l
     epithelium = np.where(inspection.epithelium_mask, 255, 0).astype(np.uint8)
     return [
         write_bytes_atomic(out_dir / f"{stem}_cells.tif", _tiff_bytes(inspection.cells.labels)),
-        write_bytes_atomic(out_dir / f"{stem}_classes.png", _png_bytes(inspection.class_labels())),
+        write_bytes_atomic(
+            out_dir / f"{stem}_classes.png", _png_bytes(inspection.class_labels())
+        ),
         write_bytes_atomic(out_dir / f"{stem}_epithelium.png", _png_bytes(epithelium)),
     ]
 

@@ -130,7 +130,9 @@ class ReviewSession:
     def set_prediction(self, result: Any) -> None:
         """Show a new ``PredictionResult``; clears inspections made under the old one."""
         if result is not None and str(result.slide_id) != self.slide_id:
-            raise DataError(f"prediction is of slide {result.slide_id!r}, not of {self.slide_id!r}")
+            raise DataError(
+                f"prediction is of slide {result.slide_id!r}, not of {self.slide_id!r}"
+            )
         self.prediction = result
         self._inspections.clear()
         self.selected_tile_id = None
