@@ -22,8 +22,9 @@ layers), record verdicts on two tiles and on a drawn region, export. It writes i
   own private Xvfb of that size, three top tiles reviewed, the fourth selected).
   ``--workspace-only`` writes just these two.
 
-Every PNG is reduced to a 256- (or 128-) colour palette, and scaled down if still needed, to
-stay under ``MAX_PNG_BYTES``.
+Every PNG is reduced to a 256- (or 128-) colour palette (fast octree: small overlays such as
+the red verdict outlines keep their colour, which median cut merged into the heatmap's), and
+scaled down if still needed, to stay under ``MAX_PNG_BYTES``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def save_small_png(path: Path, max_bytes: int = MAX_PNG_BYTES) -> int:
     for scale, colours in ((1.0, 256), (1.0, 128), (0.9, 128), (0.8, 128), (0.7, 128)):
         size = (round(image.width * scale), round(image.height * scale))
         small = image if scale == 1.0 else image.resize(size, Image.Resampling.LANCZOS)
-        small.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        small.quantize(colors=colours, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
         if path.stat().st_size < max_bytes:
             break
     return path.stat().st_size
