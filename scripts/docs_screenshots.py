@@ -16,10 +16,15 @@ layers), record verdicts on two tiles and on a drawn region, export. It writes i
   the Tile inspector dock), ``review_regions.png`` (a reviewed region in the top tile, with
   the Review dock);
 - each dock alone: ``dock_slide_model.png``, ``dock_heatmap.png``, ``dock_top_tiles.png``,
-  ``dock_tile_inspector.png``, ``dock_plots.png``, ``dock_review.png``, ``dock_export.png``.
+  ``dock_tile_inspector.png``, ``dock_plots.png``, ``dock_review.png``, ``dock_export.png``;
+- the review workspace filling a 1366 x 768 and a 1920 x 1080 screen
+  (``workspace_1366x768.png``, ``workspace_1920x1080.png``: each in a child process on its
+  own private Xvfb of that size, three top tiles reviewed, the fourth selected).
+  ``--workspace-only`` writes just these two.
 
-Every PNG is reduced to a 256- (or 128-) colour palette, and scaled down if still needed, to
-stay under ``MAX_PNG_BYTES``.
+Every PNG is reduced to a 256- (or 128-) colour palette (fast octree: small overlays such as
+the red verdict outlines keep their colour, which median cut merged into the heatmap's), and
+scaled down if still needed, to stay under ``MAX_PNG_BYTES``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ DOCK_SHOTS: dict[str, tuple[str, tuple[int, int]]] = {
     "dock_export.png": ("Export / import", (620, 300)),
     "dock_cohort.png": ("Cohort", (640, 900)),
 }
+#: Screens of the workspace screenshots (width x height px).
+WORKSPACE_SCREENS = ("1366x768", "1920x1080")
 #: Tiles inspected for the Plots dock: the top ones and the bottom ones.
 N_TOP_INSPECTED, N_BOTTOM_INSPECTED = 8, 4
 
@@ -82,7 +89,7 @@ def save_small_png(path: Path, max_bytes: int = MAX_PNG_BYTES) -> int:
     for scale, colours in ((1.0, 256), (1.0, 128), (0.9, 128), (0.8, 128), (0.7, 128)):
         size = (round(image.width * scale), round(image.height * scale))
         small = image if scale == 1.0 else image.resize(size, Image.Resampling.LANCZOS)
-        small.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        small.quantize(colors=colours, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
         if path.stat().st_size < max_bytes:
             break
     return path.stat().st_size
@@ -113,9 +120,11 @@ def inspect_and_wait(viewer, tile_id: str) -> None:
     if inspector.worker is None and (current is None or current.tile_id != tile_id):
         inspector.inspect_tile(tile_id)  # ...which did not change: inspect it explicitly
     wait_for(
-        lambda: inspector.worker is None
-        and inspector.current is not None
-        and inspector.current.tile_id == tile_id,
+        lambda: (
+            inspector.worker is None
+            and inspector.current is not None
+            and inspector.current.tile_id == tile_id
+        ),
         f"the inspection of tile {tile_id}",
     )
 
@@ -182,11 +191,61 @@ def dock_shot(viewer, display_name: str, size_px: tuple[int, int], path: Path) -
     settle(0.3)
 
 
+def workspace_shot(slide: Path, results: Path, path: Path) -> None:
+    """The README's review viewer on this display's screen: three top tiles reviewed (their
+    outlines in the verdict colours), the fourth selected; the whole window saved."""
+    from napari_imilia._widgets.launch import open_review_viewer
+
+    viewer = open_review_viewer(slide, results, show=True)
+    session = _session(viewer)
+    ranked = [str(t) for t in session.ranked_tiles(4)["tile_id"]]
+    for tile_id, verdict in zip(ranked, ("agree", "agree", "disagree"), strict=False):
+        session.add_review(verdict=verdict, tile_id=tile_id, reviewer="Dr Example")
+    settle(1.0)
+    top_tiles = _widget(viewer, "Top tiles")
+    top_tiles.select_row(3)
+    zoom_on_tile(viewer, ranked[3], tiles_across=6.0)
+    wait_for(lambda: not top_tiles.thumbnails_loading, "the top tiles' thumbnails")
+    window_shot(viewer, path)
+    viewer.close()
+
+
+def workspace_shots(slide: Path, results: Path, out: Path) -> list[Path]:
+    """``workspace_<screen>.png`` for each of ``WORKSPACE_SCREENS``, each made by a child
+    process on a private Xvfb of that size."""
+    import shutil
+    import subprocess
+    import sys
+
+    from napari_imilia._viewer_launch import private_xvfb
+
+    written = []
+    for screen in WORKSPACE_SCREENS:
+        path = out / f"workspace_{screen}.png"
+        own = results.with_name(f"{results.name}_{screen}")  # each shot records its reviews
+        shutil.copytree(results, own, dirs_exist_ok=True)
+        with private_xvfb(f"{screen}x24") as display:
+            env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+            command = [sys.executable, __file__, "--workspace-child", str(slide), str(own)]
+            subprocess.run([*command, "--out", str(path)], env=env, check=True, timeout=600)
+        written.append(path)
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images", help="folder for the PNGs")
     parser.add_argument("--model", default="", help="MIL checkpoint (default: the demo model)")
+    parser.add_argument(
+        "--workspace-only", action="store_true", help="write only the workspace screenshots"
+    )
+    parser.add_argument(
+        "--workspace-child", nargs=2, metavar=("SLIDE", "RESULTS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.workspace_child:
+        workspace_shot(*(Path(p) for p in args.workspace_child), Path(args.out))
+        return 0
     work = Path(tempfile.mkdtemp(prefix="imilia_screens_"))
     os.environ["IMILIA_CONFIG_DIR"] = str(work / "config")
 
@@ -199,12 +258,17 @@ def main() -> int:
 
     slide = sample_slide_path()
     predict_slide(slide, work / "results", model_path=args.model or None, progress=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shots = workspace_shots(slide, work / "results", out)
+    for path in shots:
+        print(f"wrote {path} ({save_small_png(path) / 1000:.0f} kB)")
+    if args.workspace_only:
+        return 0
     viewer = open_review_viewer(slide, work / "results", show=True)
     viewer.window._qt_window.resize(*WINDOW_PX)
     scale_bar(viewer).visible = True
     _widget(viewer, "Slide and model").form.set_model_path(args.model)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     session = _session(viewer)
     ranked = list(session.ranked_tiles(N_TOP_INSPECTED)["tile_id"])
     bottom = list(session.ranked_tiles(N_BOTTOM_INSPECTED, bottom=True)["tile_id"])

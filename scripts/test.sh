@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r requirements/ci.txt
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
 
+# PyQt6 for qtpy (napari) and pytest-qt alike, even where PyQt5 is also installed.
+export QT_API=pyqt6 PYTEST_QT_API=pyqt6
 status=0
 xvfb-run -a -s "-screen 0 1280x1024x24" python3 -m pytest -q tests || status=$?
 if [ "$status" -eq 5 ]; then

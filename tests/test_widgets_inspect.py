@@ -72,7 +72,8 @@ def _messages() -> list[str]:
 def test_selected_tile_shows_aligned_labels_markers_and_plots(viewer, qtbot):
     inspector = _dock(viewer, "Tile inspector")
     plots = _dock(viewer, "Plots")
-    layout = plots.layout()  # the plots take the dock's height (napari added no stretch)
+    # the plots take the dock's height: last in its scroll area, which napari adds no stretch to
+    layout = plots.scroll_area.widget().layout()
     assert layout.itemAt(layout.count() - 1).widget() is plots.canvas
     session = viewer_state(viewer).session
     assert session is not None and session.prediction is not None

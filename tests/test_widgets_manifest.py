@@ -35,8 +35,8 @@ def _manifest() -> npe2.PluginManifest:
 def test_every_dock_is_in_the_manifest_with_a_plain_name():
     manifest = _manifest()
     widgets = manifest.contributions.widgets
-    assert tuple(w.display_name for w in widgets) == DOCKS
-    assert set(REVIEW_DOCKS) <= set(DOCKS)
+    assert tuple(w.display_name for w in widgets) == ("Review workspace", *DOCKS)
+    assert set(REVIEW_DOCKS) == {"Review workspace", *DOCKS}
     commands = {c.id: c for c in manifest.contributions.commands}
     for widget in widgets:
         # Qt reads '&' in dock tabs and menu items as a mnemonic ("Slide & model" shows
@@ -46,6 +46,16 @@ def test_every_dock_is_in_the_manifest_with_a_plain_name():
         module, attribute = command.python_name.split(":")
         widget_class = getattr(importlib.import_module(module), attribute)
         assert list(inspect.signature(widget_class).parameters) == ["napari_viewer"]
+
+
+def test_open_workspace_is_a_command_taking_the_viewer():
+    from napari.viewer import Viewer
+
+    commands = {c.id: c for c in _manifest().contributions.commands}
+    module, attribute = commands["napari-imilia.open_workspace"].python_name.split(":")
+    function = getattr(importlib.import_module(module), attribute)
+    (viewer,) = inspect.signature(function, eval_str=True).parameters.values()
+    assert viewer.annotation is Viewer
 
 
 def test_compat_helpers_use_the_napari_09_homes_without_warnings():

@@ -117,9 +117,22 @@ def _read_display_number(read_fd: int, process: subprocess.Popen[bytes], log: IO
     return int(text.strip())
 
 
+def prefer_qt6() -> None:
+    """Make qtpy (and so napari) use PyQt6 when it is installed and no binding was chosen
+    (``QT_API`` unset, no Qt imported yet): napari 0.9 deprecates PyQt5 with a toast."""
+    import importlib.util
+
+    chosen = os.environ.get("QT_API") or any(
+        name in sys.modules for name in ("PyQt5", "PyQt6", "PySide2", "PySide6")
+    )
+    if not chosen and importlib.util.find_spec("PyQt6") is not None:
+        os.environ["QT_API"] = "pyqt6"
+
+
 def open_viewer(slide_path: Path, *, show: bool = True, results_root: Path | None = None) -> Any:
     """A napari viewer with the slide opened through this plugin's reader; with
     ``results_root``, ready for review (session, heatmap and docks: ``open_review_viewer``)."""
+    prefer_qt6()
     import napari
 
     if results_root is not None:

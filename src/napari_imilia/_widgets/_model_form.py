@@ -1,6 +1,10 @@
 """The model half of the Slide and model panel: checkpoint, extractor, device, MPP, tile size,
 results folder. It edits a :class:`~napari_imilia._widgets._settings.PanelSettings` and makes
-the :class:`~napari_imilia._widgets._inference.InferenceRequest` of a Run."""
+the :class:`~napari_imilia._widgets._inference.InferenceRequest` of a Run.
+
+The extractor list and the model's description need torch (seconds to import), so the form
+appears at once with the saved choice and fills them once the event loop has shown it
+(``choices_loaded`` once done)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,13 @@ MODEL_OWN_EXTRACTOR = "the model's own"
 MODEL_FILTER = "MIL checkpoints (*.safetensors *.pt *.pth);;All files (*)"
 
 
+def _read_extractors() -> list[tuple[str, str]]:
+    """(name, description) of the extractors; imports torch."""
+    from napari_imilia.extractors import list_extractors
+
+    return list_extractors()
+
+
 def _row(*widgets: QWidget) -> QWidget:
     holder = QWidget()
     layout = QHBoxLayout(holder)
@@ -47,8 +58,7 @@ class ModelForm(QWidget):
 
     def __init__(self, settings: PanelSettings) -> None:
         super().__init__()
-        from napari_imilia.extractors import list_extractors
-
+        self.choices_loaded = False
         self.model_edit = QLineEdit(settings.model_path)
         self.model_edit.setPlaceholderText("empty: the bundled DEMO model")
         self.model_file_button = QPushButton("File…")
@@ -58,13 +68,9 @@ class ModelForm(QWidget):
         self.model_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.extractor_combo = QComboBox()
         self.extractor_combo.addItem(MODEL_OWN_EXTRACTOR, "")
-        for name, description in list_extractors():
-            self.extractor_combo.addItem(name, name)
-            self.extractor_combo.setItemData(
-                self.extractor_combo.count() - 1, description, Qt.ItemDataRole.ToolTipRole
-            )
-        index = self.extractor_combo.findData(settings.extractor)
-        self.extractor_combo.setCurrentIndex(max(index, 0))
+        if settings.extractor:  # until the list is read: the saved choice
+            self.extractor_combo.addItem(settings.extractor, settings.extractor)
+            self.extractor_combo.setCurrentIndex(1)
         self.weights_edit = QLineEdit(settings.extractor_weights)
         self.weights_edit.setPlaceholderText("local weights file (ViT extractors)")
         self.weights_button = QPushButton("…")
@@ -112,6 +118,30 @@ class ModelForm(QWidget):
         self.device_combo.currentIndexChanged.connect(lambda *_: self.changed.emit())
         self.mpp_spin.valueChanged.connect(lambda *_: self.changed.emit())
         self.tile_spin.valueChanged.connect(lambda *_: self.changed.emit())
+        self.model_label.setText("reading the model…")
+        self._load_choices()
+
+    def _load_choices(self) -> None:
+        """Read the extractor list (and so import torch) once the dock is on screen: in the
+        UI thread, after the event loop has shown the dock (a worker thread importing torch
+        while Qt 6 lays out docks crashed napari)."""
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: self._on_extractors(_read_extractors()))
+
+    def _on_extractors(self, extractors: list[tuple[str, str]]) -> None:
+        """Fill the extractor list (keeping the choice) and describe the model."""
+        current = str(self.extractor_combo.currentData() or "")
+        combo = self.extractor_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(MODEL_OWN_EXTRACTOR, "")
+        for name, description in extractors:
+            combo.addItem(name, name)
+            combo.setItemData(combo.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
+        combo.setCurrentIndex(max(combo.findData(current), 0))
+        combo.blockSignals(False)
+        self.choices_loaded = True
         self.update_model_label()
 
     # ------------------------------------------------------------------------- values

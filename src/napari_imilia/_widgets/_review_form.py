@@ -35,10 +35,10 @@ class ReviewForm(QWidget):
         self.verdict_buttons: dict[str, QPushButton] = {}
         verdicts = QHBoxLayout()
         for verdict in VERDICTS:
-            panel_key, canvas_key = VERDICT_KEYS[verdict]
+            panel_key, _canvas_key = VERDICT_KEYS[verdict]
             button = QPushButton(f"{verdict.capitalize()} ({panel_key})")
             button.setCheckable(True)
-            button.setToolTip(f"Record '{verdict}' ({panel_key} here, {canvas_key} on the canvas)")
+            button.setToolTip(f"Record '{verdict}' (key {panel_key}, here or on the canvas)")
             button.clicked.connect(lambda _=False, v=verdict: self.verdict_chosen.emit(v))
             self.verdict_buttons[verdict] = button
             verdicts.addWidget(button)

@@ -15,9 +15,9 @@ ENTRY_ROLE = Qt.ItemDataRole.UserRole
 REVIEW_SETTINGS_NAME = "review_settings.json"
 #: Panel key, canvas key per verdict.
 VERDICT_KEYS: dict[str, tuple[str, str]] = {
-    "agree": ("A", "Alt-A"),
-    "disagree": ("D", "Alt-D"),
-    "uncertain": ("U", "Alt-U"),
+    "agree": ("A", "A"),
+    "disagree": ("D", "D"),
+    "uncertain": ("U", "U"),
 }
 VERDICT_MARKS = {"agree": "✔", "disagree": "✘", "uncertain": "?"}
 

@@ -50,7 +50,8 @@ def describe_slide(summary: dict[str, Any]) -> str:
     )
     objective = summary.get("objective_power")
     lines = [
-        f"<b>{summary['slide_id']}</b>",
+        # a zero-width space after each '_' lets a long slide id wrap in a narrow dock
+        f"<b>{str(summary['slide_id']).replace('_', '_' + chr(0x200B))}</b>",
         f"{width} × {height} px at level 0, {len(summary['level_dimensions_px'])} levels"
         f" ({summary['native_levels']} native)",
         f"MPP: {mpp_text}",

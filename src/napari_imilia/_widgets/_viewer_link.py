@@ -11,6 +11,7 @@
 - the session's result is shown as the heatmap with its colorbar (``_heatmap_layer``) and
   the cell classes of an inspection get a legend on the canvas (``_canvas_legend``), whatever
   docks are open.
+- reviewed tiles are outlined in their verdict's colour (``_verdict_layer``).
 
 Coordinates: the slide layer's level-0 pixel ``i`` is centred at ``i * um_per_px`` in world
 coordinates (µm; row, col order), so a level-0 point (x, y) is world ``(y, x) * um_per_px``.
@@ -29,9 +30,12 @@ import numpy as np
 from napari_imilia._reader import slide_from_metadata
 from napari_imilia._widgets._napari_compat import canvas_size_px, viewer_camera
 from napari_imilia._widgets._state import LAYER_ROLE_KEY, layers_with_role, viewer_state
+from napari_imilia._widgets._verdict_layer import VERDICTS_ROLE, sync_verdict_layer
 from napari_imilia.review.session import ReviewSession
 
 SELECTION_ROLE = "selected_tile"
+#: Role of the heatmap layer (``heatmap.HEATMAP_ROLE``; not imported: that module imports this).
+HEATMAP_ROLE_NAME = "heatmap"
 #: A press and release further apart than this (canvas px) is a drag (pan), not a click.
 CLICK_SLOP_PX = 4.0
 #: When jumping to a tile, the camera shows about this many tile widths across.
@@ -210,6 +214,8 @@ class ViewerLink:
         self.state.set_session(ReviewSession.for_slide(slide, results_root))
 
     def _on_layer_inserted(self, event: Any) -> None:
+        if event.value.metadata.get(LAYER_ROLE_KEY) == HEATMAP_ROLE_NAME:
+            self._raise_outlines()
         slide = slide_from_metadata(event.value.metadata)
         session = self.state.session
         if slide is not None and (session is None or session.slide is not slide):
@@ -225,17 +231,36 @@ class ViewerLink:
         if self._session is not None:
             self._session.tile_selected.disconnect(self._on_tile_selected)
             self._session.prediction_changed.disconnect(self._on_prediction_changed)
+            self._session.review_changed.disconnect(self._show_verdicts)
         self._session = session
         if session is not None:
             session.tile_selected.connect(self._on_tile_selected)
             session.prediction_changed.connect(self._on_prediction_changed)
+            session.review_changed.connect(self._show_verdicts)
         self._show_selection()
+        self._show_verdicts()
 
     def _on_tile_selected(self, _tile_id: Any) -> None:
         self._show_selection()
 
     def _on_prediction_changed(self, _result: Any) -> None:
         self._show_selection()
+        self._show_verdicts()
+
+    def _raise_outlines(self) -> None:
+        """Keep the verdict and selection outlines above a heatmap added after them."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        for role in (VERDICTS_ROLE, SELECTION_ROLE):
+            for layer in layers_with_role(viewer, role):
+                viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+
+    def _show_verdicts(self) -> None:
+        """Outline the reviewed tiles in their verdict's colour (``_verdict_layer``)."""
+        viewer = self.viewer
+        if viewer is not None:
+            sync_verdict_layer(viewer, self._session)
 
     def _show_selection(self) -> None:
         """Outline the session's selected tile (remove the outline when nothing is selected)."""
@@ -274,6 +299,9 @@ def link_viewer(viewer: Any) -> ViewerLink:
     """The viewer's :class:`ViewerLink` (created on first use)."""
     link = _LINKS.get(viewer)
     if link is None:
+        from napari_imilia._widgets._review_keys import register_review_actions
+
+        register_review_actions()
         link = ViewerLink(viewer)
         _LINKS[viewer] = link
     return link

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 from napari_imilia._reader import slide_from_metadata, slide_layer_data
 from napari_imilia._widgets._cohort_scoring import CohortScoringMixin, ProgressRelay, notify
 from napari_imilia._widgets._cohort_table import CohortFilter, CohortTableModel
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._state import LAYER_ROLE_KEY
 from napari_imilia._widgets._viewer_link import latest_slide_layer, link_viewer
 from napari_imilia._widgets.slide_grade import GRADES, SlideGradeForm, set_viewer_cohort
@@ -115,7 +116,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.report_button = QPushButton("Write reports")
         self.grade_form = SlideGradeForm(self.viewer)
 
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         row = QHBoxLayout()
         for widget in (self.source_edit, self.browse_button, self.csv_button):
             row.addWidget(widget)

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_imilia._geojson_reader import geojson_layer_data, placement_of_slide
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._viewer_link import link_viewer
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.bundle import COMPRESSION_SUFFIXES, export_review_bundle
@@ -75,7 +76,7 @@ class ExportPanel(QWidget):
         self.import_button = QPushButton("Import GeoJSON…")
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.import_button)

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_imilia._widgets._dock_links import DockLinks
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._heatmap_layer import (
     DEFAULT_COLORMAP,
     DRIVE_COLUMN,
@@ -123,7 +124,7 @@ class HeatmapWidget(QWidget):
         form.addRow(self.threshold_check, self.threshold_spin)
         form.addRow("colormap", self.colormap_combo)
         form.addRow("opacity", self.opacity_slider)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         for widget in (self.score_label, self.demo_label, self.model_label):
             layout.addWidget(widget)
         layout.addLayout(form)

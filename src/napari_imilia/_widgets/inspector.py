@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_imilia._widgets._dock_links import DockLinks, track_worker
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._inspect_layers import remove_inspection_layers, show_inspection
 from napari_imilia._widgets._inspect_settings import (
     InspectorSettings,
@@ -157,7 +158,7 @@ class TileInspectorWidget(QWidget):
         form.addRow("EpiSeg probe", self._with_browse(self.probe_edit, "EpiSeg probe"))
         form.addRow("Extractor weights", self._with_browse(self.weights_edit, "ViT weights"))
         form.addRow("Device", self.device_combo)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         layout.addLayout(form)
         layout.addWidget(self.auto_check)
         layout.addWidget(self.inspect_button)
@@ -230,6 +231,12 @@ class TileInspectorWidget(QWidget):
                 "prediction_changed": self._on_prediction_changed,
             },
         )
+        # a dock opened late shows the selected tile's inspection the session already holds
+        selected = None if session is None else session.selected_tile_id
+        known = selected is not None and session.prediction is not None
+        cached = known and session.cached_inspection(selected) is not None
+        if known and (self.auto_check.isChecked() or cached):
+            self.inspect_tile(str(selected))
 
     def _on_prediction_changed(self, _result: Any) -> None:
         self._wanted = None

@@ -1,4 +1,4 @@
-"""Open napari ready for review: the slide, its session, heatmap and the three docks.
+"""Open napari ready for review: the slide, its session, heatmap and the review workspace.
 
 ``imilia demo`` calls :func:`open_review_viewer` after scoring the sample slide.
 """
@@ -11,13 +11,14 @@ from typing import Any
 
 from napari_imilia._reader import slide_from_metadata
 from napari_imilia._widgets._state import viewer_state
+from napari_imilia._widgets.workspace import WORKSPACE_GROUPS, open_workspace
 from napari_imilia.errors import SlideError
 from napari_imilia.review.session import ReviewSession
 
 PLUGIN = "napari-imilia"
-#: Dock widgets opened by :func:`open_review_viewer`, by manifest display name, in order;
-#: Top tiles is tabbed with Slide and model (and shown), under the Heatmap.
-REVIEW_DOCKS: tuple[str, ...] = ("Heatmap", "Slide and model", "Top tiles")
+#: Dock widgets opened by :func:`open_review_viewer`, by manifest display name: the whole
+#: review workspace (``workspace.WORKSPACE_GROUPS``).
+REVIEW_DOCKS: tuple[str, ...] = tuple(name for group in WORKSPACE_GROUPS for name in group)
 
 
 def open_review_viewer(
@@ -28,7 +29,8 @@ def open_review_viewer(
 ) -> Any:
     """A napari viewer with the slide layer, its ``ReviewSession`` over ``results_root``
     (an earlier prediction in ``results_root/<slide_id>`` is loaded), the heatmap layer and
-    the Slide and model, Heatmap and Top tiles docks; the camera shows the whole slide.
+    every dock arranged to fit the screen (``open_workspace``); the camera shows the whole
+    slide.
     Raises ``SlideError`` when ``slide_path`` is not a slide our reader opens.
     """
     import napari
@@ -41,7 +43,6 @@ def open_review_viewer(
         viewer.close()
         raise SlideError(f"napari-imilia could not open {slide_path} as a slide")
     viewer_state(viewer).set_session(ReviewSession.for_slide(slide, Path(results_root)))
-    for name in REVIEW_DOCKS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == "Top tiles")
+    open_workspace(viewer)
     viewer.reset_view()
     return viewer

@@ -4,7 +4,8 @@ Left: histogram of every tile's score (the session's prediction), with the selec
 a line and inspected tiles as ticks. Right: the chosen marker (a density per mm², the
 epithelium fraction, intraepithelial densities) against the tile score for every inspected
 tile, with Spearman's rho (IMILIA's interpretability check: immune densities rise with the
-score). Inspected tiles are those the tile inspector computed in this session plus any
+score). Inspected tiles are those the tile inspector computed in this session (including
+those inspected before the dock was opened: the session's cache) plus any
 ``markers.csv`` that ``imilia inspect`` wrote into the slide's results folder. Scores are
 always read from the session; only the small marker rows are kept here. Redrawn on
 ``prediction_changed``, ``tile_inspected`` and ``tile_selected``.
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_imilia._widgets._dock_links import DockLinks
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._viewer_link import link_viewer
 from napari_imilia.cells.types import IMMUNE_CLASSES
 from napari_imilia.markers import MARKER_CLASSES, column_key
@@ -92,7 +94,7 @@ class PlotsWidget(QWidget):
         self.score_axes, self.scatter_axes = self.figure.subplots(1, 2)
         form = QFormLayout()
         form.addRow("Marker", self.marker_combo)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         layout.addLayout(form)
         layout.addWidget(self.info_label)
         layout.addWidget(self.canvas, 1)
@@ -132,6 +134,7 @@ class PlotsWidget(QWidget):
     def _on_prediction_changed(self, _result: Any) -> None:
         self.markers.clear()
         self._load_batch_markers()
+        self._load_session_inspections()
         self.redraw()
 
     def _on_tile_inspected(self, tile_id: str, inspection: Any) -> None:
@@ -141,6 +144,17 @@ class PlotsWidget(QWidget):
 
     def _on_tile_selected(self, _tile_id: Any) -> None:
         self.redraw()
+
+    def _load_session_inspections(self) -> None:
+        """Marker rows of the inspections the session already holds (a dock opened late shows
+        them), least recently used first."""
+        session = self.session
+        if session is None or session.prediction is None:
+            return
+        for tile_id in session.inspected_tile_ids:
+            inspection = session.cached_inspection(tile_id)
+            if inspection is not None:
+                self.markers[str(tile_id)] = inspection.markers.as_row()
 
     def _load_batch_markers(self) -> None:
         """Rows of ``results_dir/markers.csv`` (from ``imilia inspect``) for scored tiles."""

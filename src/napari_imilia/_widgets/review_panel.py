@@ -2,14 +2,15 @@
 
 The target is the session's selected tile (Top tiles list, canvas click) or the shapes
 selected in the "Review regions" layer (*Draw region* starts a polygon there). *Agree*,
-*Disagree* and *Uncertain* (keys A / D / U in the panel, Alt+A / Alt+D / Alt+U on the
-canvas) record the verdict at once with the class, note and reviewer name; changing the
-class or note of a recorded entry saves it too. Every change goes through the session
-(``add_review`` / ``update_review`` / ``remove_review``), which autosaves atomically into
-the slide's results folder; reopening the slide reloads the list and redraws the regions.
-The list shows every entry of the slide: selecting one edits it and jumps to its tile or
-region. The reviewer name is remembered in ``review_settings.json`` beside the panel
-settings.
+*Disagree* and *Uncertain* (keys A / D / U in the panel and on the canvas: ``_review_keys``,
+listed at the bottom of the dock) record the verdict at once with the class, note and
+reviewer name; changing the class or note of a recorded entry saves it too. Every change
+goes through the session (``add_review`` / ``update_review`` / ``remove_review``), which
+autosaves atomically into the slide's results folder; reopening the slide reloads the list
+and redraws the regions. "k of K top tiles reviewed" counts the tile verdicts among the
+Top tiles dock's list (the 10 highest when it is closed). The list shows every entry of
+the slide: selecting one edits it and jumps to its tile or region. The reviewer name is
+remembered in ``review_settings.json`` beside the panel settings.
 """
 
 from __future__ import annotations
@@ -23,14 +24,23 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._napari_compat import viewer_camera
 from napari_imilia._widgets._review_form import ReviewForm
+from napari_imilia._widgets._review_keys import (
+    DEFAULT_K,
+    docked_widget,
+    keys_help_html,
+    register_review_actions,
+)
 from napari_imilia._widgets._review_parts import VERDICT_KEYS, EntryList, notify
+from napari_imilia._widgets._verdict_layer import session_tile_verdicts
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
 from napari_imilia._widgets.review_regions import ReviewRegions
 from napari_imilia._widgets.slide_grade import SlideGradeForm
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.layers import level0_to_world
+from napari_imilia.review.progress import reviewed_count
 
 
 class ReviewPanel(QWidget):
@@ -68,8 +78,13 @@ class ReviewPanel(QWidget):
         self.delete_button = QPushButton("Delete selected review")
         self.count_label = QLabel("")
         self.grade_form = SlideGradeForm(self.viewer)  # the slide-level grade (Nancy index)
+        self.progress_label = QLabel("")
+        self.keys_label = QLabel(keys_help_html())
+        self.keys_label.setWordWrap(True)
+        self.keys_label.setTextFormat(Qt.TextFormat.RichText)
 
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
+        layout.addWidget(self.progress_label)
         layout.addWidget(self.target_label)
         layout.addWidget(self.draw_button)
         layout.addWidget(self.form)
@@ -77,6 +92,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.entry_list, 1)
         layout.addWidget(self.delete_button)
         layout.addWidget(self.grade_form)
+        layout.addWidget(self.keys_label)
 
         self.draw_button.clicked.connect(self.start_drawing)
         self.form.verdict_chosen.connect(self.record)
@@ -85,23 +101,13 @@ class ReviewPanel(QWidget):
         self.delete_button.clicked.connect(self.delete_selected)
 
     def _bind_keys(self) -> None:
+        """A / D / U in the dock; on the canvas they are napari actions (``_review_keys``)."""
         context = Qt.ShortcutContext.WidgetWithChildrenShortcut
-        self._canvas_keys: list[str] = []
-        for verdict, (panel_key, canvas_key) in VERDICT_KEYS.items():
+        for verdict, (panel_key, _canvas_key) in VERDICT_KEYS.items():
             shortcut = QShortcut(QKeySequence(panel_key), self)
             shortcut.setContext(context)
             shortcut.activated.connect(lambda v=verdict: self.record(v))
-
-            def on_key(_viewer: Any, v: str = verdict) -> None:
-                self.record(v)
-
-            self.viewer.bind_key(canvas_key, on_key, overwrite=True)
-            self._canvas_keys.append(canvas_key)
-
-    def closeEvent(self, event: Any) -> None:
-        for key in self._canvas_keys:
-            self.viewer.bind_key(key, None, overwrite=True)
-        super().closeEvent(event)
+        register_review_actions()
 
     # ------------------------------------------------------------------ session
     @property
@@ -196,6 +202,7 @@ class ReviewPanel(QWidget):
             )
             self._show_entry(None)
             return
+        self.show_progress()
         row = session.tile_row(tile_id)
         shown = [f"{k} {row[k]:.4g}" for k in ("score", "rank") if k in row.index]
         self.target_label.setText(f"Tile {tile_id}: " + ", ".join(shown))
@@ -313,6 +320,28 @@ class ReviewPanel(QWidget):
         entries = [] if self.session is None else self.session.review.entries()
         self.entry_list.show_entries(entries, self.entry_ids[0] if self.entry_ids else None)
         self.count_label.setText(f"{len(entries)} review(s) of this slide, saved")
+        self.show_progress()
+
+    def top_tile_ids(self) -> list[str]:
+        """The top tiles whose review is counted: the Top tiles dock's list when it is open,
+        else the ``DEFAULT_K`` highest-scoring tiles."""
+        session = self.session
+        if session is None or session.prediction is None:
+            return []
+        top = docked_widget(self.viewer, "TopTilesWidget")
+        if top is not None and top.tile_ids():
+            return top.tile_ids()
+        return [str(t) for t in session.ranked_tiles(DEFAULT_K)["tile_id"]]
+
+    def show_progress(self) -> None:
+        """ "k of K top tiles reviewed" (K: ``top_tile_ids``)."""
+        ids = self.top_tile_ids()
+        if not ids:
+            self.progress_label.setText("")
+            return
+        verdicts = session_tile_verdicts(self.session)
+        done = reviewed_count(ids, verdicts)
+        self.progress_label.setText(f"<b>{done} of {len(ids)} top tiles reviewed</b>")
 
     def listed_entry_ids(self) -> list[str]:
         return self.entry_list.entry_ids()

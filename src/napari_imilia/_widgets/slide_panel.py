@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._inference import (
     InferenceOutcome,
     InferenceRequest,
@@ -140,7 +141,7 @@ class SlidePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         for widget in (slide_box, model_box):
             layout.addWidget(widget)
         layout.addLayout(buttons)

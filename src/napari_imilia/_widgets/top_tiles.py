@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._widgets._dock_scroll import scroll_content
 from napari_imilia._widgets._slide_info import rgb_pixmap
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
 from napari_imilia.channels import SCORE_PREFIX, channel_labels
@@ -100,6 +101,9 @@ class TopTilesWidget(QWidget):
         blank.fill(QColor(128, 128, 128))
         self._placeholder = QIcon(blank)
         self.gallery.setMinimumHeight(THUMB_PX + 40)
+        self.gallery_check = QCheckBox("thumbnails")
+        self.gallery_check.setChecked(True)
+        self.gallery_check.setToolTip("Show the gallery of tile thumbnails under the list")
         self.info_label = QLabel("no prediction yet")
         controls = QHBoxLayout()
         for widget in (self.k_spin, self.bottom_check, self.column_combo):
@@ -107,13 +111,15 @@ class TopTilesWidget(QWidget):
         steps = QHBoxLayout()
         steps.addWidget(self.previous_button)
         steps.addWidget(self.next_button)
-        layout = QVBoxLayout(self)
+        steps.addWidget(self.gallery_check)
+        layout = QVBoxLayout(scroll_content(self))
         layout.addLayout(controls)
-        layout.addWidget(self.info_label)
-        layout.addWidget(self.list, 1)
         layout.addLayout(steps)
+        layout.addWidget(self.info_label)
+        layout.addWidget(self.list, 2)  # the list gets two thirds of the height
         layout.addWidget(self.gallery, 1)
 
+        self.gallery_check.toggled.connect(self.gallery.setVisible)
         self.k_spin.valueChanged.connect(self.refresh)
         self.bottom_check.toggled.connect(self.refresh)
         self.column_combo.currentIndexChanged.connect(self.refresh)
