@@ -328,3 +328,44 @@ def test_import_qupath_geojson_reader_and_writer(
         == (session.prediction.info["model_sha256"])
     )
     assert cells in viewer.layers
+
+
+def test_typed_notes_survive_moving_on_and_other_windows_edits_appear(
+    make_napari_viewer: Any, results_root: Path, small_svs: Path, notes: list
+) -> None:
+    from napari_imilia.review.session import ReviewSession
+
+    viewer, panel, session = _open(make_napari_viewer, small_svs)
+    first, second, third = session.ranked_tiles(3)["tile_id"]
+
+    # an edit of a saved review, never confirmed with Enter, is saved when the tile changes
+    session.select_tile(first)
+    panel.verdict_buttons["agree"].click()
+    panel.note_edit.setText("edited, no Enter")
+    session.select_tile(second)
+    assert session.review.entries()[0].note == "edited, no Enter"
+
+    # a note typed before any verdict is kept for its tile and comes back with it
+    panel.note_edit.setText("look at the crypts")
+    panel.class_combo.setEditText("cryptitis")
+    session.select_tile(third)
+    assert panel.note_edit.text() == "" and len(session.review) == 1
+    session.select_tile(second)
+    assert panel.note_edit.text() == "look at the crypts"
+    assert panel.class_combo.currentText() == "cryptitis"
+    assert "your note is kept" in panel.target_label.text()
+    panel.verdict_buttons["disagree"].click()  # the verdict saves it with the note
+    saved = [e for e in session.review.entries() if e.tile_id == second]
+    assert [(e.verdict, e.note, e.reviewer_class) for e in saved] == [
+        ("disagree", "look at the crypts", "cryptitis")
+    ]
+    session.select_tile(third)
+    session.select_tile(second)
+    assert "your note is kept" not in panel.target_label.text()
+
+    # a verdict saved by another window appears in this dock's list
+    other = ReviewSession.open(small_svs, results_root)
+    other.add_review(verdict="uncertain", tile_id=third, note="second reviewer")
+    assert panel.sync_from_others() is True
+    assert len(panel.listed_entry_ids()) == 3
+    assert panel.sync_timer.isActive()

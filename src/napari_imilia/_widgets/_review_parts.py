@@ -95,3 +95,24 @@ class EntryList(QListWidget):
     def _on_current(self, item: QListWidgetItem | None, _previous: Any) -> None:
         if item is not None:
             self.entry_chosen.emit(item.data(ENTRY_ROLE))
+
+
+class TypedDrafts:
+    """Class and note typed for a tile before any verdict, kept per (slide, tile) while the
+    reviewer looks at other tiles, so moving on never drops what was typed (in memory: a
+    review needs a verdict before it is saved)."""
+
+    def __init__(self) -> None:
+        self._drafts: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def keep(self, slide_id: str, tile_id: str, reviewer_class: str, note: str) -> None:
+        if reviewer_class or note:
+            self._drafts[(slide_id, tile_id)] = (reviewer_class, note)
+        else:
+            self._drafts.pop((slide_id, tile_id), None)
+
+    def get(self, slide_id: str, tile_id: str) -> tuple[str, str] | None:
+        return self._drafts.get((slide_id, tile_id))
+
+    def drop(self, slide_id: str, tile_id: str) -> None:
+        self._drafts.pop((slide_id, tile_id), None)

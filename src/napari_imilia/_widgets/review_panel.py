@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -33,7 +33,7 @@ from napari_imilia._widgets._review_keys import (
     keys_help_html,
     register_review_actions,
 )
-from napari_imilia._widgets._review_parts import VERDICT_KEYS, EntryList, notify
+from napari_imilia._widgets._review_parts import VERDICT_KEYS, EntryList, TypedDrafts, notify
 from napari_imilia._widgets._verdict_layer import session_tile_verdicts
 from napari_imilia._widgets._viewer_link import centre_on_tile, link_viewer
 from napari_imilia._widgets.review_regions import ReviewRegions
@@ -41,6 +41,9 @@ from napari_imilia._widgets.slide_grade import SlideGradeForm
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.layers import level0_to_world
 from napari_imilia.review.progress import reviewed_count
+
+#: How often the dock takes in review edits saved by other processes, milliseconds.
+SYNC_INTERVAL_MS = 3000
 
 
 class ReviewPanel(QWidget):
@@ -52,6 +55,8 @@ class ReviewPanel(QWidget):
         self.regions: ReviewRegions | None = None
         self.target_kind = "tile"
         self.entry_ids: list[str] = []  # entries being edited
+        self.drafts = TypedDrafts()  # notes typed for tiles without a verdict yet
+        self._draft_tile: str | None = None  # the tile whose new review the form shows
         self._quiet = False
         self._deferred = False
         self._build_ui()
@@ -60,6 +65,21 @@ class ReviewPanel(QWidget):
         self._session: Any = None
         self.link.state.session_changed.connect(self._on_session_changed)
         self._on_session_changed(self.link.ensure_session())
+        # edits another window or reviewer saved for this slide appear within a few seconds
+        self.sync_timer = QTimer(self)
+        self.sync_timer.setInterval(SYNC_INTERVAL_MS)
+        self.sync_timer.timeout.connect(self.sync_from_others)
+        self.sync_timer.start()
+
+    def sync_from_others(self) -> bool:
+        """Take in review edits saved by other processes (``ReviewSession.sync_review``)."""
+        if self.session is None:
+            return False
+        try:
+            return self.session.sync_review()
+        except ImiliaError as error:
+            self.count_label.setText(f"other reviewers' edits could not be read: {error}")
+            return False
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -122,6 +142,7 @@ class ReviewPanel(QWidget):
         self._drop_regions()
         self._session = session
         self.entry_ids = []
+        self._draft_tile = None
         if session is not None:
             session.tile_selected.connect(self._on_tile_selected)
             session.review_changed.connect(self._on_review_changed)
@@ -207,7 +228,11 @@ class ReviewPanel(QWidget):
         shown = [f"{k} {row[k]:.4g}" for k in ("score", "rank") if k in row.index]
         self.target_label.setText(f"Tile {tile_id}: " + ", ".join(shown))
         tile_entries = [e for e in session.review.for_tile(tile_id) if e.target_kind == "tile"]
-        self._show_entry(tile_entries[-1] if tile_entries else None)
+        self._show_entry(tile_entries[-1] if tile_entries else None, draft_tile=str(tile_id))
+        if self._draft_tile is not None and self.drafts.get(session.slide_id, self._draft_tile):
+            self.target_label.setText(
+                self.target_label.text() + " (your note is kept: choose a verdict to save it)"
+            )
 
     def _on_shape_selection(self, _event: Any = None) -> None:
         if self.regions is None or self.regions._syncing:
@@ -229,10 +254,41 @@ class ReviewPanel(QWidget):
         self.target_label.setText(f"New region {index + 1} drawn: choose a verdict")
         self._show_entry(None)
 
-    def _show_entry(self, entry: Any, ids: list[str] | None = None) -> None:
-        """Fill the form from ``entry`` (None: a new review; class and note cleared)."""
+    def _show_entry(
+        self, entry: Any, ids: list[str] | None = None, draft_tile: str | None = None
+    ) -> None:
+        """Fill the form from ``entry`` (None: a new review: class and note empty, or those
+        typed earlier for ``draft_tile``). What was typed for the previous target is never
+        dropped: edits of saved entries are saved, and class and note typed before a verdict
+        are kept as that tile's draft."""
+        self._keep_typed()
         self.entry_ids = ids if ids is not None else ([] if entry is None else [entry.entry_id])
         self.form.show_entry(entry)
+        session = self.session
+        self._draft_tile = draft_tile if entry is None and session is not None else None
+        if session is not None and entry is not None and entry.tile_id is not None:
+            self.drafts.drop(session.slide_id, str(entry.tile_id))  # saved now
+        draft = (
+            None
+            if self._draft_tile is None
+            else self.drafts.get(session.slide_id, self._draft_tile)
+        )
+        if draft is not None:
+            self.form.class_combo.setEditText(draft[0])
+            self.form.note_edit.setText(draft[1])
+
+    def _keep_typed(self) -> None:
+        """Save (or keep as a draft) what the form holds for the target it showed."""
+        session = self.session
+        if session is None or session is not self._session:
+            return
+        if self._current_entries():
+            self._on_field_edited()
+        elif self._draft_tile is not None:
+            fields = self.form.fields()
+            self.drafts.keep(
+                session.slide_id, self._draft_tile, fields["reviewer_class"], fields["note"]
+            )
 
     def start_drawing(self) -> None:
         """Make the regions layer active in polygon mode."""
