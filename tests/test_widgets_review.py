@@ -335,7 +335,7 @@ def test_typed_notes_survive_moving_on_and_other_windows_edits_appear(
 ) -> None:
     from napari_imilia.review.session import ReviewSession
 
-    viewer, panel, session = _open(make_napari_viewer, small_svs)
+    _viewer, panel, session = _open(make_napari_viewer, small_svs)
     first, second, third = session.ranked_tiles(3)["tile_id"]
 
     # an edit of a saved review, never confirmed with Enter, is saved when the tile changes
