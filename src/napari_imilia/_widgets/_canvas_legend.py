@@ -25,7 +25,7 @@ EPITHELIUM_ROLE = "inspection_epithelium"
 LEGEND_PREFIX = "imilia_legend_"
 SWATCH = "■"
 POSITION = "bottom_left"
-FONT_SIZE = 10
+FONT_SIZE = 8
 _LIGHT_BOX = (0.92, 0.92, 0.92, 0.9)
 _DARK_BOX = (0.12, 0.12, 0.12, 0.9)
 

@@ -299,7 +299,7 @@ class HeatmapLayers:
         for key, text in zip(CAPTION_OVERLAYS, lines, strict=True):
             if key not in viewer.canvas.overlays:
                 viewer.canvas.overlays[key] = TextOverlay(
-                    text=text, position="top_right", font_size=10, box=True
+                    text=text, position="top_right", font_size=9, box=True
                 )
             overlay = viewer.canvas.overlays[key]
             overlay.text = text

@@ -24,9 +24,9 @@ PLUGIN = "napari-imilia"
 WORKSPACE_DOCK = "Review workspace"
 #: Tab groups down the right-hand side, by manifest display name; the first of each is shown.
 WORKSPACE_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("Slide and model", "Cohort", "Heatmap", "Export / import", WORKSPACE_DOCK),
+    ("Slide and model", "Heatmap", "Export / import", WORKSPACE_DOCK),
     ("Top tiles", "Plots", "Tile inspector"),
-    ("Review",),
+    ("Review", "Cohort"),
 )
 #: Share of the dock column's height given to each group.
 GROUP_HEIGHT_SHARES = (0.27, 0.43, 0.30)
