@@ -107,3 +107,20 @@ def composite_on_white(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
     return (rgb + 0.5).astype(np.uint8)
+
+
+def build_or_close(
+    handle: Any, path: Path, build: Callable[[], SlideSource], one_line: Callable[[Any], str]
+) -> SlideSource:
+    """``build()`` a source over an opened ``handle``; on failure close ``handle`` and raise
+    ``SlideError`` (a ``SlideError`` as it is, anything else naming ``path``)."""
+    from napari_imilia.errors import SlideError
+
+    try:
+        return build()
+    except SlideError:
+        handle.close()
+        raise
+    except Exception as error:
+        handle.close()
+        raise SlideError(f"{path.name} could not be read: {one_line(error)}") from error

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_imilia.errors import SlideError
-from napari_imilia.slide.backends.base import RegionArray, SlideSource
+from napari_imilia.slide.backends.base import RegionArray, SlideSource, build_or_close
 from napari_imilia.slide.backends.tiff import one_line
 
 #: DICOM Part 10 files carry "DICM" after a 128-byte preamble.
@@ -58,14 +58,7 @@ def open_wsidicom(path: Path) -> SlideSource:
         raise SlideError(
             f"{path.name} is not a DICOM whole-slide image wsidicom can read: {one_line(error)}"
         ) from error
-    try:
-        return _source(wsi, files)
-    except SlideError:
-        wsi.close()
-        raise
-    except Exception as error:
-        wsi.close()
-        raise SlideError(f"{path.name} could not be read: {one_line(error)}") from error
+    return build_or_close(wsi, path, lambda: _source(wsi, files), one_line)
 
 
 def _source(wsi: Any, files: list[Path]) -> SlideSource:

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from napari_imilia.errors import SlideError
-from napari_imilia.slide.backends.base import RegionArray, SlideSource, composite_on_white
+from napari_imilia.slide.backends.base import (
+    RegionArray,
+    SlideSource,
+    build_or_close,
+    composite_on_white,
+)
 from napari_imilia.slide.backends.tiff import one_line
 
 #: OpenSlide's vendor names and what we call the format.
@@ -63,14 +68,7 @@ def open_openslide(path: Path) -> SlideSource:
         raise SlideError(
             f"{path.name} is not a whole-slide image that OpenSlide can read: {one_line(error)}"
         ) from error
-    try:
-        return _source(handle, path)
-    except SlideError:
-        handle.close()
-        raise
-    except Exception as error:
-        handle.close()
-        raise SlideError(f"{path.name} could not be read: {one_line(error)}") from error
+    return build_or_close(handle, path, lambda: _source(handle, path), one_line)
 
 
 def _source(handle: Any, path: Path) -> SlideSource:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from napari_imilia.errors import SlideError
-from napari_imilia.slide.backends.base import SlideSource
+from napari_imilia.slide.backends.base import SlideSource, build_or_close
 from napari_imilia.slide.backends.ome import parse_ome
 
 #: tifffile's format flags, most specific first, and the name we show for each.
@@ -37,14 +37,7 @@ def open_tiffslide(path: Path) -> SlideSource:
             f"{path.name} is not a whole-slide image that tiffslide can read "
             f"(SVS, generic/OME pyramidal TIFF, NDPI, SCN, BIF...): {one_line(error)}"
         ) from error
-    try:
-        return _source(handle, path)
-    except SlideError:
-        handle.close()
-        raise
-    except Exception as error:
-        handle.close()
-        raise SlideError(f"{path.name} could not be read: {one_line(error)}") from error
+    return build_or_close(handle, path, lambda: _source(handle, path), one_line)
 
 
 def _source(handle: Any, path: Path) -> SlideSource:
