@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_imilia.errors import SlideError, SlideMPPError
-from napari_imilia.slide.backends.base import SlideSource
+from napari_imilia.slide.backends.base import SlideSource, build_or_close
 from napari_imilia.slide.core import PLAUSIBLE_MPP_RANGE, Slide, check_mpp, dask_levels
 
 #: Values of ``backend=`` / ``--slide-backend``; "auto" decides from the file.
@@ -131,14 +131,7 @@ def open_slide(
 def _slide(path: Path, source: SlideSource, mpp: float | None) -> Slide:
     if source.format_name == "DICOM WSI" and path.is_file():
         path = path.parent  # the slide is the series: the folder its files are in
-    try:
-        levels, infos = dask_levels(source)
-    except SlideError:
-        source.close()
-        raise
-    except Exception as error:
-        source.close()
-        raise SlideError(f"{path.name} could not be read: {error}") from error
+    levels, infos = build_or_close(source, path, lambda: dask_levels(source), str)
     what = "MPP (µm/px) metadata"
     problem = source.properties.get("imilia.ome-physical-size-problem")
     metadata_mpp, mpp_warning = check_mpp(source.mpp_xy, path.name, what)

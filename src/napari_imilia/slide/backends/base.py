@@ -12,12 +12,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 #: ``read(x, y, width, height)`` -> (height, width, C) uint8, in the level's own pixels.
 RegionReader = Callable[[int, int, int, int], np.ndarray]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -110,10 +112,11 @@ def composite_on_white(rgba: np.ndarray) -> np.ndarray:
 
 
 def build_or_close(
-    handle: Any, path: Path, build: Callable[[], SlideSource], one_line: Callable[[Any], str]
-) -> SlideSource:
-    """``build()`` a source over an opened ``handle``; on failure close ``handle`` and raise
-    ``SlideError`` (a ``SlideError`` as it is, anything else naming ``path``)."""
+    handle: Any, path: Path, build: Callable[[], T], describe: Callable[[Any], str]
+) -> T:
+    """``build()`` something over an opened ``handle`` (a source, its levels); on failure
+    close ``handle`` and raise ``SlideError`` (a ``SlideError`` as it is, anything else
+    naming ``path`` and ``describe(error)``)."""
     from napari_imilia.errors import SlideError
 
     try:
@@ -123,4 +126,4 @@ def build_or_close(
         raise
     except Exception as error:
         handle.close()
-        raise SlideError(f"{path.name} could not be read: {one_line(error)}") from error
+        raise SlideError(f"{path.name} could not be read: {describe(error)}") from error
