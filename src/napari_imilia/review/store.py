@@ -239,6 +239,11 @@ class ReviewStore:
     def sync(self) -> bool:
         """Take in edits other processes journaled since this store last read the journal;
         returns True when the entries changed."""
+        try:
+            if self.journal_path.stat().st_size == self._journal_bytes:
+                return False  # nothing appended since: no lock, no comparison
+        except FileNotFoundError:
+            return False
         before = self._state()
         with self._locked(create=False):
             self._read_journal(self._journal_bytes)
@@ -355,7 +360,6 @@ class ReviewStore:
                 f"cannot change {', '.join(unknown)} of a review entry; editable fields: "
                 f"{', '.join(EDITABLE_FIELDS)}"
             )
-        self.get(entry_id)
         validate_entry(dataclasses.replace(self.get(entry_id), **changes))
 
         def changed(entry: ReviewEntry) -> ReviewEntry:
