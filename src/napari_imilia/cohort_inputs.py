@@ -74,14 +74,17 @@ def _slides_in_folder(folder: Path) -> list[Path]:
     """Slide files below ``folder``; a folder holding a DICOM WSI series counts as one slide
     (not one per ``.dcm`` file)."""
     found: set[Path] = set()
+    series: dict[Path, bool] = {}  # each folder's DICOM files are listed once
     for path in folder.rglob("*"):
         if not _is_slide_file(path):
             continue
-        if path.suffix.lower() == ".dcm":
-            if _is_dicom_series(path.parent):
-                found.add(path.parent)
-        else:
+        if path.suffix.lower() != ".dcm":
             found.add(path)
+        else:
+            if path.parent not in series:
+                series[path.parent] = _is_dicom_series(path.parent)
+            if series[path.parent]:
+                found.add(path.parent)
     return sorted(found)
 
 
