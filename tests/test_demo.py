@@ -65,3 +65,35 @@ def test_bad_demo_parameters_and_gallery_inputs(tmp_path: Path) -> None:
         run_demo(tmp_path, top_k=0)
     with pytest.raises(ValueError, match="one tile image per inspection"):
         overlay_gallery([], [])
+
+
+#: Every file README.md says command 1 writes into imilia_demo/<slide_id>/ (and beside it).
+README_SLIDE_FILES = (
+    "tiles.csv", "slide.json", "heatmap.png", "tiles.geojson", "markers.csv", "cells.geojson",
+    "epithelium.geojson", "markers_summary.json", "markers_vs_score.png", GALLERY_NAME,
+)
+
+
+def test_imilia_demo_as_typed_with_a_relative_out_from_another_folder(
+    sample_slide: Path, tmp_path: Path
+) -> None:
+    """README command 1's job with its default relative ``--out``, run from an unrelated
+    folder (a user's home, say), exits 0 and writes every file the README lists there."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "IMILIA_CACHE_DIR": str(sample_slide.parent)}
+    env.pop("DISPLAY", None)
+    command = [sys.executable, "-m", "napari_imilia.cli", "demo", "--out", "imilia_demo",
+               "--no-viewer", "--top", "4", "--mask-tiles", "1"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "imilia_demo"
+    record = json.loads((out / DEMO_SUMMARY_NAME).read_text())
+    slide_dir = out / record["slide_id"]
+    for name in README_SLIDE_FILES:
+        assert (slide_dir / name).is_file(), name
+    assert (slide_dir / "masks").is_dir() and any((slide_dir / "masks").iterdir())
+    assert all(not Path(name).is_absolute() and (out / name).is_file() for name in record["files"])
