@@ -5,7 +5,7 @@ Run as ``python benchmarks/bench_cells.py [--accuracy] [--seeds 100:120]``. Spee
 wall ms per 224 x 224 tile at 0.5 µm/px on one thread (median over tiles, after one warm-up), on
 synthetic tiles (normal and inflamed colonic mucosa) and on every 224-px tile of
 ``small_HE.svs`` (../shared/data, skipped when absent) holding at least 50% tissue; plus
-HistoPLUS JSON import of a generated file. Accuracy (``napari_imilia.cells.evaluate``):
+HistoPLUS JSON import of a generated file. Accuracy (``napari_imilia.interpret.cells.evaluate``):
 planted nucleated cells matched one to one to detections whose centroids lie within 4 µm
 (Hungarian matching); detection recall = matched / planted, precision = matched / (matched +
 unmatched detections more than 3 µm inside the tile); centroid error of matched cells (µm);
@@ -38,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_imilia.cells.classical import ClassicalBackend
-from napari_imilia.cells.evaluate import AccuracyReport, evaluate_tile
-from napari_imilia.cells.histoplus_json import read_histoplus_json
-from napari_imilia.cells.histoplus_json_write import write_histoplus_json
-from napari_imilia.cells.stain import optical_density, tissue_from_od
-from napari_imilia.cells.types import TileCells
-from napari_imilia.synthetic import render_tile
+from napari_imilia.demo.synthetic import render_tile
+from napari_imilia.interpret.cells.classical import ClassicalBackend
+from napari_imilia.interpret.cells.evaluate import AccuracyReport, evaluate_tile
+from napari_imilia.interpret.cells.histoplus_json import read_histoplus_json
+from napari_imilia.interpret.cells.histoplus_json_write import write_histoplus_json
+from napari_imilia.interpret.cells.stain import optical_density, tissue_from_od
+from napari_imilia.interpret.cells.types import TileCells
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "small_HE.svs"
 
@@ -174,11 +174,11 @@ def deep_speed() -> list[tuple[str, int, tuple[float, float]]]:
     """The CellViT backend at full size with random weights (see the module docstring)."""
     import torch
 
-    from napari_imilia.cells.cellvit import HISTOPLUS_40X, CellViT, CellViTBackend
-    from napari_imilia.cells.cellvit.backend import cells_from_maps
-    from napari_imilia.cells.cellvit.post import hv_targets
-    from napari_imilia.cells.cellvit.windows import TileMaps
-    from napari_imilia.cells.measure import build_tile_cells
+    from napari_imilia.interpret.cells.cellvit import HISTOPLUS_40X, CellViT, CellViTBackend
+    from napari_imilia.interpret.cells.cellvit.backend import cells_from_maps
+    from napari_imilia.interpret.cells.cellvit.post import hv_targets
+    from napari_imilia.interpret.cells.cellvit.windows import TileMaps
+    from napari_imilia.interpret.cells.measure import build_tile_cells
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     backend = CellViTBackend(CellViT(HISTOPLUS_40X).init_random(seed=0), device="cpu")

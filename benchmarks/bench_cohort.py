@@ -3,7 +3,7 @@ and on an external loopback cluster (``dask scheduler`` + 2 ``dask worker`` proc
 rerun to show that complete results are reused.
 
 Run as ``python benchmarks/bench_cohort.py [--slides 6] [--size-px 2048]``. Slides are
-synthetic H&E (``napari_imilia.sample.write_synthetic_slide``, 0.5 µm/px, one seed each),
+synthetic H&E (``napari_imilia.demo.sample.write_synthetic_slide``, 0.5 µm/px, one seed each),
 scored by a small max-MIL head on the builtin ``imilia-stain-stats`` extractor on the CPU,
 each mode into a fresh output folder (features computed, not cached). Wall time excludes
 starting the external cluster (printed apart); the LocalCluster's start is included, as
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def _cohort(folder: Path, n_slides: int, size_px: int) -> list[Path]:
-    from napari_imilia.sample import write_synthetic_slide
+    from napari_imilia.demo.sample import write_synthetic_slide
 
     return [
         write_synthetic_slide(
@@ -51,7 +51,7 @@ def _model(folder: Path) -> Path:
 
 
 def _timed(slides: list[Path], out: Path, **kwargs: object) -> tuple[float, pd.DataFrame]:
-    from napari_imilia.cohort import predict_cohort
+    from napari_imilia.cohort.run import predict_cohort
 
     start = time.perf_counter()
     table = predict_cohort(slides, out, device="cpu", progress=False, **kwargs)

@@ -50,11 +50,11 @@ def main() -> int:
     import napari
     import torch
 
+    from napari_imilia.cohort.review import Cohort
+    from napari_imilia.cohort.scoring import score_unscored
+    from napari_imilia.demo.sample import write_synthetic_slide
     from napari_imilia.mil import create_model, save_model
     from napari_imilia.report import write_cohort_report, write_slide_report
-    from napari_imilia.review.cohort import Cohort
-    from napari_imilia.review.cohort_scoring import score_unscored
-    from napari_imilia.sample import write_synthetic_slide
 
     for i in range(args.slides):
         write_synthetic_slide(

@@ -39,7 +39,7 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_imilia.sample import sample_slide_path
+    from napari_imilia.demo.sample import sample_slide_path
 
     slide = Path(args.slide) if args.slide else sample_slide_path()
     viewer = napari.Viewer(show=True)

@@ -15,7 +15,7 @@ Run from the repository root:
    (lighter / darker staining).
 2. **Real slide** (``../shared/data/small_HE.svs``, skipped when absent): epithelium
    fraction of tiles inside the epidermis, in dermis, and of a tile with marking dye (the
-   tiles of ``tests/test_epithelium_synthetic.py``).
+   tiles of ``tests/interpret/test_epithelium_synthetic.py``).
 3. **Speed**: ``segment_epithelium(method="stain-heuristic")`` with the tissue mask given
    (as ``inspect_tile`` calls it), one thread, median and p90 ms over all tiles of 1 after
    one warm-up.
@@ -53,12 +53,12 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def tissue_tiles(slide_path: Path, scene, n_tiles: int, seed: int) -> list[tuple]:
     """(rgb, tissue, truth) of random tissue tiles, read as ``inspect_tile`` reads them."""
-    from napari_imilia.cells.stain import optical_density, tissue_from_od
-    from napari_imilia.inspect.read import TileBox, read_tile_at_mpp
+    from napari_imilia.demo.synthetic.truth import epithelium_truth
+    from napari_imilia.interpret.cells.stain import optical_density, tissue_from_od
+    from napari_imilia.interpret.read import TileBox, read_tile_at_mpp
     from napari_imilia.slide import open_slide
-    from napari_imilia.synthetic.truth import epithelium_truth
-    from napari_imilia.tiling import make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tiling.grid import make_tile_grid
+    from napari_imilia.tiling.tissue import detect_tissue
 
     slide = open_slide(slide_path)
     rows = make_tile_grid(slide, detect_tissue(slide), target_mpp=0.5, tile_px=TILE_PX).to_frame()
@@ -74,7 +74,7 @@ def tissue_tiles(slide_path: Path, scene, n_tiles: int, seed: int) -> list[tuple
 
 
 def accuracy(tiles: list[tuple], od_scale: float = 1.0) -> dict[str, float]:
-    from napari_imilia.epithelium import segment_epithelium
+    from napari_imilia.interpret.epithelium import segment_epithelium
 
     scores, empty_fractions = [], []
     for rgb, tissue, truth in tiles:
@@ -97,8 +97,8 @@ def accuracy(tiles: list[tuple], od_scale: float = 1.0) -> dict[str, float]:
 
 
 def real_slide() -> dict[str, list[float]]:
-    from napari_imilia.epithelium import segment_epithelium
-    from napari_imilia.inspect.read import TileBox, read_tile_at_mpp
+    from napari_imilia.interpret.epithelium import segment_epithelium
+    from napari_imilia.interpret.read import TileBox, read_tile_at_mpp
     from napari_imilia.slide import open_slide
 
     slide = open_slide(SHARED)
@@ -114,7 +114,7 @@ def real_slide() -> dict[str, list[float]]:
 
 
 def speed(tiles: list[tuple]) -> tuple[float, float]:
-    from napari_imilia.epithelium import segment_epithelium
+    from napari_imilia.interpret.epithelium import segment_epithelium
 
     rgb, tissue, _ = tiles[0]
     segment_epithelium(rgb, mpp=0.5, tissue_mask=tissue)  # warm-up
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=30, help="tissue tiles per slide")
     args = parser.parse_args()
 
-    from napari_imilia.sample import (
+    from napari_imilia.demo.sample import (
         sample_slide_path,
         sample_slide_scene,
         synthetic_slide_scene,

@@ -57,10 +57,10 @@ _CPU: list[float] = []
 
 
 def _sample_tiles(n: int) -> tuple[Path, np.ndarray]:
-    from napari_imilia.sample import sample_slide_path
+    from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.slide import open_slide
-    from napari_imilia.tiling import TileReader, make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tiling.grid import TileReader, make_tile_grid
+    from napari_imilia.tiling.tissue import detect_tissue
 
     path = sample_slide_path()
     with open_slide(path) as slide:
@@ -85,8 +85,8 @@ def _row(label: str, n_tiles: int, times: list[float]) -> str:
 def _vit_weights(folder: Path, name: str) -> Path:
     from safetensors.torch import save_file
 
-    from napari_imilia.extractors import FOUNDATION_SPECS
-    from napari_imilia.vit import VisionTransformer
+    from napari_imilia.features.extractors import FOUNDATION_SPECS
+    from napari_imilia.features.vit import VisionTransformer
 
     spec = next(s for s in FOUNDATION_SPECS if s.name == name)
     model = VisionTransformer(spec.vit).init_random(seed=0)
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_imilia.extractors import FOUNDATION_SPECS, create_extractor
+    from napari_imilia.features.extractors import FOUNDATION_SPECS, create_extractor
     from napari_imilia.mil import create_model, save_model
-    from napari_imilia.predict import predict_slide
+    from napari_imilia.predict.slide import predict_slide
 
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(

@@ -45,9 +45,9 @@ def _extractor(smoke: bool, device: str, batch_size: int, folder: Path):
     """``create_extractor``-equivalent H0-mini (or a tiny one) with random weights on file."""
     from safetensors.torch import save_file
 
-    from napari_imilia.extractors.foundation import FOUNDATION_SPECS, ViTExtractor
-    from napari_imilia.vit.config import scaled_down
-    from napari_imilia.vit.model import VisionTransformer
+    from napari_imilia.features.extractors.foundation import FOUNDATION_SPECS, ViTExtractor
+    from napari_imilia.features.vit.config import scaled_down
+    from napari_imilia.features.vit.model import VisionTransformer
 
     spec = next(s for s in FOUNDATION_SPECS if s.name == "h0-mini")
     if smoke:
@@ -80,7 +80,7 @@ def _sync(device) -> None:
 def _feed_rate(slide, grid, workers: int, batch: int, device) -> float:
     import torch
 
-    from napari_imilia.tile_feed import TileFeed
+    from napari_imilia.tiling.feed import TileFeed
 
     pin = device.type == "cuda"
     start = time.perf_counter()
@@ -109,7 +109,12 @@ def _model_rate(extractor, batch: int, n_batches: int) -> float:
 
 
 def _cellvit_ms(smoke: bool, device: str, tile_rgb: np.ndarray, clicks: int) -> float:
-    from napari_imilia.cells.cellvit import HISTOPLUS_40X, CellViT, CellViTBackend, scaled_down
+    from napari_imilia.interpret.cells.cellvit import (
+        HISTOPLUS_40X,
+        CellViT,
+        CellViTBackend,
+        scaled_down,
+    )
 
     config = scaled_down(HISTOPLUS_40X) if smoke else HISTOPLUS_40X
     backend = CellViTBackend(CellViT(config).init_random(seed=0), device=device)
@@ -144,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_imilia.device import resolve_device
-    from napari_imilia.features import extract_slide_features
+    from napari_imilia.features.extract import extract_slide_features
     from napari_imilia.slide import open_slide
-    from napari_imilia.tile_feed import usable_cores, warm_up
-    from napari_imilia.tiling import TileReader, make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tiling.feed import usable_cores, warm_up
+    from napari_imilia.tiling.grid import TileReader, make_tile_grid
+    from napari_imilia.tiling.tissue import detect_tissue
 
     warm_up()
     device = resolve_device(args.device)

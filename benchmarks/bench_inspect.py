@@ -43,8 +43,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "small_HE.svs
 
 
 def tissue_tiles(slide, step: int):
-    from napari_imilia.tiling import make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tiling.grid import make_tile_grid
+    from napari_imilia.tiling.tissue import detect_tissue
 
     grid = make_tile_grid(slide, detect_tissue(slide), target_mpp=0.5, tile_px=224)
     return grid.to_frame().iloc[::step].reset_index(drop=True)
@@ -52,12 +52,12 @@ def tissue_tiles(slide, step: int):
 
 def core_latency(slide, tiles) -> dict[str, float]:
     """Median ms per tile: total wall and CPU, and each stage's wall time."""
-    from napari_imilia.cells import create_cell_backend
-    from napari_imilia.cells.stain import optical_density, tissue_from_od
-    from napari_imilia.epithelium import epithelium_polygons, segment_epithelium
-    from napari_imilia.inspect import CONTEXT_UM, TileBox, inspect_tile, read_tile_at_mpp
-    from napari_imilia.inspect.context import context_box
-    from napari_imilia.markers import tile_markers
+    from napari_imilia.interpret import CONTEXT_UM, TileBox, inspect_tile, read_tile_at_mpp
+    from napari_imilia.interpret.cells import create_cell_backend
+    from napari_imilia.interpret.cells.stain import optical_density, tissue_from_od
+    from napari_imilia.interpret.context import context_box
+    from napari_imilia.interpret.epithelium import epithelium_polygons, segment_epithelium
+    from napari_imilia.interpret.markers import tile_markers
 
     backend = create_cell_backend("classical")
     rows = [row for _, row in tiles.iterrows()]
@@ -119,8 +119,8 @@ def gui_latency(slide_path: Path, results: Path, repeats: int) -> tuple[float, f
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_imilia._widgets._inspect_layers import CELLS_ROLE, EPITHELIUM_ROLE
-    from napari_imilia._widgets._state import layers_with_role, viewer_state
+    from napari_imilia._napari.layers.inspection import CELLS_ROLE, EPITHELIUM_ROLE
+    from napari_imilia._napari.state import layers_with_role, viewer_state
 
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1200, 900)
@@ -156,9 +156,9 @@ def gui_latency(slide_path: Path, results: Path, repeats: int) -> tuple[float, f
 def score(slide_path: Path, folder: Path) -> Path:
     import torch
 
-    from napari_imilia.extractors import create_extractor
+    from napari_imilia.features.extractors import create_extractor
     from napari_imilia.mil import create_model, save_model
-    from napari_imilia.predict import predict_slide
+    from napari_imilia.predict.slide import predict_slide
 
     torch.manual_seed(0)
     extractor = create_extractor("imilia-stain-stats")
@@ -171,7 +171,7 @@ def score(slide_path: Path, folder: Path) -> Path:
 
 
 def batch(slide_path: Path, results: Path, n_tiles: int, workers: int) -> tuple[int, float]:
-    from napari_imilia.inspect import inspect_slide
+    from napari_imilia.interpret import inspect_slide
 
     start = time.perf_counter()
     result = inspect_slide(
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--no-batch", action="store_true", help="skip the batch timing")
     args = parser.parse_args()
 
-    from napari_imilia.sample import sample_slide_path
+    from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.slide import open_slide
 
     print(

@@ -126,7 +126,7 @@ def bench_slides(cache_dir: Path) -> dict[str, Path]:
 
 
 def _open_imilia(path: Path) -> Callable[[], None]:
-    from napari_imilia._reader import slide_layer_data
+    from napari_imilia._napari.reader import slide_layer_data
     from napari_imilia.slide import open_slide
 
     slide = open_slide(path)
@@ -136,7 +136,7 @@ def _open_imilia(path: Path) -> Callable[[], None]:
 
 
 def _open_imilia_reader(path: Path) -> Callable[[], None]:
-    from napari_imilia._reader import SLIDE_OBJECT_KEY, napari_get_reader
+    from napari_imilia._napari.reader import SLIDE_OBJECT_KEY, napari_get_reader
 
     reader = napari_get_reader(str(path))
     assert reader is not None
@@ -147,7 +147,7 @@ def _open_imilia_reader(path: Path) -> Callable[[], None]:
 def _open_napari_layer(path: Path) -> Callable[[], None]:
     from napari.layers import Image
 
-    from napari_imilia._reader import slide_layer_data
+    from napari_imilia._napari.reader import slide_layer_data
     from napari_imilia.slide import open_slide
 
     slide = open_slide(path)

@@ -7,7 +7,7 @@ OME-XML); wsidicomizer converts the generic TIFF to a DICOM WSI folder. Sizes: 4
 (16 Mpx) and 32768² px (1 Gpx), levels at downsample 1, 4, 16... down to <= 2048 px.
 
 Then it measures the median wall time of ``open_slide(path, backend=...)`` + the layer data
-napari gets (:func:`napari_imilia._reader.slide_layer_data`), for each (format, backend)
+napari gets (:func:`napari_imilia._napari.reader.slide_layer_data`), for each (format, backend)
 pair, and prints a markdown table. Nothing here asserts; figures go to docs/performance.md.
 """
 
@@ -133,7 +133,7 @@ def bench_files(cache_dir: Path) -> dict[tuple[str, str], Path]:
 
 def median_open_ms(path: Path, backend: str, repeats: int) -> float:
     """Median ms of ``open_slide`` + layer data over ``repeats`` runs after one warm-up."""
-    from napari_imilia._reader import slide_layer_data
+    from napari_imilia._napari.reader import slide_layer_data
     from napari_imilia.slide import open_slide
 
     def once() -> float:

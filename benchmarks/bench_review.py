@@ -42,7 +42,7 @@ def _scored(root: Path) -> Path:
     import torch
 
     from napari_imilia.mil import create_model, save_model
-    from napari_imilia.predict import predict_slide
+    from napari_imilia.predict.slide import predict_slide
 
     torch.manual_seed(0)
     model = create_model("imilia-chowder", 64, n_channels=2, n_top=3, n_bottom=3, mlp_hidden=[8])
@@ -52,7 +52,7 @@ def _scored(root: Path) -> Path:
 
 
 def _inspect(session: object, tile_id: str) -> object:
-    from napari_imilia.cells import create_cell_backend
+    from napari_imilia.interpret.cells import create_cell_backend
 
     row = session.tile_row(tile_id)
     x, y = int(row["x"]), int(row["y"])
@@ -100,7 +100,7 @@ def core_rows(results: Path, entries: int, repeats: int) -> list[tuple[str, floa
 def gui_rows(results: Path, repeats: int) -> list[tuple[str, float]]:
     import napari
 
-    from napari_imilia._widgets._state import viewer_state
+    from napari_imilia._napari.state import viewer_state
     from napari_imilia.export.layers import level0_to_world
 
     viewer = napari.Viewer(show=False)

@@ -61,7 +61,7 @@ def _raw_in_processes(path: Path, level: int, boxes: list[Box], workers: int, ba
     rate counts decoding only: the slowest process's decode seconds."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from napari_imilia.tile_feed import _context
+    from napari_imilia.tiling.feed import _context
 
     shares: list[list[Box]] = [[] for _ in range(workers)]
     for k, start in enumerate(range(0, len(boxes), batch)):
@@ -126,7 +126,7 @@ def _feed(slide, grid, workers: int, batch: int) -> Callable[[], dict[str, float
     """One pass of the feed; reports the first batch and the workers' CPU seconds."""
     import psutil
 
-    from napari_imilia.tile_feed import TileFeed
+    from napari_imilia.tiling.feed import TileFeed
 
     def run() -> dict[str, float]:
         start = time.perf_counter()
@@ -164,7 +164,7 @@ def _row(label: str, workers: str, n: int, samples: list[Sample]) -> float:
 
 
 def _start_cost(slide, grid, method: str, batch: int) -> float:
-    from napari_imilia import tile_feed
+    from napari_imilia.tiling import feed as tile_feed
 
     saved = tile_feed.START_METHOD
     tile_feed.START_METHOD = method
@@ -175,7 +175,7 @@ def _start_cost(slide, grid, method: str, batch: int) -> float:
 
 
 def _predict(path: Path, workers: int | None) -> tuple[float, int]:
-    from napari_imilia.predict import predict_slide
+    from napari_imilia.predict.slide import predict_slide
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -213,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_imilia.extractors import create_extractor
-    from napari_imilia.features import extract_slide_features
+    from napari_imilia.features.extract import extract_slide_features
+    from napari_imilia.features.extractors import create_extractor
     from napari_imilia.slide import open_slide
-    from napari_imilia.tile_feed import default_num_workers, usable_cores, warm_up
-    from napari_imilia.tiling import make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tiling.feed import default_num_workers, usable_cores, warm_up
+    from napari_imilia.tiling.grid import make_tile_grid
+    from napari_imilia.tiling.tissue import detect_tissue
 
     warm_up()  # the fork server imports while the slide is tiled
     path = bench_slide(args)

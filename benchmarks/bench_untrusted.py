@@ -50,7 +50,7 @@ def bomb(path: Path) -> None:
 
 def large(path: Path) -> None:
     from napari_imilia.export import read_geojson
-    from napari_imilia.untrusted import json_depth
+    from napari_imilia.trust.json_limits import json_depth
 
     raw = path.read_bytes()
     started = time.perf_counter()

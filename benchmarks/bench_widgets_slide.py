@@ -54,11 +54,11 @@ def main() -> int:
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_imilia._widgets._viewer_link import tile_centre_world, tile_click_callback
-    from napari_imilia._widgets.launch import open_review_viewer
+    from napari_imilia._napari.launch import open_review_viewer
+    from napari_imilia._napari.link import tile_centre_world, tile_click_callback
+    from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.mil import create_model, save_model
-    from napari_imilia.predict import predict_slide
-    from napari_imilia.sample import sample_slide_path
+    from napari_imilia.predict.slide import predict_slide
 
     work = Path(tempfile.mkdtemp(prefix="bench_widgets_"))
     os.environ.setdefault("IMILIA_CONFIG_DIR", str(work / "config"))

@@ -46,10 +46,10 @@ def top_hits(tiles: Any, boxes: list[list[float]], n: int = 10) -> int:
 
 
 def main() -> int:
+    from napari_imilia.demo.sample import read_truth, sample_slide_path
     from napari_imilia.mil import save_model, train_cross_validation
     from napari_imilia.mil.dataset import load_labelled_bags
-    from napari_imilia.predict import predict_slide
-    from napari_imilia.sample import read_truth, sample_slide_path
+    from napari_imilia.predict.slide import predict_slide
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cohort-dir", type=Path, required=True)

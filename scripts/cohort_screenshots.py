@@ -35,7 +35,7 @@ def make_cohort(work: Path) -> Path:
     """The slides and a labels CSV (slide, active, nancy) from their truth files."""
     import numpy as np
 
-    from napari_imilia.sample import write_synthetic_slide
+    from napari_imilia.demo.sample import write_synthetic_slide
 
     rng = np.random.default_rng(7)
     rows = ["slide,active,nancy"]
@@ -86,9 +86,9 @@ def main() -> int:
 
     import napari
 
+    from napari_imilia.cohort.review import Cohort
+    from napari_imilia.cohort.scoring import score_unscored
     from napari_imilia.report import write_reports
-    from napari_imilia.review.cohort import Cohort
-    from napari_imilia.review.cohort_scoring import score_unscored
     from napari_imilia.review.grade import SlideGrade
 
     labels = make_cohort(work)
@@ -113,7 +113,7 @@ def main() -> int:
     form = panel.grade_form
     form.nancy_combo.setCurrentIndex(3)  # Nancy 2, not saved yet: the definition shows
     panel._refresh()
-    from napari_imilia._viewer_launch import _close_notifications
+    from napari_imilia._napari.display import _close_notifications
 
     _close_notifications()
     settle(2.0)

@@ -134,7 +134,7 @@ def _widget(viewer, display_name: str):
 
 
 def _session(viewer):
-    from napari_imilia._widgets._state import viewer_state
+    from napari_imilia._napari.state import viewer_state
 
     return viewer_state(viewer).session
 
@@ -163,8 +163,8 @@ def record_reviews(viewer, top: str, second: str) -> None:
 
 def zoom_on_tile(viewer, tile_id: str, tiles_across: float) -> None:
     """Centre the camera on the tile, ``tiles_across`` tile widths across the canvas."""
-    from napari_imilia._widgets._napari_compat import canvas_size_px, viewer_camera
-    from napari_imilia._widgets._viewer_link import centre_on_tile, world_um_per_px
+    from napari_imilia._napari.compat import canvas_size_px, viewer_camera
+    from napari_imilia._napari.link import centre_on_tile, world_um_per_px
 
     session = _session(viewer)
     centre_on_tile(viewer, session, tile_id)
@@ -173,7 +173,7 @@ def zoom_on_tile(viewer, tile_id: str, tiles_across: float) -> None:
 
 
 def window_shot(viewer, path: Path) -> None:
-    from napari_imilia._viewer_launch import _close_notifications
+    from napari_imilia._napari.display import _close_notifications
 
     _close_notifications()
     settle(1.5)
@@ -194,7 +194,7 @@ def dock_shot(viewer, display_name: str, size_px: tuple[int, int], path: Path) -
 def workspace_shot(slide: Path, results: Path, path: Path) -> None:
     """The README's review viewer on this display's screen: three top tiles reviewed (their
     outlines in the verdict colours), the fourth selected; the whole window saved."""
-    from napari_imilia._widgets.launch import open_review_viewer
+    from napari_imilia._napari.launch import open_review_viewer
 
     viewer = open_review_viewer(slide, results, show=True)
     session = _session(viewer)
@@ -217,7 +217,7 @@ def workspace_shots(slide: Path, results: Path, out: Path) -> list[Path]:
     import subprocess
     import sys
 
-    from napari_imilia._viewer_launch import private_xvfb
+    from napari_imilia._napari.display import private_xvfb
 
     written = []
     for screen in WORKSPACE_SCREENS:
@@ -249,12 +249,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="imilia_screens_"))
     os.environ["IMILIA_CONFIG_DIR"] = str(work / "config")
 
-    from napari_imilia._widgets._napari_compat import scale_bar
-    from napari_imilia._widgets._viewer_link import centre_on_tile
-    from napari_imilia._widgets.heatmap import HEATMAP_ROLE
-    from napari_imilia._widgets.launch import open_review_viewer
-    from napari_imilia.predict import predict_slide
-    from napari_imilia.sample import sample_slide_path
+    from napari_imilia._napari.compat import scale_bar
+    from napari_imilia._napari.docks.heatmap import HEATMAP_ROLE
+    from napari_imilia._napari.launch import open_review_viewer
+    from napari_imilia._napari.link import centre_on_tile
+    from napari_imilia.demo.sample import sample_slide_path
+    from napari_imilia.predict.slide import predict_slide
 
     slide = sample_slide_path()
     predict_slide(slide, work / "results", model_path=args.model or None, progress=False)

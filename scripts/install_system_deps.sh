@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages napari + PyQt6 need on Debian/Ubuntu (Qt >= 6.5 needs libxcb-cursor0), plus
 # Xvfb for headless rendering and Chromium (headless) to test that the HTML reports render
-# (tests/test_cohort_report.py).
+# (tests/report/test_cohort_report.py).
 # Idempotent and non-interactive: does nothing when everything is already installed. Runs as
 # root, or through sudo otherwise. Other systems: install the equivalents by hand.
 set -euo pipefail

@@ -4,7 +4,7 @@
 A demonstration, not a diagnostic model: it learns planted inflammation on our own synthetic
 slides. Deterministic (fixed seeds), a few minutes on 2 CPU cores:
 
-1. cohort: ``napari_imilia.demo_cohort.demo_cohort_recipe(--slides, --seed)`` written with
+1. cohort: ``napari_imilia.demo.cohort.demo_cohort_recipe(--slides, --seed)`` written with
    ``write_cohort`` into ``--out-dir/slides`` (+ ``labels.csv``), half the slides with 1-3
    planted inflamed areas, half normal;
 2. features: the real pipeline (``detect_tissue`` → ``make_tile_grid`` at the extractor's
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from napari_imilia import __version__
-from napari_imilia._utils import write_text_atomic
-from napari_imilia.demo_cohort import demo_cohort_recipe, recipe_summary, write_cohort
+from napari_imilia.demo.cohort import demo_cohort_recipe, recipe_summary, write_cohort
+from napari_imilia.files import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_OUT = REPO_ROOT / "src" / "napari_imilia" / "data" / "demo_model.safetensors"
@@ -75,11 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def extract_cohort_features(slide_paths: list[Path], features_dir: Path) -> dict[str, Any]:
     """Tile features of every slide into ``features_dir/<slide_id>.h5``; returns tile stats."""
-    from napari_imilia.extractors import create_extractor
-    from napari_imilia.features import extract_slide_features
+    from napari_imilia.features.extract import extract_slide_features
+    from napari_imilia.features.extractors import create_extractor
     from napari_imilia.slide import open_slide
-    from napari_imilia.tiling import make_tile_grid
-    from napari_imilia.tissue import detect_tissue
+    from napari_imilia.tiling.grid import make_tile_grid
+    from napari_imilia.tiling.tissue import detect_tissue
 
     extractor = create_extractor(EXTRACTOR, device="cpu")
     n_tiles = []
@@ -134,8 +134,8 @@ def train(args: argparse.Namespace, features_dir: Path, labels_path: Path) -> tu
 
 def sample_check(model_path: Path, out_dir: Path) -> dict[str, Any]:
     """Score the bundled sample slide (and its normal twin): top-10 tiles in planted areas."""
-    from napari_imilia.predict import predict_slide
-    from napari_imilia.sample import read_truth, sample_slide_path
+    from napari_imilia.demo.sample import read_truth, sample_slide_path
+    from napari_imilia.predict.slide import predict_slide
 
     check: dict[str, Any] = {}
     for kind, inflamed in (("sample", True), ("normal_sample", False)):

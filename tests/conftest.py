@@ -128,7 +128,7 @@ def tiled_tiff(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The generated sample slide (napari_imilia.sample), made once per test session."""
-    from napari_imilia.sample import sample_slide_path
+    """The generated sample slide (napari_imilia.demo.sample), made once per test session."""
+    from napari_imilia.demo.sample import sample_slide_path
 
     return sample_slide_path(tmp_path_factory.mktemp("sample_cache"))

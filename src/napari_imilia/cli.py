@@ -93,7 +93,7 @@ def _check_out_folder(args: argparse.Namespace) -> None:
         return
     if Path(out).is_file():
         raise ImiliaError(f"--out {out} is a file; give a folder (it is created when missing)")
-    from napari_imilia.safe_paths import check_writable_folder
+    from napari_imilia.trust.paths import check_writable_folder
 
     check_writable_folder(out, what="--out folder")
 

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from napari_imilia.cohort import CohortProgress
+from napari_imilia.cohort.run import CohortProgress
 
 
 class CohortBar:

@@ -19,7 +19,7 @@ def _list_models() -> Sequence[tuple[str, str]]:
 
 
 def _list_extractors() -> Sequence[tuple[str, str]]:
-    from napari_imilia.extractors import list_extractors
+    from napari_imilia.features.extractors import list_extractors
 
     return list_extractors()
 

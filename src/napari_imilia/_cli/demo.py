@@ -1,6 +1,6 @@
 """``imilia demo``: the whole pipeline on the sample slide, then napari (or a PNG of it).
 
-Runs ``napari_imilia.demo.run_demo`` (sample slide, bundled DEMO model: scores, heatmap,
+Runs ``napari_imilia.demo.run.run_demo`` (sample slide, bundled DEMO model: scores, heatmap,
 top tiles, cell and epithelium masks, QuPath GeoJSON and CSV exports), then opens napari
 ready for review when a display is usable; with ``--no-viewer`` or without a display it
 writes a screenshot of that napari view instead (private Xvfb; a thumbnail at worst).
@@ -50,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_imilia import _viewer_launch as launch
-    from napari_imilia.cohort_inputs import absolute
-    from napari_imilia.demo import run_demo
+    from napari_imilia._napari import display as launch
+    from napari_imilia.cohort.inputs import absolute
+    from napari_imilia.demo.run import run_demo
 
     if args.top < 1:
         raise ImiliaError(f"--top must be at least 1, got {args.top}")

@@ -163,8 +163,8 @@ def _json_ready(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_imilia._utils import write_text_atomic
-    from napari_imilia.epithelium import patch_tokens_of, train_episeg_probe
+    from napari_imilia.files import write_text_atomic
+    from napari_imilia.interpret.epithelium import patch_tokens_of, train_episeg_probe
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImiliaError("give --tiles and --masks, or --dataset (IBDColEpi's patch dataset)")
     test = None
     if args.dataset is not None:
-        from napari_imilia.epithelium.ibdcolepi import load_patch_dataset, split_folders
+        from napari_imilia.interpret.epithelium.ibdcolepi import load_patch_dataset, split_folders
 
         train = load_patch_dataset(args.dataset, "Trainset", args.image_px)
         names, tiles, masks = train.names, train.images, train.labels
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             f"{len(names)} tile(s) cannot be split into {args.folds} folds; "
             "add tiles or lower --folds"
         )
-    from napari_imilia.extractors import create_extractor
+    from napari_imilia.features.extractors import create_extractor
 
     extractor = create_extractor(
         args.extractor, weights_path=args.extractor_weights, device=args.device
@@ -233,9 +233,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_test_set(probe: Any, extractor: Any, test: Any, out: Path, batch: int) -> None:
     """Average precision and PR curve of the probe on the Testset, as IMILIA reports them."""
-    from napari_imilia._utils import atomic_path, write_text_atomic
-    from napari_imilia.epithelium import patch_tokens_of
-    from napari_imilia.epithelium.ibdcolepi import evaluate_on_patches
+    from napari_imilia.files import atomic_path, write_text_atomic
+    from napari_imilia.interpret.epithelium import patch_tokens_of
+    from napari_imilia.interpret.epithelium.ibdcolepi import evaluate_on_patches
 
     tokens = np.concatenate(
         [

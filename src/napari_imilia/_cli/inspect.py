@@ -8,8 +8,8 @@ from napari_imilia.device import DEVICE_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from napari_imilia.epithelium import METHODS
-    from napari_imilia.inspect import CELL_BACKENDS
+    from napari_imilia.interpret import CELL_BACKENDS
+    from napari_imilia.interpret.epithelium import METHODS
 
     parser = subparsers.add_parser(
         "inspect",
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_imilia.errors import ImiliaError
-    from napari_imilia.inspect import inspect_slide
+    from napari_imilia.interpret import inspect_slide
 
     if args.workers is not None and args.workers < 1:
         raise ImiliaError(f"--workers must be at least 1; got {args.workers}")

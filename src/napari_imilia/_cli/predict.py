@@ -263,7 +263,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ImiliaError(f"--decode-workers must be 0 or more, got {args.num_workers}")
     if args.tiles_from is not None and len(args.slides) != 1:
         raise ImiliaError("--tiles-from lists one slide's tiles: give exactly one slide")
-    from napari_imilia.predict import check_tissue_params
+    from napari_imilia.predict.slide import check_tissue_params
 
     check_tissue_params(predict_options(args)["tissue_params"])
     for name in ("mpp", "target_mpp", "tile_px"):
@@ -313,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     options = predict_options(args)
     if _one_slide_here(args):
-        from napari_imilia.predict import predict_slide
+        from napari_imilia.predict.slide import predict_slide
 
         result = predict_slide(args.slides[0], args.out, **options)
         _print_result(result.slide_id, result.score, result.info)
@@ -321,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from napari_imilia._cli._cohort_progress import CohortBar
-    from napari_imilia.cohort import CohortInterrupted, collect_slides, predict_cohort
+    from napari_imilia.cohort.run import CohortInterrupted, collect_slides, predict_cohort
 
     slides = collect_slides(args.slides)
     bar = CohortBar(len(slides))
@@ -376,7 +376,7 @@ def _one_slide_here(args: argparse.Namespace) -> bool:
 
 
 def _files() -> list[str]:
-    from napari_imilia.predict import RESULT_FILES
+    from napari_imilia.predict.slide import RESULT_FILES
 
     return list(RESULT_FILES)
 

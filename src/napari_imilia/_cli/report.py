@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from napari_imilia.review.cohort import Cohort
+    from napari_imilia.cohort.review import Cohort
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_cohort(results: Path, labels: str | None) -> Cohort:
     """The cohort of ``results``: its saved cohort, else built from its cohort.csv; the
     ``labels`` CSV adds slides and labels."""
+    from napari_imilia.cohort.review import COHORT_FILE, Cohort
     from napari_imilia.errors import ImiliaError
-    from napari_imilia.review.cohort import COHORT_FILE, Cohort
 
     if not results.is_dir():
         raise ImiliaError(f"results folder not found: {results}")

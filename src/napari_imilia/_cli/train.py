@@ -110,7 +110,7 @@ def _parse_hparams(items: list[str]) -> dict[str, Any]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from napari_imilia._utils import write_text_atomic
+    from napari_imilia.files import write_text_atomic
     from napari_imilia.mil import model_class, save_model, train_cross_validation
     from napari_imilia.mil.dataset import load_labelled_bags
 
@@ -198,10 +198,10 @@ def run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from napari_imilia import __version__
-    from napari_imilia._utils import write_text_atomic
-    from napari_imilia.feature_cache import read_features
+    from napari_imilia.features.cache import read_features
+    from napari_imilia.files import write_text_atomic
     from napari_imilia.mil import load_model
-    from napari_imilia.safe_paths import check_writable_folder, path_inside, safe_name
+    from napari_imilia.trust.paths import check_writable_folder, path_inside, safe_name
 
     features_dir, out_dir = Path(args.features), Path(args.out)
     check_writable_folder(out_dir)

@@ -18,7 +18,7 @@ from napari_imilia.export.context import (
     color_for_name,
     stable_id,
 )
-from napari_imilia.export.features import (
+from napari_imilia.export.geojson_objects import (
     CELL_MEASUREMENTS,
     COORD_DECIMALS,
     QUPATH_PROPERTY_KEYS,
@@ -27,7 +27,7 @@ from napari_imilia.export.features import (
     polygons_to_features,
     tiles_to_features,
 )
-from napari_imilia.export.geojson import (
+from napari_imilia.export.geojson_write import (
     ImportedObject,
     read_geojson,
     read_geojson_context,

@@ -28,14 +28,18 @@ from typing import Any
 import pandas as pd
 from shapely.geometry import MultiPolygon, Polygon
 
-from napari_imilia.cells.types import TileCells
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import ExportContext
-from napari_imilia.export.features import cells_to_features, polygons_to_features, tiles_to_features
-from napari_imilia.export.geojson import write_geojson
-from napari_imilia.export.layer_features import EPITHELIUM_CLASS
+from napari_imilia.export.geojson_objects import (
+    cells_to_features,
+    polygons_to_features,
+    tiles_to_features,
+)
+from napari_imilia.export.geojson_write import write_geojson
+from napari_imilia.export.layer_geojson import EPITHELIUM_CLASS
 from napari_imilia.export.tables import write_table_csv
-from napari_imilia.safe_paths import path_inside
+from napari_imilia.interpret.cells.types import TileCells
+from napari_imilia.trust.paths import path_inside
 
 #: Compression choices of :func:`export_review_bundle` -> file name ending.
 COMPRESSION_SUFFIXES: dict[str, str] = {
@@ -83,7 +87,7 @@ def inspection_epithelium(inspection: Any) -> list[Polygon | MultiPolygon]:
     cells = inspection_cells(inspection)
     if mask is None or cells is None or getattr(mask, "shape", None) != cells.labels.shape:
         return []
-    from napari_imilia.epithelium.polygons import epithelium_polygons
+    from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
 
     return list(
         epithelium_polygons(
@@ -176,7 +180,7 @@ def export_review_bundle(
         raise DataError(
             f"compression must be one of {', '.join(COMPRESSION_SUFFIXES)}; got {compression!r}"
         )
-    from napari_imilia.review.exports import reviews_table, reviews_to_features
+    from napari_imilia.export.reviews import reviews_table, reviews_to_features
 
     out = Path(out_dir)
     ctx = export_context(session)

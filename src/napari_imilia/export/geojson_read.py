@@ -6,7 +6,7 @@ Polygon, MultiPolygon, LineString, MultiLineString, Point, MultiPoint or Geometr
 geometries. Rings that are not closed are closed. Self-intersecting polygons are repaired
 with ``shapely.make_valid`` (only their polygonal parts kept) and reported in one warning;
 ``ImportedObject.repaired`` marks them. The file is untrusted: it is read once within
-:class:`~napari_imilia.untrusted.ImportLimits` (decompressed size, nesting, integer digits,
+:class:`~napari_imilia.trust.json_limits.ImportLimits` (decompressed size, nesting, integer digits,
 feature count, coordinates relative to the slide, colours 0-255). Everything malformed or
 over a limit raises ``DataError`` naming the file and feature.
 """
@@ -35,7 +35,7 @@ from shapely.geometry import (
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import METADATA_KEY, RGB, ExportContext
 from napari_imilia.export.space import check_coordinate_space
-from napari_imilia.untrusted import ImportLimits, ImportProgress, read_json_entries
+from napari_imilia.trust.json_limits import ImportLimits, ImportProgress, read_json_entries
 
 #: Features read between two progress reports.
 PROGRESS_EVERY = 1000
@@ -311,7 +311,7 @@ def read_geojson_file(
     With ``slide_dimensions_px`` (level-0 width, height) the coordinates are checked against
     the slide (:func:`check_coordinate_space`). ``limits`` (default
     ``ImportLimits.from_env()``) bound the decompressed size, nesting, number of features
-    and coordinates (see :mod:`napari_imilia.untrusted`); ``progress(done, total)`` is
+    and coordinates (see :mod:`napari_imilia.trust.json_limits`); ``progress(done, total)`` is
     called as features are read.
     """
     path = Path(path)

@@ -20,8 +20,8 @@ import pandas as pd
 from scipy import ndimage
 from shapely.geometry import LineString, MultiPolygon, Polygon
 
-from napari_imilia.epithelium.polygons import epithelium_polygons
 from napari_imilia.errors import DataError
+from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
 
 #: Offset (level-0 px) between a pixel's index and its centre in QuPath coordinates.
 PIXEL_CENTRE_PX = 0.5

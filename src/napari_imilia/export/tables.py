@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from napari_imilia._utils import write_bytes_atomic, write_text_atomic
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import EXPORT_FORMAT_VERSION, METADATA_KEY, ExportContext
+from napari_imilia.files import write_bytes_atomic, write_text_atomic
 
 
 def csv_meta_path(path: str | os.PathLike[str]) -> Path:

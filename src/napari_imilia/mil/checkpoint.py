@@ -23,19 +23,19 @@ from typing import Any
 import torch
 
 from napari_imilia import __version__
-from napari_imilia._utils import sha256_file, write_safetensors_atomic, write_text_atomic
-from napari_imilia.checkpoint_limits import (
+from napari_imilia.errors import CheckpointError
+from napari_imilia.files import sha256_file, write_safetensors_atomic, write_text_atomic
+from napari_imilia.mil.base import MILModel
+from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
+from napari_imilia.mil.chowder import looks_like_chowder as _looks_like_chowder
+from napari_imilia.mil.registry import create_model
+from napari_imilia.trust.checkpoints import (
     MAX_CONFIG_INT,
     CorruptWeightsError,
     check_config_numbers,
     check_weights_fit_config,
     check_weights_size,
 )
-from napari_imilia.errors import CheckpointError
-from napari_imilia.mil.base import MILModel
-from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
-from napari_imilia.mil.chowder import looks_like_chowder as _looks_like_chowder
-from napari_imilia.mil.registry import create_model
 
 CONFIG_FORMAT = "napari-imilia-mil"
 CONFIG_VERSION = 1
@@ -116,7 +116,7 @@ def read_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or ``.pt``/``.pth`` file, never unpickling code; the
     file is first checked against the ``expected`` shapes (or the size limit of a checkpoint
-    of unknown architecture, :mod:`napari_imilia.checkpoint_limits`)."""
+    of unknown architecture, :mod:`napari_imilia.trust.checkpoints`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_imilia._utils import sha256_file
 from napari_imilia.errors import DataError
-from napari_imilia.feature_cache import read_features
+from napari_imilia.features.cache import read_features
+from napari_imilia.files import sha256_file
 
 LABEL_COLUMNS: tuple[str, str] = ("slide_id", "label")
 #: Feature-file attributes that must agree across the slides of one training set.

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_imilia.channels import ChannelReadout, combine_members, member_channels
 from napari_imilia.device import inference_context, resolve_device
 from napari_imilia.errors import CheckpointError
+from napari_imilia.mil.channels import ChannelReadout, combine_members, member_channels
 from napari_imilia.mil.checkpoint import WEIGHT_SUFFIXES, CheckpointMember, load_member
 
 _DEFAULT: Any = object()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from napari_imilia.cohort.review import Cohort
 from napari_imilia.report.cohort_report import report_table, table_metrics, write_cohort_report
 from napari_imilia.report.slide_report import DEFAULT_TOP_TILES, write_slide_report
-from napari_imilia.review.cohort import Cohort
 
 
 def write_reports(

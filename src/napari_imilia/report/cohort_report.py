@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from napari_imilia import __version__
-from napari_imilia._utils import write_text_atomic
+from napari_imilia.cohort.review import Cohort, CohortItem
+from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
 from napari_imilia.report.metrics import DEFAULT_THRESHOLD, agreement_metrics, roc_curve
-from napari_imilia.review.cohort import Cohort, CohortItem
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import NANCY_GRADES, activity_for_nancy
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import ImiliaError
+from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
 from napari_imilia.review.grade import NANCY_GRADES, SlideGrade, load_slide_grade
 
@@ -38,8 +38,8 @@ MARKER_COLUMNS: tuple[str, ...] = (
 
 def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, pd.DataFrame]:
     """(HTML figures of the overlays, marker table) of the ``top_k`` best tiles."""
-    from napari_imilia.inspect import TileBox, inspect_tile, read_tile_at_mpp, select_tiles
-    from napari_imilia.inspect.masks import overlay_tile
+    from napari_imilia.interpret import TileBox, inspect_tile, read_tile_at_mpp, select_tiles
+    from napari_imilia.interpret.masks import overlay_tile
     from napari_imilia.slide import open_slide
 
     best = select_tiles(tiles, f"top:{top_k}")
@@ -67,7 +67,8 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
 
 
 def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
-    from napari_imilia.review import ReviewStore, reviews_table
+    from napari_imilia.export.reviews import reviews_table
+    from napari_imilia.review import ReviewStore
 
     if not (results_dir / "review.json").is_file():
         return pd.DataFrame()
@@ -108,7 +109,7 @@ def write_slide_report(
     """Write ``results_dir/report.html`` for a scored slide (``ImiliaError`` if it is not);
     ``top_k`` tiles with overlays (0 for none); ``slide_path`` when the slide moved since it
     was scored. Returns the page's path."""
-    from napari_imilia.predict import load_prediction
+    from napari_imilia.predict.slide import load_prediction
 
     results_dir = Path(results_dir)
     result = load_prediction(results_dir)

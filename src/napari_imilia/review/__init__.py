@@ -3,7 +3,7 @@
 ``ReviewStore.open(results_dir, slide_id)`` loads the slide's review; ``add``, ``update`` and
 ``remove`` save every change at once (atomic ``review.json`` snapshot plus an fsynced
 append-only ``review.journal.jsonl``), so a crash loses at most the edit in flight.
-``reviews_table`` and ``reviews_to_features`` export the entries to CSV and QuPath GeoJSON.
+``export.reviews`` turns the entries into CSV and QuPath GeoJSON.
 Region vertices are level-0 pixels, (x, y), top-left origin. See docs/export_review.md.
 """
 
@@ -15,27 +15,17 @@ from napari_imilia.review.entry import (
     ReviewEntry,
     validate_entry,
 )
-from napari_imilia.review.exports import (
-    REVIEW_CLASS_COLORS,
-    VERDICT_SCORES,
-    reviews_table,
-    reviews_to_features,
-)
 from napari_imilia.review.store import JOURNAL_FILE, REVIEW_FILE, SCHEMA_VERSION, ReviewStore
 
 __all__ = [
     "EDITABLE_FIELDS",
     "JOURNAL_FILE",
-    "REVIEW_CLASS_COLORS",
     "REVIEW_FILE",
     "SCHEMA_VERSION",
     "SUGGESTED_CLASSES",
     "TARGET_KINDS",
     "VERDICTS",
-    "VERDICT_SCORES",
     "ReviewEntry",
     "ReviewStore",
-    "reviews_table",
-    "reviews_to_features",
     "validate_entry",
 ]

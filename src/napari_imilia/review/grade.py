@@ -3,7 +3,7 @@
 One ``SlideGrade`` per slide, saved atomically as ``slide_grade.json`` in the slide's results
 folder (``results_root/<slide_id>``, beside the tile review's ``review.json``), so it travels
 with the slide's review and survives a crash. The cohort file keeps a copy (see
-:mod:`napari_imilia.review.cohort`); the newer of the two wins when they differ.
+:mod:`napari_imilia.cohort.review`); the newer of the two wins when they differ.
 
 Nancy index (Marchal-Bressenot et al., Gut 2017; "A practical guide to assess the Nancy
 histological index for UC", Gut 2016), decided top-down: ulceration gives grade 4, else a
@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import DataError
+from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
 
 GRADE_FILE = "slide_grade.json"

@@ -24,7 +24,7 @@ from psygnal import Signal
 from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.review.entry import ReviewEntry
 from napari_imilia.review.store import ReviewStore
-from napari_imilia.safe_paths import path_inside
+from napari_imilia.trust.paths import path_inside
 
 #: Environment variable naming the default folder for results (one subfolder per slide).
 RESULTS_ENV = "IMILIA_RESULTS_DIR"
@@ -118,7 +118,7 @@ class ReviewSession:
     # ----------------------------------------------------------------- prediction
     def load_cached_prediction(self) -> bool:
         """Load ``results_dir``'s earlier prediction if it is of this slide; True if loaded."""
-        from napari_imilia.predict import load_prediction
+        from napari_imilia.predict.slide import load_prediction
 
         if not (self.results_dir / "slide.json").is_file():
             return False

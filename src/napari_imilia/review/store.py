@@ -34,8 +34,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from napari_imilia import __version__
-from napari_imilia._utils import write_text_atomic
 from napari_imilia.errors import DataError
+from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import EDITABLE_FIELDS, ReviewEntry, utc_now, validate_entry
 
 REVIEW_FILE = "review.json"

@@ -226,13 +226,13 @@ _MULTI_SUFFIXES: tuple[str, ...] = (".ome.tiff", ".ome.tif")
 
 def slide_id_for(path: str | os.PathLike[str]) -> str:
     """The ``slide_id`` a slide at ``path`` gets: its file name without slide extension(s),
-    made a safe folder name (:func:`~napari_imilia.safe_paths.safe_name`: ``CMU-1.svs`` gives
+    made a safe folder name (:func:`~napari_imilia.trust.paths.safe_name`: ``CMU-1.svs`` gives
     ``CMU-1``; ``...svs``, a name with control characters or one over 100 bytes gives a
     cleaned, shortened name ending in ``-<8 hex>`` of the original).
 
     A DICOM file stands for its series, the folder it is in: ``case1/level0.dcm`` -> ``case1``.
     """
-    from napari_imilia.safe_paths import safe_name
+    from napari_imilia.trust.paths import safe_name
 
     path = Path(path)
     name = path.name

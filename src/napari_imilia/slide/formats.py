@@ -19,6 +19,22 @@ from napari_imilia.errors import SlideError, SlideMPPError
 from napari_imilia.slide.backends.base import SlideSource, build_or_close
 from napari_imilia.slide.core import PLAUSIBLE_MPP_RANGE, Slide, check_mpp, dask_levels
 
+#: Slide file endings (``.ome.tif(f)`` ends in ``.tif(f)``), lower case: tiffslide's, DICOM's,
+#: and OpenSlide's non-TIFF formats. Folders are candidates when they hold DICOM files.
+SLIDE_SUFFIXES: tuple[str, ...] = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".scn",
+    ".bif",
+    ".dcm",
+    ".mrxs",
+    ".vms",
+    ".vmu",
+    ".svslide",
+    ".czi",
+)
 #: Values of ``backend=`` / ``--slide-backend``; "auto" decides from the file.
 BACKEND_CHOICES: tuple[str, ...] = ("auto", "tiffslide", "wsidicom", "openslide")
 #: backend -> (module to import, pip extra of napari-imilia, PyPI packages).

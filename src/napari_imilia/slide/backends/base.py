@@ -57,7 +57,7 @@ class RegionArray:
     """An (H, W, 3) uint8 array-like whose slices are region reads of one pyramid level.
 
     Only step-1 slices of rows and columns are supported, which is all dask and
-    :mod:`napari_imilia.tiling` ask for. Thread-safe as far as ``read`` is.
+    :mod:`napari_imilia.tiling.grid` ask for. Thread-safe as far as ``read`` is.
     """
 
     def __init__(self, shape_hw: tuple[int, int], read: RegionReader) -> None:

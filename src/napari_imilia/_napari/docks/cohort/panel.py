@@ -1,0 +1,330 @@
+"""The Cohort dock: a study's slides in a sortable, filterable table, reviewed one after the
+other, scored in the background, graded, and reported.
+
+Open a cohort from a folder (slides found recursively), a glob, a CSV (slide path column,
+optional label columns) or a results folder holding ``cohort.csv``; its state lives in a
+Qt-free :class:`~napari_imilia.cohort.review.Cohort` saved in the results folder. Double-click
+a row (or Next / Previous, keys Alt-N / Alt-P on the canvas, Page Down / Page Up in the dock)
+to open a slide: its layers replace the previous slide's and its cached result loads at
+once. "Score all" scores every unscored slide in a ``thread_worker`` (k of N, ETA, cancel),
+the table filling in as slides finish. "Write reports" writes the HTML reports.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QShortcut,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_imilia._napari.docks.cohort.grade_form import GRADES, SlideGradeForm, set_viewer_cohort
+from napari_imilia._napari.docks.cohort.scoring import CohortScoringMixin, ProgressRelay, notify
+from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableModel
+from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.link import latest_slide_layer, link_viewer
+from napari_imilia._napari.reader import slide_from_metadata, slide_layer_data
+from napari_imilia._napari.state import LAYER_ROLE_KEY
+from napari_imilia.cohort.review import STATUSES, Cohort
+from napari_imilia.errors import ImiliaError, SlideError
+from napari_imilia.review.session import ReviewSession
+from napari_imilia.slide import open_slide
+
+#: (canvas key, dock key) to step to the next / previous slide.
+STEP_KEYS: dict[int, tuple[str, str]] = {+1: ("Alt-N", "PgDown"), -1: ("Alt-P", "PgUp")}
+
+
+class CohortPanel(CohortScoringMixin, QWidget):
+    """The Cohort dock widget (npe2 ``napari-imilia.cohort_panel``)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.cohort: Cohort | None = None
+        self.worker: Any = None
+        self.report_worker: Any = None
+        self._cancel: threading.Event | None = None
+        self._relay = ProgressRelay()
+        self._relay.progress.connect(self._on_progress)
+        self._build_ui()
+        self._bind_keys()
+        self.link = link_viewer(napari_viewer)
+        self.link.state.session_changed.connect(self._on_session_changed)
+        GRADES.saved.connect(self._on_grade_saved)
+        self.grade_form.show_session(self.link.state.session)
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        self.source_edit = QLineEdit()
+        self.source_edit.setPlaceholderText("slide folder, glob, cohort CSV or results folder")
+        self.browse_button = QPushButton("Folder…")
+        self.csv_button = QPushButton("CSV…")
+        self.results_edit = QLineEdit()
+        self.results_edit.setPlaceholderText("results folder (default: the usual one)")
+        self.open_button = QPushButton("Open cohort")
+        self.summary_label = QLabel("no cohort open")
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("filter (any column)")
+        self.status_combo = QComboBox()
+        self.status_combo.addItem("all statuses", "")
+        for status in STATUSES:
+            self.status_combo.addItem(status, status)
+        self.model = CohortTableModel(self)
+        self.proxy = CohortFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)  # cohort order until a header is clicked
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(220)
+        self.previous_button = QPushButton("◀ Previous slide")
+        self.next_button = QPushButton("Next slide ▶")
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("MIL model checkpoint (empty: the demo model)")
+        self.workers_spin = QSpinBox()
+        self.workers_spin.setRange(1, 64)
+        self.workers_spin.setToolTip(
+            "1: score here, one slide after another; more: a dask LocalCluster"
+        )
+        self.score_button = QPushButton("Score all")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_label = QLabel("")
+        self.report_button = QPushButton("Write reports")
+        self.grade_form = SlideGradeForm(self.viewer)
+
+        layout = QVBoxLayout(scroll_content(self))
+        row = QHBoxLayout()
+        for widget in (self.source_edit, self.browse_button, self.csv_button):
+            row.addWidget(widget)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.results_edit)
+        row.addWidget(self.open_button)
+        layout.addLayout(row)
+        layout.addWidget(self.summary_label)
+        row = QHBoxLayout()
+        row.addWidget(self.filter_edit)
+        row.addWidget(self.status_combo)
+        layout.addLayout(row)
+        layout.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.previous_button)
+        row.addWidget(self.next_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.model_edit)
+        row.addWidget(QLabel("workers"))
+        row.addWidget(self.workers_spin)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        for widget in (self.score_button, self.cancel_button, self.report_button):
+            row.addWidget(widget)
+        layout.addLayout(row)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.grade_form)
+
+        self.browse_button.clicked.connect(self._choose_folder)
+        self.csv_button.clicked.connect(self._choose_csv)
+        self.open_button.clicked.connect(self._open_from_fields)
+        self.source_edit.returnPressed.connect(self._open_from_fields)
+        self.filter_edit.textChanged.connect(lambda text: self.proxy.set_filter(text=text))
+        self.status_combo.currentIndexChanged.connect(
+            lambda _i: self.proxy.set_filter(status=self.status_combo.currentData())
+        )
+        self.table.doubleClicked.connect(lambda index: self.open_index(self._source_row(index)))
+        self.previous_button.clicked.connect(lambda: self.step(-1))
+        self.next_button.clicked.connect(lambda: self.step(+1))
+        self.score_button.clicked.connect(self.score_all)
+        self.cancel_button.clicked.connect(self.cancel_scoring)
+        self.report_button.clicked.connect(self.write_reports)
+        self._update_buttons()
+
+    def _bind_keys(self) -> None:
+        self._canvas_keys: list[str] = []
+        for delta, (canvas_key, dock_key) in STEP_KEYS.items():
+            shortcut = QShortcut(QKeySequence(dock_key), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(lambda d=delta: self.step(d))
+
+            def on_key(_viewer: Any, d: int = delta) -> None:
+                self.step(d)
+
+            self.viewer.bind_key(canvas_key, on_key, overwrite=True)
+            self._canvas_keys.append(canvas_key)
+
+    def closeEvent(self, event: Any) -> None:
+        for key in self._canvas_keys:
+            self.viewer.bind_key(key, None, overwrite=True)
+        self.cancel_scoring()
+        set_viewer_cohort(self.viewer, None)
+        self.link.results_root = None  # new sessions use the saved results folder again
+        super().closeEvent(event)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of slides or of results")
+        if folder:
+            self.source_edit.setText(folder)
+            self._open_from_fields()
+
+    def _choose_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Cohort CSV", "", "CSV (*.csv *.tsv)")
+        if path:
+            self.source_edit.setText(path)
+            self._open_from_fields()
+
+    def _open_from_fields(self) -> None:
+        source = self.source_edit.text().strip()
+        if source:
+            self.open_cohort(source, self.results_edit.text().strip() or None)
+
+    # ------------------------------------------------------------------ cohort
+    def open_cohort(
+        self, source: str | Path, results_root: str | Path | None = None
+    ) -> Cohort | None:
+        """Build (or reopen) the cohort of ``source`` and show it; None (and a message) when
+        ``source`` names no usable slide."""
+        try:
+            cohort = Cohort.build(source, results_root)
+        except ImiliaError as error:
+            notify("error", f"napari-imilia cannot open this cohort: {error}")
+            self.summary_label.setText(str(error))
+            return None
+        self.set_cohort(cohort)
+        return cohort
+
+    def set_cohort(self, cohort: Cohort | None) -> None:
+        self.cancel_scoring()
+        self.cohort = cohort
+        set_viewer_cohort(self.viewer, cohort)
+        self.link.results_root = None if cohort is None else cohort.results_root
+        self.model.set_cohort(cohort)
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)  # room for the bold row
+        if cohort is not None:
+            self.results_edit.setText(str(cohort.results_root))
+            for message in cohort.warnings:
+                notify("warning", message)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        cohort = self.cohort
+        self.summary_label.setText("no cohort open" if cohort is None else cohort.summary_text())
+        self.model.refresh_all()
+        self._select_current()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        has = self.cohort is not None and len(self.cohort) > 0
+        running = self.worker is not None
+        for button in (self.previous_button, self.next_button, self.report_button):
+            button.setEnabled(has)
+        self.score_button.setEnabled(has and not running)
+        self.cancel_button.setEnabled(running)
+
+    def _source_row(self, proxy_index: Any) -> int:
+        return self.proxy.mapToSource(proxy_index).row()
+
+    def _select_current(self) -> None:
+        if self.cohort is None or self.cohort.current_index is None:
+            return
+        index = self.proxy.mapFromSource(self.model.index(self.cohort.current_index, 0))
+        if index.isValid():
+            self.table.selectRow(index.row())
+            self.table.scrollTo(index)
+
+    # ------------------------------------------------------------------ slides
+    def open_index(self, row: int) -> bool:
+        """Open slide ``row`` of the cohort in place of the previous slide; False when it
+        cannot be opened (the reason is shown)."""
+        cohort = self.cohort
+        if cohort is None or not 0 <= row < len(cohort):
+            return False
+        cohort.refresh([row])
+        item = cohort[row]
+        if item.file_error:
+            notify("error", f"{item.slide_id}: {item.file_error}")
+            self.model.refresh_row(row)
+            return False
+        try:
+            data, kwargs, _ = slide_layer_data(open_slide(item.path))
+        except SlideError as error:  # changed since the cohort was read
+            notify("error", f"{item.slide_id}: {error}")
+            return False
+        self.link.results_root = cohort.results_root
+        # one batch: napari cleans its scene graph (a full gc.collect) once, not per layer
+        with self.viewer.layers.batched_update():
+            self._remove_slide_layers()
+            self.viewer.add_image(data, **kwargs)  # the viewer link starts the session
+        session = self.link.state.session
+        if session is None or session.results_root != cohort.results_root:
+            layer = latest_slide_layer(self.viewer)
+            slide = slide_from_metadata(layer.metadata)
+            self.link.state.set_session(ReviewSession.for_slide(slide, cohort.results_root))
+        cohort.set_current(row)
+        self._refresh()
+        return True
+
+    def _remove_slide_layers(self) -> None:
+        """Remove the previous slide's layer and every layer napari-imilia made for it."""
+        doomed = [
+            layer
+            for layer in self.viewer.layers
+            if slide_from_metadata(layer.metadata) is not None or LAYER_ROLE_KEY in layer.metadata
+        ]
+        for layer in doomed:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+
+    def step(self, delta: int) -> bool:
+        """Open the next (``delta`` +1) or previous (-1) openable slide; False at either end."""
+        if self.cohort is None:
+            return False
+        target = self.cohort.step(delta)
+        if target is None:
+            notify("info", "last slide of the cohort" if delta > 0 else "first slide of the cohort")
+            return False
+        return self.open_index(target)
+
+    def _on_session_changed(self, session: Any) -> None:
+        self.grade_form.show_session(session)
+        cohort = self.cohort
+        if session is None or cohort is None:
+            return
+        path = Path(session.slide.path)
+        for index, item in enumerate(cohort.items):
+            if Path(item.path) == path and cohort.current_index != index:
+                cohort.set_current(index)
+                self._refresh()
+                break
+
+    def _on_grade_saved(self, slide_id: str, _grade: Any) -> None:
+        try:
+            if self.cohort is not None:
+                self._refresh()
+        except RuntimeError:  # this dock was deleted
+            GRADES.saved.disconnect(self._on_grade_saved)

@@ -1,0 +1,1 @@
+"""The Review dock: verdict form, entry list, drawn regions."""

@@ -1,0 +1,95 @@
+"""The Review dock's form: verdict buttons, class, note and the remembered reviewer name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_imilia._napari.docks.review.parts import (
+    VERDICT_KEYS,
+    load_reviewer,
+    notify,
+    save_reviewer,
+)
+from napari_imilia.review import SUGGESTED_CLASSES, VERDICTS
+
+
+class ReviewForm(QWidget):
+    """Verdict buttons and the class / note / reviewer fields of one review.
+
+    ``verdict_chosen(verdict)`` when a verdict button is clicked; ``fields_edited`` when the
+    user finishes editing the class or the note. The reviewer name is remembered in
+    ``review_settings.json`` when edited.
+    """
+
+    verdict_chosen = Signal(str)
+    fields_edited = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verdict_buttons: dict[str, QPushButton] = {}
+        verdicts = QHBoxLayout()
+        for verdict in VERDICTS:
+            panel_key, _canvas_key = VERDICT_KEYS[verdict]
+            button = QPushButton(f"{verdict.capitalize()} ({panel_key})")
+            button.setCheckable(True)
+            button.setToolTip(f"Record '{verdict}' (key {panel_key}, here or on the canvas)")
+            button.clicked.connect(lambda _=False, v=verdict: self.verdict_chosen.emit(v))
+            self.verdict_buttons[verdict] = button
+            verdicts.addWidget(button)
+        self.class_combo = QComboBox()
+        self.class_combo.setEditable(True)
+        self.class_combo.addItems(["", *SUGGESTED_CLASSES])
+        self.class_combo.lineEdit().setPlaceholderText("your class (optional)")
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("note (optional)")
+        self.reviewer_edit = QLineEdit(load_reviewer())
+        self.reviewer_edit.setPlaceholderText("your name")
+        form = QFormLayout()
+        form.addRow("Class", self.class_combo)
+        form.addRow("Note", self.note_edit)
+        form.addRow("Reviewer", self.reviewer_edit)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(verdicts)
+        layout.addLayout(form)
+
+        self.class_combo.activated.connect(lambda _=0: self.fields_edited.emit())
+        self.class_combo.lineEdit().editingFinished.connect(self.fields_edited.emit)
+        self.note_edit.editingFinished.connect(self.fields_edited.emit)
+        self.reviewer_edit.editingFinished.connect(self.remember_reviewer)
+
+    def fields(self) -> dict[str, str]:
+        """``reviewer_class``, ``note`` and ``reviewer`` as typed (class and name stripped)."""
+        return {
+            "reviewer_class": self.class_combo.currentText().strip(),
+            "note": self.note_edit.text(),
+            "reviewer": self.reviewer_edit.text().strip(),
+        }
+
+    def show_entry(self, entry: Any) -> None:
+        """Check ``entry``'s verdict and show its class and note (None: all cleared)."""
+        for verdict, button in self.verdict_buttons.items():
+            button.setChecked(entry is not None and entry.verdict == verdict)
+        self.class_combo.setEditText("" if entry is None else entry.reviewer_class)
+        self.note_edit.setText("" if entry is None else entry.note)
+
+    def remember_reviewer(self) -> None:
+        """Save the reviewer name when it differs from the remembered one."""
+        name = self.reviewer_edit.text().strip()
+        if name and name != load_reviewer():
+            try:
+                save_reviewer(name)
+            except OSError as error:
+                notify("warning", f"reviewer name not remembered: {error}")

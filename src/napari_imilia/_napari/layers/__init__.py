@@ -1,0 +1,2 @@
+"""Layers napari-imilia draws on the canvas: heatmap, verdict outlines, inspection masks,
+cell-class legend, review regions."""

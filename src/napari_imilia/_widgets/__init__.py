@@ -1,1 +1,0 @@
-"""napari dock widgets: a thin Qt layer over the core. Only this package imports Qt."""

@@ -1,0 +1,1 @@
+"""Helpers shared by test folders: generated slides, small models, scored slides."""
