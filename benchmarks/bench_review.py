@@ -63,7 +63,7 @@ def _inspect(session: object, tile_id: str) -> object:
 
 
 def core_rows(results: Path, entries: int, repeats: int) -> list[tuple[str, float]]:
-    from napari_imilia.export.bundle import export_review_bundle
+    from napari_imilia.review.bundle import export_review_bundle
     from napari_imilia.review.session import ReviewSession
 
     session = ReviewSession.open(SLIDE, results)

@@ -186,7 +186,7 @@ def test_grade_validation(tmp_path: Path) -> None:
 
 
 def test_grade_is_carried_into_the_export_bundle(scored_copy: Path, tmp_path: Path) -> None:
-    from napari_imilia.export.bundle import export_review_bundle
+    from napari_imilia.review.bundle import export_review_bundle
     from napari_imilia.review.session import ReviewSession
 
     cohort = Cohort.open(scored_copy)

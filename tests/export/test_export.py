@@ -16,10 +16,8 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from napari_imilia.errors import DataError
 from napari_imilia.export import (
-    CELL_MEASUREMENTS,
     QUPATH_PROPERTY_KEYS,
     ExportContext,
-    cells_to_features,
     csv_meta_path,
     polygons_to_features,
     read_geojson,
@@ -29,6 +27,7 @@ from napari_imilia.export import (
     write_geojson,
     write_table_csv,
 )
+from napari_imilia.interpret.cells import CELL_MEASUREMENTS, cells_to_features
 from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS, TileCells
 
 

@@ -13,12 +13,17 @@ import shapely
 from napari_imilia._napari.geojson_reader import Placement, geojson_layer_data
 from napari_imilia._napari.writer import write_geojson_layers
 from napari_imilia.errors import DataError
-from napari_imilia.export import ExportContext, read_geojson, read_geojson_context
+from napari_imilia.export import (
+    ExportContext,
+    color_for_name,
+    read_geojson,
+    read_geojson_context,
+)
 from napari_imilia.export.layer_geojson import (
-    labels_layer_features,
+    labels_layer_to_features,
     labels_placement,
     layer_mpp,
-    shapes_layer_features,
+    shapes_layer_to_features,
 )
 from napari_imilia.export.layers import (
     ellipse_polygon,
@@ -27,8 +32,9 @@ from napari_imilia.export.layers import (
     level0_to_world,
     region_vertices,
     shape_geometry,
-    world_to_level0,
+    world_um_to_level0_xy,
 )
+from napari_imilia.review.exports import LAYER_CLASS_COLORS
 
 MPP = 0.5
 
@@ -39,7 +45,7 @@ def test_level0_world_round_trip_and_pixel_centres() -> None:
     # the centre of level-0 pixel (10, 20) is world (row 20, col 10) * mpp, as for the slide
     np.testing.assert_allclose(world[1], [20 * MPP, 10 * MPP])
     np.testing.assert_allclose(world[2], [-0.25, 49.75])
-    np.testing.assert_allclose(world_to_level0(world, MPP), xy)
+    np.testing.assert_allclose(world_um_to_level0_xy(world, MPP), xy)
     # a layer with its own scale and translate (µm) and a leading z axis
     data = np.array([[3.0, 2.0, 4.0]])
     xy0 = layer_to_level0(data, MPP, scale=(1, 2.0, 2.0), translate=(0, 10.0, 0.0))
@@ -91,7 +97,7 @@ def test_labels_placement_from_scale_matches_inspector_convention() -> None:
         labels_placement({"name": "m", "metadata": {}}, None)
 
 
-def test_shapes_layer_features_properties() -> None:
+def test_shapes_layer_to_features_properties() -> None:
     rect_um = level0_to_world(np.array([[10, 20], [50, 20], [50, 60], [10, 60]]), MPP)
     path_um = level0_to_world(np.array([[0, 0], [30, 40]]), MPP)
     features = pd.DataFrame(
@@ -104,7 +110,9 @@ def test_shapes_layer_features_properties() -> None:
         }
     )
     meta = {"name": "drawn", "shape_type": ["rectangle", "path"], "features": features}
-    first, second = shapes_layer_features([rect_um, path_um], meta, MPP)
+    first, second = shapes_layer_to_features(
+        [rect_um, path_um], meta, MPP, class_colors=LAYER_CLASS_COLORS
+    )
     assert first["id"] == "0d5c4f87-2c3b-4a9e-9f43-3b9b5a1c2e11"
     assert shapely.geometry.shape(first["geometry"]).equals(shapely.box(10, 20, 50, 60))
     props = first["properties"]
@@ -117,10 +125,10 @@ def test_shapes_layer_features_properties() -> None:
     assert "measurements" not in second["properties"]
     assert first["id"] != second["id"]
     with pytest.raises(DataError, match="2 objects but 1 feature rows"):
-        shapes_layer_features([rect_um, path_um], {**meta, "features": features.iloc[:1]}, MPP)
+        shapes_layer_to_features([rect_um, path_um], {**meta, "features": features.iloc[:1]}, MPP)
 
 
-def test_labels_layer_features_class_from_features() -> None:
+def test_labels_layer_to_features_class_from_features() -> None:
     labels = np.zeros((8, 8), np.uint16)
     labels[1:3, 1:3] = 4
     labels[5:7, 5:8] = 9
@@ -131,12 +139,44 @@ def test_labels_layer_features_class_from_features() -> None:
             {"index": [4, 9], "class_name": ["Lymphocytes", "Neutrophils"], "area": [4.0, 6.0]}
         ),
     }
-    lymph, neutro = labels_layer_features(labels, meta, None)
+    lymph, neutro = labels_layer_to_features(labels, meta, None, class_colors=LAYER_CLASS_COLORS)
     assert lymph["properties"]["objectType"] == "detection"
     assert lymph["properties"]["classification"] == {"name": "Lymphocytes", "color": [0, 130, 200]}
     assert lymph["properties"]["measurements"] == {"area": 4.0}
     assert shapely.geometry.shape(lymph["geometry"]).equals(shapely.box(1001, 2001, 1003, 2003))
     assert neutro["properties"]["name"] == "cells 9"
+
+
+def test_writer_passes_the_project_classes_the_format_layer_knows_none(tmp_path: Path) -> None:
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1:4, 1:5] = 1
+    meta = {
+        "name": "epithelium",
+        "metadata": {
+            "level0_xy": (100, 200),
+            "level0_per_px": 2.0,
+            "imilia_role": "inspection_epithelium",
+            "imilia_mpp": MPP,
+        },
+        "features": pd.DataFrame({"index": [1], "reviewer_class": ["normal"]}),
+    }
+    plain = {**meta, "features": None}
+    # export alone: no class from the role, stable colours per name
+    (bare,) = labels_layer_to_features(mask, plain, MPP)
+    assert "classification" not in bare["properties"]
+    (named,) = labels_layer_to_features(mask, meta, MPP)
+    assert named["properties"]["classification"] == {
+        "name": "normal",
+        "color": list(color_for_name("normal")),
+    }
+    # the napari writer passes the review colours and the epithelium role's class
+    (out,) = write_geojson_layers(
+        str(tmp_path / "epi.geojson"), [(mask, plain, "labels"), (mask, meta, "labels")]
+    )
+    epithelium, normal = read_geojson(out)
+    assert epithelium.class_name == "Epithelium"
+    assert epithelium.geometry.equals(shapely.box(102, 202, 110, 208))
+    assert normal.class_name == "normal" and normal.color == (40, 170, 80)
 
 
 def test_layer_mpp_sources() -> None:

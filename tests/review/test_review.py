@@ -15,8 +15,8 @@ import shapely
 
 from napari_imilia.errors import DataError
 from napari_imilia.export import ExportContext, read_geojson, write_geojson
-from napari_imilia.export.reviews import reviews_table, reviews_to_features
 from napari_imilia.review import JOURNAL_FILE, REVIEW_FILE, ReviewStore
+from napari_imilia.review.exports import reviews_table, reviews_to_features
 
 SLIDE = "slide-1"
 REGION = [(100.0, 100.0), (400.5, 100.0), (400.5, 300.25), (100.0, 300.25)]

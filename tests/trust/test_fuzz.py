@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from napari_imilia.errors import CheckpointError, DataError
 from napari_imilia.export import read_geojson
 from napari_imilia.export.geojson_read import ImportedObject
-from napari_imilia.export.layers import level0_to_world, world_to_level0
+from napari_imilia.export.layers import level0_to_world, world_um_to_level0_xy
 from napari_imilia.features.vit import H0_MINI
 from napari_imilia.features.vit.config import scaled_down
 from napari_imilia.features.vit.keys import to_timm_keys
@@ -248,7 +248,7 @@ def test_unwrapping_terminates_on_any_nesting_or_cycle(depth, loop_at, key) -> N
 )
 def test_level0_and_world_coordinates_round_trip(mpp, points) -> None:
     xy = np.array(points, dtype=np.float64)
-    back = world_to_level0(level0_to_world(xy, mpp), mpp)
+    back = world_um_to_level0_xy(level0_to_world(xy, mpp), mpp)
     np.testing.assert_allclose(back, xy, rtol=1e-9, atol=1e-6)
 
 

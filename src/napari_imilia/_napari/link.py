@@ -71,7 +71,7 @@ def tile_centre_world(tile: Any, um_per_px: float) -> tuple[float, float]:
     return row, col
 
 
-def world_to_level0(world_rc: Any, um_per_px: float) -> tuple[int, int]:
+def world_um_to_level0_pixel(world_rc: Any, um_per_px: float) -> tuple[int, int]:
     """The level-0 pixel (x, y) under the world point (…, row, col)."""
     row, col = (float(v) for v in list(world_rc)[-2:])
     return math.floor(col / um_per_px + 0.5), math.floor(row / um_per_px + 0.5)
@@ -139,7 +139,7 @@ def select_tile_at_world(viewer: Any, world_rc: Any, *, notify: bool = True) -> 
     session = viewer_state(viewer).session
     if session is None or session.prediction is None:
         return None
-    x, y = world_to_level0(world_rc, world_um_per_px(viewer, session))
+    x, y = world_um_to_level0_pixel(world_rc, world_um_per_px(viewer, session))
     tile_id = session.tile_at(x, y)
     if tile_id is None:
         if notify:

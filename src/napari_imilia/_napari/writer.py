@@ -20,10 +20,11 @@ from napari_imilia.export.context import ExportContext
 from napari_imilia.export.geojson_write import write_geojson
 from napari_imilia.export.layer_geojson import (
     EXPORT_KEY,
-    labels_layer_features,
+    labels_layer_to_features,
     layer_mpp,
-    shapes_layer_features,
+    shapes_layer_to_features,
 )
+from napari_imilia.review.exports import LAYER_CLASS_COLORS, LAYER_ROLE_CLASSES
 
 FullLayerData = tuple[Any, dict[str, Any], str]
 
@@ -48,7 +49,7 @@ def _context(layers: Sequence[FullLayerData], session: Any | None, mpp: float | 
         if isinstance(stored, Mapping):
             return ExportContext.from_dict(stored, source=f"layer {meta.get('name')!r}")
     if session is not None:
-        from napari_imilia.export.bundle import export_context
+        from napari_imilia.review.bundle import export_context
 
         return export_context(session)
     name = str(layers[0][1].get("name") or "layers")
@@ -76,9 +77,11 @@ def write_geojson_layers(path: str, layer_data: list[FullLayerData]) -> list[str
                     f"shapes layer {meta.get('name')!r}: its µm/px is unknown, so it cannot be "
                     "placed in level-0 pixels; open its slide with napari-imilia first"
                 )
-            features += shapes_layer_features(data, meta, mpp)
+            features += shapes_layer_to_features(data, meta, mpp, class_colors=LAYER_CLASS_COLORS)
         elif layer_type == "labels":
-            features += labels_layer_features(data, meta, mpp)
+            features += labels_layer_to_features(
+                data, meta, mpp, class_colors=LAYER_CLASS_COLORS, role_classes=LAYER_ROLE_CLASSES
+            )
         else:
             raise DataError(
                 f"layer {meta.get('name')!r} is a {layer_type} layer; only shapes and labels "

@@ -84,10 +84,10 @@ def _load_json(path: Path, limits: ImportLimits) -> Any:
     entries = read_json_entries(path, limits)
     if len(entries) == 1:
         return entries[0][1]
-    features: list[Any] = []
+    geojson_features: list[Any] = []
     for source, data in entries:
-        features += _feature_list(data, Path(source))
-    return features
+        geojson_features += _feature_list(data, Path(source))
+    return geojson_features
 
 
 def _feature_list(data: Any, path: Path) -> list[Any]:
@@ -97,10 +97,10 @@ def _feature_list(data: Any, path: Path) -> list[Any]:
         raise DataError(f"{path}: expected a GeoJSON object or list, got {type(data).__name__}")
     kind = data.get("type")
     if kind == "FeatureCollection":
-        features = data.get("features")
-        if not isinstance(features, list):
+        geojson_features = data.get("features")
+        if not isinstance(geojson_features, list):
             raise DataError(f"{path}: FeatureCollection has no 'features' list")
-        return features
+        return geojson_features
     if kind == "Feature":
         return [data]
     if kind in _GEOMETRY_TYPES:
@@ -320,16 +320,16 @@ def read_geojson_file(
     ctx = None
     if isinstance(data, dict) and isinstance(data.get(METADATA_KEY), dict):
         ctx = ExportContext.from_dict(data[METADATA_KEY], source=str(path))
-    features = _feature_list(data, path)
-    limits.check_count(len(features), "features", str(path))
+    geojson_features = _feature_list(data, path)
+    limits.check_count(len(geojson_features), "features", str(path))
     bound = limits.coordinate_bound_px(slide_dimensions_px)
     objects = []
-    for i, feature in enumerate(features):
+    for i, feature in enumerate(geojson_features):
         objects.append(_imported(feature, i, path, bound))
         if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
-            progress(i + 1, len(features))
+            progress(i + 1, len(geojson_features))
     if progress is not None:
-        progress(len(features), len(features))
+        progress(len(geojson_features), len(geojson_features))
     fixed = [(i, o.name) for i, o in enumerate(objects) if o.repaired]
     if fixed:
         shown = ", ".join(f"{i} ({name!r})" if name else str(i) for i, name in fixed[:5])

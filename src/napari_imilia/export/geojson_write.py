@@ -4,8 +4,8 @@ Written files are one FeatureCollection with a foreign member ``"imilia"`` holdi
 ``ExportContext`` (RFC 7946 allows foreign members; QuPath ignores them), one feature per
 line; gzip-compressed when the name ends in ``.gz``, or a zip archive holding one
 ``.geojson`` when it ends in ``.zip`` (QuPath 0.4+ imports ``.geojson``, ``.json`` and
-``.zip`` but not ``.gz``). The same features and context give the same bytes. Reading is in
-:mod:`napari_imilia.export.geojson_read` (re-exported here).
+``.zip`` but not ``.gz``). The same objects and context give the same bytes. Reading is in
+:mod:`napari_imilia.export.geojson_read`.
 """
 
 from __future__ import annotations
@@ -21,31 +21,18 @@ from typing import Any
 
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import METADATA_KEY, ExportContext
-from napari_imilia.export.geojson_read import (
-    ImportedObject,
-    read_geojson,
-    read_geojson_context,
-    read_geojson_file,
-)
 from napari_imilia.files import write_bytes_atomic
-
-__all__ = [
-    "ImportedObject",
-    "read_geojson",
-    "read_geojson_context",
-    "read_geojson_file",
-    "write_geojson",
-]
 
 
 def write_geojson(
     path: str | os.PathLike[str],
-    features: Sequence[dict[str, Any]],
+    geojson_features: Sequence[dict[str, Any]],
     ctx: ExportContext,
     *,
     gzip: bool | None = None,
 ) -> Path:
-    """Write ``features`` as one FeatureCollection with ``ctx`` as its ``imilia`` member.
+    """Write ``geojson_features`` (QuPath objects) as one FeatureCollection with ``ctx`` as
+    its ``imilia`` member.
 
     gzip-compressed when ``path`` ends in ``.gz`` or ``gzip`` is true (``.gz`` is then
     appended if missing); a zip archive with one ``.geojson`` entry when it ends in ``.zip``.
@@ -60,9 +47,9 @@ def write_geojson(
         path = path.with_name(path.name + ".gz")
     if not compress and path.name.endswith(".gz"):
         raise DataError(f"{path}: a .gz name needs gzip=True (or leave gzip unset)")
-    metadata = {**ctx.to_dict(), "n_features": len(features)}
+    metadata = {**ctx.to_dict(), "n_features": len(geojson_features)}
     lines = []
-    for i, feature in enumerate(features):
+    for i, feature in enumerate(geojson_features):
         if feature.get("type") != "Feature" or not isinstance(feature.get("geometry"), dict):
             raise DataError(f"{path}: feature {i} is not a GeoJSON Feature with a geometry")
         try:

@@ -1,13 +1,15 @@
-"""napari Shapes and Labels layer data as QuPath GeoJSON features, in level-0 pixels (no Qt).
+"""napari Shapes and Labels layer data as QuPath GeoJSON objects, in level-0 pixels (no Qt).
 
 A layer is given as napari hands it to writers: its data and its attributes (``scale``,
 ``translate``, ``features``, ``metadata``, ``shape_type``, ``name``...). Shape vertices go
 through the layer's scale and translate to world µm, then to level-0 px with ``mpp`` (see
 :mod:`napari_imilia.export.layers`). A Labels image is placed by ``metadata['level0_xy']``
 and ``metadata['level0_per_px']`` (what the tile inspector stores) or else by its scale and
-translate. Per-object columns of ``features`` become QuPath properties: ``objectType``,
-``name``, ``classification`` (or ``class_name`` / ``reviewer_class``), numeric columns as
-``measurements``, text columns as ``metadata``.
+translate. Per-object columns of ``features`` (napari's ``layer.features`` table) become
+QuPath properties: ``objectType``, ``name``, ``classification`` (or ``class_name`` /
+``reviewer_class``), numeric columns as ``measurements``, text columns as ``metadata``.
+Class colours and the class a layer role gives its objects are passed in by the caller
+(this module knows no cell or review classes; ``review.exports`` has the project's).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from napari_imilia.export.layers import (
     layer_to_level0,
     shape_geometry,
 )
-from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
 
 #: Layer metadata keys napari-imilia writes on its own layers.
 MPP_KEY = "imilia_mpp"
@@ -47,9 +48,8 @@ EXPORT_KEY = "imilia_export"
 CLASS_COLUMNS: tuple[str, ...] = ("classification", "class_name", "reviewer_class")
 #: Object types a layer may give; others (e.g. 'cell' without nucleus) become detections.
 LAYER_OBJECT_TYPES: tuple[str, ...] = ("annotation", "detection", "tile")
-#: Role of the tile inspector's epithelium mask layer: its objects are classed Epithelium.
-EPITHELIUM_LAYER_ROLE = "inspection_epithelium"
-EPITHELIUM_CLASS = "Epithelium"
+#: Class name -> RGB 0-255 colour of a classification (others: a stable colour per name).
+ClassColors = Mapping[str, Sequence[int]]
 _NOT_METADATA = frozenset({"id", "objectType", "name", "metadata", "index", *CLASS_COLUMNS})
 
 
@@ -69,14 +69,10 @@ def layer_mpp(meta: Mapping[str, Any], fallback: float | None = None) -> float |
     return None
 
 
-def _class_colors() -> dict[str, tuple[int, int, int]]:
-    from napari_imilia.export.reviews import REVIEW_CLASS_COLORS
-
-    return {**CELL_CLASS_COLORS, **REVIEW_CLASS_COLORS}
-
-
-def _row_properties(row: Mapping[str, Any], default_type: str) -> dict[str, Any]:
-    """QuPath properties from one feature row (see the module docstring)."""
+def _row_properties(
+    row: Mapping[str, Any], default_type: str, class_colors: ClassColors | None
+) -> dict[str, Any]:
+    """QuPath properties from one ``layer.features`` row (see the module docstring)."""
     object_type = str(row.get("objectType") or default_type)
     if object_type not in LAYER_OBJECT_TYPES:
         object_type = "detection"
@@ -88,7 +84,8 @@ def _row_properties(row: Mapping[str, Any], default_type: str) -> dict[str, Any]
         (row[c] for c in CLASS_COLUMNS if isinstance(row.get(c), str) and row.get(c)), None
     )
     if class_name:
-        properties["classification"] = classification(class_name, _class_colors().get(class_name))
+        color = (class_colors or {}).get(class_name)
+        properties["classification"] = classification(class_name, color)
     numbers = {
         k: v
         for k, v in row.items()
@@ -114,10 +111,11 @@ def _row_properties(row: Mapping[str, Any], default_type: str) -> dict[str, Any]
     return properties
 
 
-def _feature_rows(features: Any, n: int) -> list[dict[str, Any]]:
-    if features is None or len(features) == 0:
+def _table_rows(layer_table: Any, n: int) -> list[dict[str, Any]]:
+    """The ``n`` rows of a layer's ``features`` table as dicts (empty dicts without one)."""
+    if layer_table is None or len(layer_table) == 0:
         return [{} for _ in range(n)]
-    table = pd.DataFrame(features).reset_index(drop=True)
+    table = pd.DataFrame(layer_table).reset_index(drop=True)
     if len(table) != n:
         raise DataError(f"layer has {n} objects but {len(table)} feature rows")
     rows = table.to_dict(orient="records")
@@ -138,38 +136,45 @@ def _object_id(row: Mapping[str, Any], *seed: object) -> str:
     return stable_id(*seed)
 
 
-def _geometry_feature(geometry: Any, what: str) -> dict[str, Any]:
+def _geometry_json(geometry: Any, what: str) -> dict[str, Any]:
     if isinstance(geometry, LineString):
         rounded = shapely.transform(geometry, lambda xy: np.round(xy, COORD_DECIMALS) + 0.0)
         return geometry_json(rounded)
     return geometry_json(prepare_polygon(geometry, what))
 
 
-def shapes_layer_features(data: Sequence[np.ndarray], meta: Mapping[str, Any], mpp: float) -> list:
-    """QuPath features of a Shapes layer (``data``: vertices per shape in layer coordinates;
+def shapes_layer_to_features(
+    data: Sequence[np.ndarray],
+    meta: Mapping[str, Any],
+    mpp: float,
+    *,
+    class_colors: ClassColors | None = None,
+) -> list[dict[str, Any]]:
+    """QuPath objects of a Shapes layer (``data``: vertices per shape in layer coordinates;
     ``meta``: its attributes). Areas (polygon, rectangle, ellipse) become Polygons, lines
-    and paths LineStrings; ``objectType`` defaults to annotation."""
+    and paths LineStrings; ``objectType`` defaults to annotation; classifications take
+    their colour from ``class_colors``."""
     name = str(meta.get("name") or "shapes")
     types = meta.get("shape_type") or ["polygon"] * len(data)
     if isinstance(types, str):
         types = [types] * len(data)
-    rows = _feature_rows(meta.get("features"), len(data))
-    result = []
+    rows = _table_rows(meta.get("features"), len(data))
+    objects = []
     for i, (vertices, kind) in enumerate(zip(data, types, strict=True)):
         what = f"shape {i} of layer {name!r}"
         xy = layer_to_level0(vertices, mpp, meta.get("scale"), meta.get("translate"))
         geometry = shape_geometry(xy, str(kind), what)
-        geometry_dict = _geometry_feature(geometry, what)
+        geometry_dict = _geometry_json(geometry, what)
         digest = hashlib.sha256(json.dumps(geometry_dict).encode()).hexdigest()
-        result.append(
+        objects.append(
             {
                 "type": "Feature",
                 "id": _object_id(rows[i], "shape", name, i, digest),
                 "geometry": geometry_dict,
-                "properties": _row_properties(rows[i], "annotation"),
+                "properties": _row_properties(rows[i], "annotation", class_colors),
             }
         )
-    return result
+    return objects
 
 
 def labels_placement(
@@ -197,10 +202,19 @@ def labels_placement(
     return (float(corner[1]), float(corner[0])), per_px
 
 
-def labels_layer_features(data: Any, meta: Mapping[str, Any], mpp: float | None) -> list:
+def labels_layer_to_features(
+    data: Any,
+    meta: Mapping[str, Any],
+    mpp: float | None,
+    *,
+    class_colors: ClassColors | None = None,
+    role_classes: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """QuPath detections, one per label of a 2-D Labels layer, classified and measured from
-    the ``features`` row whose ``label`` (or ``index``) column equals the label; the tile
-    inspector's epithelium mask layer gives objects classed Epithelium."""
+    the ``features`` row whose ``label`` (or ``index``) column equals the label. A label
+    without a class takes the class ``role_classes`` gives the layer's ``imilia_role``
+    metadata (e.g. the tile inspector's epithelium mask: Epithelium); classifications take
+    their colour from ``class_colors``."""
     name = str(meta.get("name") or "labels")
     image = data[0] if isinstance(data, list | tuple) else data  # multiscale: finest level
     image = np.asarray(image)
@@ -210,17 +224,17 @@ def labels_layer_features(data: Any, meta: Mapping[str, Any], mpp: float | None)
         )
     level0_xy, per_px = labels_placement(meta, mpp)
     by_label: dict[int, dict[str, Any]] = {}
-    features = meta.get("features")
-    if features is not None and len(features):
-        table = pd.DataFrame(features)
+    layer_table = meta.get("features")
+    if layer_table is not None and len(layer_table):
+        table = pd.DataFrame(layer_table)
         key = next((c for c in ("label", "index") if c in table.columns), None)
         if key is not None:
-            for row in _feature_rows(table, len(table)):
+            for row in _table_rows(table, len(table)):
                 if row.get(key) is not None:
                     by_label[int(row[key])] = row
     role = (meta.get("metadata") or {}).get("imilia_role")
-    default_class = EPITHELIUM_CLASS if role == EPITHELIUM_LAYER_ROLE else None
-    result = []
+    default_class = (role_classes or {}).get(role) if isinstance(role, str) else None
+    objects = []
     for label, geometry in labels_to_geometries(image, level0_xy, per_px).items():
         row = dict(by_label.get(label, {}))
         row.pop("label", None)
@@ -228,12 +242,12 @@ def labels_layer_features(data: Any, meta: Mapping[str, Any], mpp: float | None)
         if default_class and not any(row.get(c) for c in CLASS_COLUMNS):
             row["class_name"] = default_class
         what = f"label {label} of layer {name!r}"
-        result.append(
+        objects.append(
             {
                 "type": "Feature",
                 "id": _object_id(row, "label", name, label, level0_xy, per_px),
-                "geometry": _geometry_feature(geometry, what),
-                "properties": _row_properties(row, "detection"),
+                "geometry": _geometry_json(geometry, what),
+                "properties": _row_properties(row, "detection", class_colors),
             }
         )
-    return result
+    return objects

@@ -21,13 +21,13 @@ from scipy import ndimage
 from shapely.geometry import LineString, MultiPolygon, Polygon
 
 from napari_imilia.errors import DataError
-from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
+from napari_imilia.export.geometry import mask_polygons
 
 #: Offset (level-0 px) between a pixel's index and its centre in QuPath coordinates.
 PIXEL_CENTRE_PX = 0.5
 #: Vertices of the polygon that stands for a napari ellipse.
 ELLIPSE_VERTICES = 64
-#: Columns of ``ShapesData.features`` that are not measurements.
+#: Columns of ``ShapesData.features`` (napari's per-shape table) that are not measurements.
 SHAPE_FEATURE_COLUMNS: tuple[str, ...] = ("id", "objectType", "name", "classification", "metadata")
 
 
@@ -37,8 +37,9 @@ def level0_to_world(xy: np.ndarray, mpp: float) -> np.ndarray:
     return (xy[:, ::-1] - PIXEL_CENTRE_PX) * float(mpp)
 
 
-def world_to_level0(rc: np.ndarray, mpp: float) -> np.ndarray:
-    """(N, 2) napari world (row, col) µm -> (N, 2) level-0 (x, y) px."""
+def world_um_to_level0_xy(rc: np.ndarray, mpp: float) -> np.ndarray:
+    """(N, 2) napari world (row, col) µm -> (N, 2) level-0 (x, y) px as QuPath coordinates
+    (floats; pixel ``i`` spans ``[i, i + 1)``): the inverse of ``level0_to_world``."""
     rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
     return rc[:, ::-1] / float(mpp) + PIXEL_CENTRE_PX
 
@@ -57,7 +58,7 @@ def layer_to_level0(
     rc = data[:, -2:]
     s = np.ones(2) if scale is None else np.asarray(scale, dtype=np.float64)[-2:]
     t = np.zeros(2) if translate is None else np.asarray(translate, dtype=np.float64)[-2:]
-    return world_to_level0(rc * s + t, mpp)
+    return world_um_to_level0_xy(rc * s + t, mpp)
 
 
 def ellipse_polygon(corners_xy: np.ndarray, n: int = ELLIPSE_VERTICES) -> Polygon:
@@ -102,7 +103,8 @@ def region_vertices(geometry: Any, what: str = "region") -> list[tuple[float, fl
 @dataclass
 class ShapesData:
     """What a napari Shapes layer needs: ``data`` (world (row, col) µm vertices per shape),
-    ``shape_type``, ``features`` (one row per shape), ``edge_color`` (N, 4) RGBA 0-1."""
+    ``shape_type``, ``features`` (napari's ``layer.features`` table: one row per shape),
+    ``edge_color`` (N, 4) RGBA 0-1."""
 
     data: list[np.ndarray]
     shape_type: list[str]
@@ -159,16 +161,16 @@ def objects_to_shapes(
         notes.append(f"{skipped} point object(s) skipped (a Shapes layer holds no points)")
     if holes:
         notes.append(f"{holes} polygon hole(s) dropped (napari shapes have no holes)")
-    features = pd.DataFrame(rows, columns=_feature_columns(rows))
+    table = pd.DataFrame(rows, columns=_table_columns(rows))
     rgba = np.c_[np.asarray(colors, dtype=np.float64).reshape(-1, 3) / 255.0, np.ones(len(colors))]
-    return ShapesData(data, types, features, rgba, skipped, holes, notes)
+    return ShapesData(data, types, table, rgba, skipped, holes, notes)
 
 
 def _metadata_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True) if isinstance(value, dict) else ""
 
 
-def _feature_columns(rows: list[dict[str, Any]]) -> list[str]:
+def _table_columns(rows: list[dict[str, Any]]) -> list[str]:
     columns = list(SHAPE_FEATURE_COLUMNS)
     for row in rows:
         columns += [key for key in row if key not in columns]
@@ -199,8 +201,8 @@ def labels_to_geometries(
             continue
         rows, cols = box
         mask = values[box] == index
-        parts = epithelium_polygons(
-            mask, mpp=1.0, level0_xy=(x0 + cols.start * s, y0 + rows.start * s), level0_per_px=s
+        parts = mask_polygons(
+            mask, level0_xy=(x0 + cols.start * s, y0 + rows.start * s), level0_per_px=s
         )
         if parts:
             result[index] = parts[0] if len(parts) == 1 else MultiPolygon(parts)

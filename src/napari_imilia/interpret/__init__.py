@@ -11,14 +11,13 @@ See docs/epithelium_markers.md ("Inspecting tiles").
 """
 
 from napari_imilia.interpret.batch import (
-    EPITHELIUM_CLASS,
-    EPITHELIUM_COLOR,
     INSPECT_FILES,
     SlideInspection,
     inspect_slide,
     markers_frame,
 )
 from napari_imilia.interpret.context import CONTEXT_UM
+from napari_imilia.interpret.epithelium.geojson import EPITHELIUM_CLASS, EPITHELIUM_COLOR
 from napari_imilia.interpret.pool import TileRecord, default_workers, inspect_tiles
 from napari_imilia.interpret.read import (
     DEFAULT_ANALYSIS_MPP,

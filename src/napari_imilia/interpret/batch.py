@@ -37,7 +37,11 @@ import pandas as pd
 
 from napari_imilia import __version__
 from napari_imilia.errors import ImiliaError
+from napari_imilia.export.context import ExportContext
+from napari_imilia.export.geojson_write import write_geojson
 from napari_imilia.files import write_text_atomic
+from napari_imilia.interpret.cells.geojson import cells_to_features
+from napari_imilia.interpret.epithelium.geojson import epithelium_to_features
 from napari_imilia.interpret.pool import ProgressCallback, TileRecord, check_cancel, inspect_tiles
 from napari_imilia.interpret.select import select_tiles
 from napari_imilia.interpret.tools import InspectConfig
@@ -51,9 +55,6 @@ INSPECT_FILES: tuple[str, ...] = (
     "markers_vs_score.png",
     "markers_summary.json",
 )
-#: QuPath class and colour of the epithelium regions.
-EPITHELIUM_CLASS = "Epithelium"
-EPITHELIUM_COLOR: tuple[int, int, int] = (0, 255, 127)
 
 
 @dataclass
@@ -137,13 +138,11 @@ def inspect_slide(
     started = time.perf_counter()
     config = InspectConfig(
         cell_backend=cell_backend,
-        cell_checkpoint=None if cell_checkpoint is None else os.fspath(cell_checkpoint),
-        histoplus_json=None if histoplus_json is None else os.fspath(histoplus_json),
+        cell_checkpoint=_path_text(cell_checkpoint),
+        histoplus_json=_path_text(histoplus_json),
         epithelium_method=epithelium_method,
-        episeg_probe=None if episeg_probe is None else os.fspath(episeg_probe),
-        episeg_extractor_weights=(
-            None if episeg_extractor_weights is None else os.fspath(episeg_extractor_weights)
-        ),
+        episeg_probe=_path_text(episeg_probe),
+        episeg_extractor_weights=_path_text(episeg_extractor_weights),
         device=device,
         cell_protocol=cell_protocol,
         analysis_mpp=analysis_mpp,
@@ -151,24 +150,13 @@ def inspect_slide(
     out_root = Path(out_dir)
     check_writable_folder(out_root)
     results_root = Path(results_dir) if results_dir is not None else out_root
-    with open_slide(slide_path, mpp=mpp) as probe_slide:
-        prediction = _prediction_for(probe_slide, results_root)
+    prediction, mpp = _scored_prediction(slide_path, results_root, mpp)
     info = prediction.info
-    if mpp is None and info.get("mpp_source") == "override":
-        mpp = float(info["mpp"])
     chosen = select_tiles(prediction.tiles, tiles)
     backend = info.get("slide_backend") or "auto"  # read the pixels the prediction read
     with open_slide(slide_path, mpp=mpp, backend=backend) as slide:
         slide.require_mpp()
-        callback, bar = _progress(progress, len(chosen), slide.slide_id)
-        try:
-            records = inspect_tiles(
-                slide, chosen, config, workers=workers, progress=callback, cancel=cancel
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        check_cancel(cancel)
+        records = _inspect_chosen(slide, chosen, config, workers, progress, cancel)
         markers = markers_frame(chosen, records)
         scores = pd.Series(chosen["score"].to_numpy(np.float64), index=chosen["tile_id"])
         context = _export_context(slide, info)
@@ -184,6 +172,46 @@ def inspect_slide(
         n_cells=sum(len(r.cell_table) for r in records),
         seconds=time.perf_counter() - started,
     )
+
+
+def _path_text(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
+def _scored_prediction(
+    slide_path: str | os.PathLike[str], results_root: Path, mpp: float | None
+) -> tuple[Any, float | None]:
+    """The slide's prediction in ``results_root`` and the level-0 µm/px to inspect at:
+    ``mpp``, else the one the prediction used when it was overridden (None: the slide's)."""
+    from napari_imilia.slide import open_slide
+
+    with open_slide(slide_path, mpp=mpp) as probe_slide:
+        prediction = _prediction_for(probe_slide, results_root)
+    info = prediction.info
+    if mpp is None and info.get("mpp_source") == "override":
+        mpp = float(info["mpp"])
+    return prediction, mpp
+
+
+def _inspect_chosen(
+    slide: Any,
+    chosen: pd.DataFrame,
+    config: InspectConfig,
+    workers: int | None,
+    progress: bool | ProgressCallback,
+    cancel: threading.Event | None,
+) -> list[TileRecord]:
+    """``inspect_tiles`` over the chosen tiles with ``progress`` (a tqdm bar when True)."""
+    callback, bar = _progress(progress, len(chosen), slide.slide_id)
+    try:
+        records = inspect_tiles(
+            slide, chosen, config, workers=workers, progress=callback, cancel=cancel
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    check_cancel(cancel)
+    return records
 
 
 def _progress(
@@ -220,9 +248,7 @@ def markers_frame(chosen: pd.DataFrame, records: Sequence[TileRecord]) -> pd.Dat
     return pd.DataFrame(rows, columns=["tile_id", "score", "rank", *columns[1:], "flags"])
 
 
-def _export_context(slide: Any, info: dict[str, Any]) -> Any:
-    from napari_imilia.export import ExportContext
-
+def _export_context(slide: Any, info: dict[str, Any]) -> ExportContext:
     return ExportContext(
         slide_id=slide.slide_id,
         slide_path=str(slide.path),
@@ -280,35 +306,20 @@ def _summary(
     return summary
 
 
-def _epithelium_features(
+def _epithelium_objects(
     records: Sequence[TileRecord], slide_id: str, level0_mpp: float
 ) -> list[dict[str, Any]]:
     """Epithelium polygons of every tile as QuPath annotations (area in µm²)."""
-    from napari_imilia.export import polygons_to_features
-
-    features: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
     for record in records:
-        if not record.epithelium_polygons:
-            continue
-        properties = [
-            {
-                "name": f"{EPITHELIUM_CLASS} {record.tile_id}",
-                "measurements": {"Area µm^2": float(p.area * level0_mpp**2)},
-                "metadata": {"tile_id": record.tile_id},
-            }
-            for p in record.epithelium_polygons
-        ]
-        features.extend(
-            polygons_to_features(
+        if record.epithelium_polygons:
+            objects += epithelium_to_features(
                 record.epithelium_polygons,
-                object_type="annotation",
-                class_name=EPITHELIUM_CLASS,
-                color=EPITHELIUM_COLOR,
-                properties=properties,
-                id_seed=f"{slide_id}:{record.tile_id}",
+                slide_id=slide_id,
+                tile_id=record.tile_id,
+                mpp=level0_mpp,
             )
-        )
-    return features
+    return objects
 
 
 def _write_outputs(
@@ -317,10 +328,9 @@ def _write_outputs(
     records: Sequence[TileRecord],
     scores: pd.Series,
     summary: dict[str, Any],
-    context: Any,
+    context: ExportContext,
 ) -> None:
     """Write ``INSPECT_FILES`` into a staging folder, then move them into ``slide_dir``."""
-    from napari_imilia.export import cells_to_features, write_geojson
     from napari_imilia.interpret.markers import plot_marker_summary
 
     slide_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +342,7 @@ def _write_outputs(
         contours = [c for r in records for c in r.contours]
         cells = [] if table is None else cells_to_features(table, context, contours=contours)
         write_geojson(staging / "cells.geojson", cells, context)
-        epithelium = _epithelium_features(records, context.slide_id, context.mpp)
+        epithelium = _epithelium_objects(records, context.slide_id, context.mpp)
         write_geojson(staging / "epithelium.geojson", epithelium, context)
         plot_marker_summary(
             summary,

@@ -67,8 +67,8 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
 
 
 def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
-    from napari_imilia.export.reviews import reviews_table
     from napari_imilia.review import ReviewStore
+    from napari_imilia.review.exports import reviews_table
 
     if not (results_dir / "review.json").is_file():
         return pd.DataFrame()

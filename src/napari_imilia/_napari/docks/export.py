@@ -30,7 +30,7 @@ from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.geojson_reader import geojson_layer_data, placement_of_slide
 from napari_imilia._napari.link import link_viewer
 from napari_imilia.errors import ImiliaError
-from napari_imilia.export.bundle import COMPRESSION_SUFFIXES, export_review_bundle
+from napari_imilia.review.bundle import COMPRESSION_SUFFIXES, export_review_bundle
 
 COMPRESSION_LABELS: dict[str, str] = {
     "none": ".geojson (QuPath)",

@@ -26,7 +26,7 @@ from napari_imilia.export.layers import (
     level0_to_world,
     region_vertices,
     shape_geometry,
-    world_to_level0,
+    world_um_to_level0_xy,
 )
 
 REGIONS_ROLE = "review_regions"
@@ -135,7 +135,7 @@ class ReviewRegions:
             vertices[:, -2:] * np.asarray(self.layer.scale)[-2:]
             + np.asarray(self.layer.translate)[-2:]
         )
-        xy = np.round(world_to_level0(rc, self.mpp), COORD_DECIMALS)  # float32 vertices
+        xy = np.round(world_um_to_level0_xy(rc, self.mpp), COORD_DECIMALS)  # float32 vertices
         geometry = shape_geometry(xy, kind, f"shape {index}")
         return region_vertices(geometry, f"shape {index} of {REGIONS_LAYER_NAME!r}")
 

@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 
 from napari_imilia.errors import DataError, ImiliaError
+from napari_imilia.interpret.epithelium.geojson import (
+    EPITHELIUM_CLASS,
+    EPITHELIUM_COLOR,
+    epithelium_to_features,
+)
 from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
 from napari_imilia.interpret.epithelium.probe import (
     DEFAULT_THRESHOLD,
@@ -41,12 +46,15 @@ MPP_TOLERANCE = 0.1
 __all__ = [
     "DEFAULT_C_VALUES",
     "DEFAULT_THRESHOLD",
+    "EPITHELIUM_CLASS",
+    "EPITHELIUM_COLOR",
     "METHODS",
     "PATCH_PX",
     "EpiSegProbe",
     "EpitheliumResult",
     "StainHeuristicParams",
     "epithelium_polygons",
+    "epithelium_to_features",
     "load_episeg_probe",
     "patch_fractions_from_mask",
     "patch_labels_from_mask",

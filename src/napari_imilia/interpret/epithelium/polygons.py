@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import shapely
 from shapely.geometry import Polygon
 
 from napari_imilia.errors import DataError
-
-
-def _row_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Horizontal runs of True pixels: (row, first column, one past the last column)."""
-    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    steps = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(steps == 1)
-    _, stops = np.nonzero(steps == -1)
-    return rows, starts, stops
-
-
-def polygon_parts(geometry: shapely.Geometry) -> list[Polygon]:
-    """The non-empty polygons of any geometry (collections flattened; lines, points dropped)."""
-    if isinstance(geometry, Polygon):
-        return [] if geometry.is_empty else [geometry]
-    if hasattr(geometry, "geoms"):
-        return [part for g in geometry.geoms for part in polygon_parts(g)]
-    return []
+from napari_imilia.export.geometry import mask_polygons
 
 
 def epithelium_polygons(
@@ -42,30 +23,17 @@ def epithelium_polygons(
     ``[x0 + c s, x0 + (c + 1) s) x [y0 + r s, y0 + (r + 1) s)`` with (x0, y0) = ``level0_xy``
     and s = ``level0_per_px``. Each polygon is the exact union of its pixel squares (holes
     kept), simplified by at most half a mask pixel, and valid. Regions smaller than
-    ``min_area_um2`` (µm², measured on the mask) are dropped. Sorted by area, largest first.
+    ``min_area_um2`` (µm², measured on the mask) are dropped. Sorted by area, largest first
+    (``export.geometry.mask_polygons``).
     """
     mask = np.asarray(mask).astype(bool)
     if mask.ndim != 2:
         raise DataError(f"epithelium mask must be a 2-D array; got shape {mask.shape}")
     if mpp <= 0 or level0_per_px <= 0:
         raise DataError(f"mpp ({mpp}) and level0_per_px ({level0_per_px}) must be positive")
-    if not mask.any():
-        return []
-    rows, starts, stops = _row_runs(mask)
-    boxes = shapely.box(starts, rows, stops, rows + 1)
-    merged = shapely.union_all(boxes)
-    min_area_px = float(min_area_um2) / (mpp * mpp)
-    x0, y0 = (float(v) for v in level0_xy)
-    scale = float(level0_per_px)
-    polygons: list[Polygon] = []
-    for part in polygon_parts(merged):
-        if part.area < min_area_px:
-            continue
-        simplified = shapely.simplify(part, 0.5, preserve_topology=True)
-        if not simplified.is_valid:
-            simplified = shapely.make_valid(simplified)
-        for piece in polygon_parts(simplified):
-            moved = shapely.transform(piece, lambda xy: xy * scale + np.array([x0, y0]))
-            polygons.append(moved)
-    polygons.sort(key=lambda p: -p.area)
-    return polygons
+    return mask_polygons(
+        mask,
+        level0_xy=level0_xy,
+        level0_per_px=level0_per_px,
+        min_area_px=float(min_area_um2) / (mpp * mpp),
+    )

@@ -1,5 +1,8 @@
 """Everything one reviewed slide has, exported at once for QuPath and spreadsheets (no Qt).
 
+It lives in ``review`` (above ``interpret`` and ``export``) because it gathers what a
+``ReviewSession`` holds: scored tiles, inspected cells and epithelium, review entries, grade.
+
 ``export_review_bundle(session, out_dir)`` writes, all named ``<slide_id>.<part>`` and each
 carrying the ``ExportContext`` (model name and hash, extractor, µm/px, software version):
 
@@ -30,15 +33,15 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import ExportContext
-from napari_imilia.export.geojson_objects import (
-    cells_to_features,
-    polygons_to_features,
-    tiles_to_features,
-)
+from napari_imilia.export.geojson_objects import tiles_to_features
 from napari_imilia.export.geojson_write import write_geojson
-from napari_imilia.export.layer_geojson import EPITHELIUM_CLASS
 from napari_imilia.export.tables import write_table_csv
+from napari_imilia.interpret.cells.geojson import cells_to_features
 from napari_imilia.interpret.cells.types import TileCells
+from napari_imilia.interpret.epithelium.geojson import epithelium_to_features
+from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
+from napari_imilia.review.exports import reviews_table, reviews_to_features
+from napari_imilia.review.grade import load_slide_grade
 from napari_imilia.trust.paths import path_inside
 
 #: Compression choices of :func:`export_review_bundle` -> file name ending.
@@ -47,8 +50,6 @@ COMPRESSION_SUFFIXES: dict[str, str] = {
     "gzip": ".geojson.gz",
     "zip": ".geojson.zip",
 }
-#: Classification and colour of exported epithelium regions (as ``imilia inspect`` writes).
-EPITHELIUM_COLOR: tuple[int, int, int] = (0, 255, 127)
 
 
 def export_context(session: Any) -> ExportContext:
@@ -87,8 +88,6 @@ def inspection_epithelium(inspection: Any) -> list[Polygon | MultiPolygon]:
     cells = inspection_cells(inspection)
     if mask is None or cells is None or getattr(mask, "shape", None) != cells.labels.shape:
         return []
-    from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
-
     return list(
         epithelium_polygons(
             mask, mpp=cells.mpp, level0_xy=cells.level0_xy, level0_per_px=cells.level0_per_px
@@ -113,7 +112,7 @@ def _inspections(session: Any) -> list[tuple[str, Any]]:
     return [(tile_id, insp) for tile_id, insp in pairs if insp is not None]
 
 
-def markers_frame(session: Any) -> pd.DataFrame:
+def session_markers_frame(session: Any) -> pd.DataFrame:
     """One row per inspected tile with markers (``tile_id`` first), sorted by tile id."""
     rows = []
     for tile_id, inspection in _inspections(session):
@@ -137,32 +136,19 @@ def _tiles_with_markers(tiles: pd.DataFrame, markers: pd.DataFrame) -> pd.DataFr
     return merged
 
 
-def cell_features(session: Any, ctx: ExportContext) -> list[dict[str, Any]]:
+def inspected_objects(session: Any, ctx: ExportContext) -> list[dict[str, Any]]:
     """QuPath cells and epithelium annotations of every inspected tile, by tile id."""
-    features: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
     for tile_id, inspection in sorted(_inspections(session), key=lambda pair: str(pair[0])):
         cells = inspection_cells(inspection)
         if cells is not None and cells.n_cells:
-            features += cells_to_features(cells, ctx)
+            objects += cells_to_features(cells, ctx)
         polygons = inspection_epithelium(inspection)
         if polygons:
-            um2_per_px2 = ctx.mpp * ctx.mpp
-            properties = [
-                {
-                    "name": f"{EPITHELIUM_CLASS} {tile_id}",
-                    "measurements": {"Area µm^2": float(p.area * um2_per_px2)},
-                    "metadata": {"tile_id": str(tile_id)},
-                }
-                for p in polygons
-            ]
-            features += polygons_to_features(
-                polygons,
-                class_name=EPITHELIUM_CLASS,
-                color=EPITHELIUM_COLOR,
-                properties=properties,
-                id_seed=f"{ctx.slide_id}:{tile_id}",
+            objects += epithelium_to_features(
+                polygons, slide_id=ctx.slide_id, tile_id=str(tile_id), mpp=ctx.mpp
             )
-    return features
+    return objects
 
 
 def _target(out_dir: Path, slide_id: str, part: str, compression: str) -> Path:
@@ -180,21 +166,20 @@ def export_review_bundle(
         raise DataError(
             f"compression must be one of {', '.join(COMPRESSION_SUFFIXES)}; got {compression!r}"
         )
-    from napari_imilia.export.reviews import reviews_table, reviews_to_features
-
     out = Path(out_dir)
     ctx = export_context(session)
     slide_id = session.slide_id
     tiles = None if session.prediction is None else session.tiles
-    markers = markers_frame(session) if tiles is not None else pd.DataFrame()
+    markers = session_markers_frame(session) if tiles is not None else pd.DataFrame()
     geojson: list[Path] = []
     tables: list[Path] = []
     if tiles is not None:
         tiles_out = _tiles_with_markers(tiles, markers)
-        features = tiles_to_features(tiles_out, ctx)
-        geojson.append(write_geojson(_target(out, slide_id, "tiles", compression), features, ctx))
+        tile_objects = tiles_to_features(tiles_out, ctx)
+        target = _target(out, slide_id, "tiles", compression)
+        geojson.append(write_geojson(target, tile_objects, ctx))
         tables.append(write_table_csv(path_inside(out, f"{slide_id}.tiles.csv"), tiles_out, ctx))
-        cells = cell_features(session, ctx)
+        cells = inspected_objects(session, ctx)
         if cells:
             geojson.append(write_geojson(_target(out, slide_id, "cells", compression), cells, ctx))
         if not markers.empty:
@@ -209,17 +194,13 @@ def export_review_bundle(
     )
     grade = slide_grade_frame(session)
     if grade is not None:
-        tables.append(
-            write_table_csv(path_inside(out, f"{slide_id}.slide_grade.csv"), grade, ctx)
-        )
+        tables.append(write_table_csv(path_inside(out, f"{slide_id}.slide_grade.csv"), grade, ctx))
     return geojson + tables
 
 
 def slide_grade_frame(session: Any) -> pd.DataFrame | None:
     """The slide's grade (``slide_grade.json`` in its results folder) as a one-row table,
     or None when it was not graded."""
-    from napari_imilia.review.grade import load_slide_grade
-
     grade = load_slide_grade(session.results_dir, session.slide_id)
     if grade is None:
         return None

@@ -1,4 +1,10 @@
-"""Review entries as a table and as QuPath annotations (level-0 pixels, top-left origin)."""
+"""Review entries as a table and as QuPath annotations (level-0 pixels, top-left origin),
+and the project's classes for objects written from napari layers.
+
+``LAYER_CLASS_COLORS`` and ``LAYER_ROLE_CLASSES`` are what the napari writer passes to
+``export.layer_geojson`` (which knows no classes): the cell classes' and the reviewer's
+colours, and the class of the tile inspector's epithelium mask.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ import shapely
 from napari_imilia.errors import DataError
 from napari_imilia.export.context import ExportContext, classification, stable_id
 from napari_imilia.export.geojson_objects import geometry_json, prepare_polygon
+from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
+from napari_imilia.interpret.epithelium.geojson import EPITHELIUM_CLASS
 from napari_imilia.review.entry import ReviewEntry
 from napari_imilia.review.store import ReviewStore
 
@@ -24,6 +32,12 @@ REVIEW_CLASS_COLORS: dict[str, tuple[int, int, int]] = {
 }
 #: Verdict as a number in QuPath measurements (1 agree, 0.5 uncertain, 0 disagree).
 VERDICT_SCORES: dict[str, float] = {"agree": 1.0, "uncertain": 0.5, "disagree": 0.0}
+#: Class colours of objects written from napari layers: cell classes, then reviewer classes.
+LAYER_CLASS_COLORS: dict[str, tuple[int, int, int]] = {**CELL_CLASS_COLORS, **REVIEW_CLASS_COLORS}
+#: ``imilia_role`` of the tile inspector's epithelium mask layer (``_napari.layers.inspection``).
+EPITHELIUM_LAYER_ROLE = "inspection_epithelium"
+#: Layer role -> class of the objects of a Labels layer with that role.
+LAYER_ROLE_CLASSES: dict[str, str] = {EPITHELIUM_LAYER_ROLE: EPITHELIUM_CLASS}
 
 
 def reviews_table(store: ReviewStore) -> pd.DataFrame:
@@ -49,7 +63,7 @@ def reviews_to_features(
     if tiles is not None:
         for row in tiles[["tile_id", "x", "y", "width", "height"]].itertuples(index=False):
             boxes[str(row.tile_id)] = (row.x, row.y, row.x + row.width, row.y + row.height)
-    features = []
+    objects = []
     for entry in store.entries():
         if entry.target_kind == "region":
             polygon = shapely.Polygon(entry.region)
@@ -72,7 +86,7 @@ def reviews_to_features(
         metadata = {k: v for k, v in entry.to_dict().items() if k != "region" and v is not None}
         properties["metadata"] = {k: str(v) for k, v in metadata.items()}
         geometry = prepare_polygon(polygon, f"review {entry.entry_id}")
-        features.append(
+        objects.append(
             {
                 "type": "Feature",
                 "id": stable_id("review", ctx.slide_id, entry.entry_id),
@@ -80,4 +94,4 @@ def reviews_to_features(
                 "properties": properties,
             }
         )
-    return features
+    return objects

@@ -13,11 +13,11 @@ import shapely
 
 from napari_imilia.errors import DataError
 from napari_imilia.export import read_geojson, read_geojson_context, read_table_csv
-from napari_imilia.export.bundle import export_context, export_review_bundle
 from napari_imilia.interpret.cells import TileCells, create_cell_backend
 from napari_imilia.interpret.epithelium import epithelium_polygons, segment_epithelium
 from napari_imilia.interpret.markers import TileMarkers, tile_markers
 from napari_imilia.predict.slide import PredictionResult
+from napari_imilia.review.bundle import export_context, export_review_bundle
 from napari_imilia.review.session import ReviewSession
 
 TILE_PX = 224
