@@ -293,7 +293,8 @@ def test_imilia_info_refuses_a_non_slide_in_one_line(tmp_path, capsys):
 
 def _predict(slide: Path, out: Path, model: Path, *extra: str) -> tuple[dict, pd.DataFrame]:
     # two decoding threads: the backends' reads must be thread-safe (wsidicom, OpenSlide are)
-    args = ["predict", str(slide), "--out", str(out), "--model", str(model), "--num-workers", "2"]
+    args = ["predict", str(slide), "--out", str(out), "--model", str(model)]
+    args += ["--decode-workers", "2"]
     assert imilia([*args, *extra]) == 0
     folder = out / slide_id_for(slide)
     info = json.loads((folder / "slide.json").read_text())

@@ -33,8 +33,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: tiles.csv columns besides the per-channel ``score_<label>`` ones.
-EXTREME_COLUMNS: tuple[str, ...] = ("extreme_channels", "extreme_top", "extreme_bottom", "drive")
 SCORE_PREFIX = "score_"
 
 

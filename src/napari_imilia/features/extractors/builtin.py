@@ -327,7 +327,6 @@ class StainStatsExtractor(Extractor):
         self.weights_sha256 = builtin_digest()
         self.device = torch.device("cpu")
         self.batch_size = int(batch_size)
-        self.feature_names = FEATURE_NAMES
 
     def embed(self, tiles_uint8: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 tiles -> (B, 64) float32 features (resized to 224 px first)."""

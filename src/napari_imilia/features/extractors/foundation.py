@@ -48,7 +48,6 @@ class FoundationSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     target_mpp: float
-    key_format: str
     weights_source: str
 
 
@@ -61,7 +60,6 @@ FOUNDATION_SPECS: tuple[FoundationSpec, ...] = (
         mean=BIOPTIMUS_MEAN,
         std=BIOPTIMUS_STD,
         target_mpp=0.5,
-        key_format="timm",
         weights_source="https://huggingface.co/bioptimus/H0-mini (gated: accept the licence, "
         "then download model.safetensors)",
     ),
@@ -72,7 +70,6 @@ FOUNDATION_SPECS: tuple[FoundationSpec, ...] = (
         mean=BIOPTIMUS_MEAN,
         std=BIOPTIMUS_STD,
         target_mpp=0.5,
-        key_format="timm",
         weights_source="https://huggingface.co/bioptimus/H-optimus-0 (gated: download "
         "model.safetensors or pytorch_model.bin)",
     ),
@@ -83,7 +80,6 @@ FOUNDATION_SPECS: tuple[FoundationSpec, ...] = (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         target_mpp=0.5,
-        key_format="timm",
         weights_source="https://huggingface.co/MahmoodLab/UNI (gated: download pytorch_model.bin)",
     ),
     FoundationSpec(
@@ -93,7 +89,6 @@ FOUNDATION_SPECS: tuple[FoundationSpec, ...] = (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         target_mpp=0.5,
-        key_format="timm",
         weights_source="https://huggingface.co/MahmoodLab/UNI2-h (gated: download "
         "pytorch_model.bin)",
     ),
@@ -104,7 +99,6 @@ FOUNDATION_SPECS: tuple[FoundationSpec, ...] = (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         target_mpp=0.5,
-        key_format="hf_vit",
         weights_source="https://huggingface.co/owkin/phikon (download model.safetensors)",
     ),
     FoundationSpec(
@@ -115,7 +109,6 @@ FOUNDATION_SPECS: tuple[FoundationSpec, ...] = (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         target_mpp=0.5,
-        key_format="hf_dinov2",
         weights_source="https://huggingface.co/owkin/phikon-v2 (download model.safetensors)",
     ),
 )

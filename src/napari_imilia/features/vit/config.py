@@ -78,11 +78,6 @@ class ViTConfig:
     def pos_embed_len(self) -> int:
         return self.num_patches + (self.num_prefix_tokens if self.pos_embed_includes_prefix else 0)
 
-    @property
-    def mlp_out_hidden_dim(self) -> int:
-        """Input width of ``mlp.fc2``: half of ``mlp_hidden_dim`` for packed SwiGLU."""
-        return self.mlp_hidden_dim // 2 if self.mlp_kind == "swiglu_packed" else self.mlp_hidden_dim
-
     def describe(self) -> str:
         """Short human description, e.g. ``ViT-B/14 (768-d, 12 blocks, 4 registers, SwiGLU)``."""
         name = self.arch_name or describe_shape(self.embed_dim, self.patch_size_px)

@@ -22,10 +22,6 @@ CELL_KEYS = {"cell_id": _NUMBER, "cell_type": str, "confidence": (*_NUMBER, type
 CELL_KEYS |= {"coordinates": list, "centroid": list}
 
 
-def is_list(item: dict[str, Any], key: str) -> bool:
-    return isinstance(item.get(key), list)
-
-
 def load_histoplus_data(path: Path, limits: ImportLimits) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"HistoPLUS JSON not found: {path}")

@@ -28,7 +28,6 @@ from napari_imilia.interpret.epithelium.probe import (
 
 #: IMILIA's EpiSeg image size: 73 patches of 14 px.
 IMILIA_IMAGE_PX = 1022
-SPLITS = ("Trainset", "Testset")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
