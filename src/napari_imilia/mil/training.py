@@ -137,6 +137,20 @@ def _as_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
     return y.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _FitSettings:
+    """How every model of a run is trained (all but the seed and the slides)."""
+
+    arch: str
+    hparams: dict[str, Any]
+    epochs: int
+    lr: float
+    weight_decay: float
+    batch_size: int
+    device: torch.device
+    threads: int | None
+
+
 def train_model(
     bags: Sequence[np.ndarray] | list[torch.Tensor],
     labels: Sequence[int] | np.ndarray,
@@ -157,52 +171,34 @@ def train_model(
     y = _as_labels(labels)
     if len(tensors) != len(y):
         raise DataError(f"{len(tensors)} bags but {len(y)} labels")
-    return _fit(
-        tensors,
-        y,
-        np.arange(len(y)),
-        arch,
-        dict(hparams or {}),
-        seed,
-        epochs,
-        lr,
-        weight_decay,
-        batch_size,
-        device,
-        threads,
+    fit = _FitSettings(
+        arch, dict(hparams or {}), epochs, lr, weight_decay, batch_size, device, threads
     )
+    return _fit(tensors, y, np.arange(len(y)), seed, fit)
 
 
 def _fit(
-    bags: list[torch.Tensor],
-    y: np.ndarray,
-    index: np.ndarray,
-    arch: str,
-    hparams: dict[str, Any],
-    seed: int,
-    epochs: int,
-    lr: float,
-    weight_decay: float,
-    batch_size: int,
-    device: torch.device,
-    threads: int | None,
+    bags: list[torch.Tensor], y: np.ndarray, index: np.ndarray, seed: int, fit: _FitSettings
 ) -> MILModel:
+    """A model trained on the bags ``index`` (Adam, class-balanced BCE), in eval mode."""
     n_pos = int(y[index].sum())
     n_neg = len(index) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise DataError("training needs slides of both classes (label 0 and label 1)")
-    with seeded(seed, device, threads):
-        model = create_model(arch, int(bags[0].shape[1]), **hparams).to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    device = fit.device
+    with seeded(seed, device, fit.threads):
+        model = create_model(fit.arch, int(bags[0].shape[1]), **fit.hparams).to(device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
         pos_weight = torch.tensor(n_neg / n_pos, dtype=torch.float32, device=device)
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
         targets = torch.from_numpy(y.astype(np.float32)).to(device)
         order_rng = np.random.default_rng(seed)
+        batch_size = int(fit.batch_size)
         model.train()
-        for _ in range(int(epochs)):
+        for _ in range(int(fit.epochs)):
             order = order_rng.permutation(index)
-            for start in range(0, len(order), int(batch_size)):
-                batch = order[start : start + int(batch_size)]
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
                 x, mask = pad_bags([bags[i] for i in batch])
                 out = model(x, mask)
                 batch_targets = targets[torch.from_numpy(batch).to(device)]
@@ -218,6 +214,69 @@ def _predict_probabilities(model: MILModel, bags: list[torch.Tensor], index: np.
     with torch.no_grad():
         logits = [float(model(bags[i]).logit.float()) for i in index]
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def _checked_labels(
+    bags: Sequence[np.ndarray],
+    labels: Sequence[int] | np.ndarray,
+    slide_ids: Sequence[str] | None,
+    folds: int,
+) -> tuple[np.ndarray, list[str]]:
+    """0/1 labels and slide ids (default: positions), or ``DataError`` for unusable input."""
+    y = _as_labels(labels)
+    if len(bags) != len(y):
+        raise DataError(f"{len(bags)} bags but {len(y)} labels")
+    ids = [str(s) for s in slide_ids] if slide_ids is not None else [str(i) for i in range(len(y))]
+    if len(ids) != len(y):
+        raise DataError(f"{len(ids)} slide ids but {len(y)} labels")
+    if int(folds) < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {folds}")
+    check_class_counts(y, int(folds), "labels")
+    return y, ids
+
+
+def _settings_record(folds: int, seed: int, fit: _FitSettings) -> dict[str, Any]:
+    """``CVResult.settings``: how the models were trained, JSON-ready."""
+    return {
+        "folds": int(folds),
+        "seed": int(seed),
+        "epochs": int(fit.epochs),
+        "lr": float(fit.lr),
+        "weight_decay": float(fit.weight_decay),
+        "batch_size": int(fit.batch_size),
+        "threads": fit.threads,
+        "loss": "class-balanced BCE (pos_weight = n_neg / n_pos)",
+        "optimiser": "Adam",
+        "splitter": f"StratifiedKFold(n_splits={int(folds)}, shuffle=True, random_state={seed})",
+    }
+
+
+def _held_out_fold(
+    tensors: list[torch.Tensor],
+    y: np.ndarray,
+    ids: list[str],
+    fold: int,
+    split: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    fit: _FitSettings,
+) -> tuple[FoldMetrics, np.ndarray]:
+    """Train on ``split``'s first part (seed ``seed * 1000 + fold + 1``), score the second:
+    the fold's metrics and the held-out probabilities."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    train_idx, test_idx = split
+    model = _fit(tensors, y, train_idx, int(seed) * 1000 + fold + 1, fit)
+    with seeded(0, fit.device, fit.threads):
+        prob = _predict_probabilities(model, tensors, test_idx)
+    metrics = FoldMetrics(
+        fold=fold,
+        n_train=len(train_idx),
+        n_test=len(test_idx),
+        roc_auc=float(roc_auc_score(y[test_idx], prob)),
+        balanced_accuracy=float(balanced_accuracy_score(y[test_idx], prob >= 0.5)),
+        test_slides=[ids[i] for i in test_idx],
+    )
+    return metrics, prob
 
 
 def train_cross_validation(
@@ -244,91 +303,33 @@ def train_cross_validation(
     CPU threads while training (1 by default, see the module docstring; ``None`` keeps torch's
     setting). Raises ``DataError`` for a single class or fewer slides of a class than ``folds``.
     """
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
     device = torch.device(device)
-    y = _as_labels(labels)
-    if len(bags) != len(y):
-        raise DataError(f"{len(bags)} bags but {len(y)} labels")
-    ids = [str(s) for s in slide_ids] if slide_ids is not None else [str(i) for i in range(len(y))]
-    if len(ids) != len(y):
-        raise DataError(f"{len(ids)} slide ids but {len(y)} labels")
-    if int(folds) < 2:
-        raise DataError(f"cross-validation needs at least 2 folds, got {folds}")
-    check_class_counts(y, int(folds), "labels")
+    y, ids = _checked_labels(bags, labels, slide_ids, folds)
     tensors = _as_tensors(bags, device)
-    hparams = dict(hparams or {})
+    fit = _FitSettings(
+        arch, dict(hparams or {}), epochs, lr, weight_decay, batch_size, device, threads
+    )
     with seeded(int(seed), device):  # validates arch + hparams without touching global RNG
-        arch_hparams = create_model(arch, int(tensors[0].shape[1]), **hparams).hparams
-    settings = {
-        "folds": int(folds),
-        "seed": int(seed),
-        "epochs": int(epochs),
-        "lr": float(lr),
-        "weight_decay": float(weight_decay),
-        "batch_size": int(batch_size),
-        "threads": threads,
-        "loss": "class-balanced BCE (pos_weight = n_neg / n_pos)",
-        "optimiser": "Adam",
-        "splitter": f"StratifiedKFold(n_splits={int(folds)}, shuffle=True, random_state={seed})",
-    }
+        arch_hparams = create_model(arch, int(tensors[0].shape[1]), **fit.hparams).hparams
     splitter = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
     oof = np.full(len(y), np.nan)
     fold_metrics: list[FoldMetrics] = []
-    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        model = _fit(
-            tensors,
-            y,
-            train_idx,
-            arch,
-            hparams,
-            int(seed) * 1000 + fold + 1,
-            epochs,
-            lr,
-            weight_decay,
-            batch_size,
-            device,
-            threads,
-        )
-        with seeded(0, device, threads):
-            prob = _predict_probabilities(model, tensors, test_idx)
-        oof[test_idx] = prob
-        metrics = FoldMetrics(
-            fold=fold,
-            n_train=len(train_idx),
-            n_test=len(test_idx),
-            roc_auc=float(roc_auc_score(y[test_idx], prob)),
-            balanced_accuracy=float(balanced_accuracy_score(y[test_idx], prob >= 0.5)),
-            test_slides=[ids[i] for i in test_idx],
-        )
+    for fold, split in enumerate(splitter.split(np.zeros(len(y)), y)):
+        metrics, oof[split[1]] = _held_out_fold(tensors, y, ids, fold, split, seed, fit)
         fold_metrics.append(metrics)
         if log:
             log(
                 f"fold {fold}: ROC-AUC {metrics.roc_auc:.3f}, balanced accuracy "
                 f"{metrics.balanced_accuracy:.3f} ({metrics.n_test} held-out slides)"
             )
-    final = None
-    if final_model:
-        final = _fit(
-            tensors,
-            y,
-            np.arange(len(y)),
-            arch,
-            hparams,
-            int(seed) * 1000,
-            epochs,
-            lr,
-            weight_decay,
-            batch_size,
-            device,
-            threads,
-        )
+    final = _fit(tensors, y, np.arange(len(y)), int(seed) * 1000, fit) if final_model else None
     return CVResult(
         architecture=arch,
         in_dim=int(tensors[0].shape[1]),
         hparams=arch_hparams,
-        settings=settings,
+        settings=_settings_record(folds, seed, fit),
         folds=fold_metrics,
         slide_ids=ids,
         labels=y,

@@ -32,7 +32,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -222,44 +222,88 @@ def read_histoplus_json(
     fallback = None if unknown_as is None else canonical_class_name(unknown_as)
     if unknown_as is not None and fallback is None:
         raise DataError(f"unknown_as={unknown_as!r} is not one of {', '.join(CELL_CLASSES)}")
-    centroids, polygons, types, confidences, ids, levels = [], [], [], [], [], set()
-    source_px = []
+    cells = _CellLists()
     for t, tile in enumerate(tiles):
         where = f"cell_masks[{t}]"
         require_keys(path, tile, where, TILE_KEYS)
         check_tile_geometry(path, tile, where, bound)
         if progress is not None:
             progress(t, len(tiles))
-        level = int(tile["level"])
-        levels.add(level)
-        try:
-            d = deepzoom_downsample(level, level0_dimensions)
-        except DataError as error:
-            raise DataError(f"{path}: {where}: {error}") from None
-        ox, oy = float(tile["x"]) * float(tile["width"]), float(tile["y"]) * float(tile["height"])
-        for m, cell in enumerate(tile["masks"]):
-            cell_where = f"{where}.masks[{m}]"
-            require_keys(path, cell, cell_where, CELL_KEYS)
-            points = points_array(path, cell["coordinates"], f"{cell_where}.coordinates", 3)
-            centroid = points_array(path, [cell["centroid"]], f"{cell_where}.centroid", 1)[0]
-            offset = np.array([ox, oy]) + PIXEL_CENTRE  # pixel index -> continuous
-            polygon = (points + offset) * d
-            limits.check_coordinates(polygon, bound, f"{path}: {cell_where}.coordinates")
-            polygons.append(polygon)
-            source_px.append(d)
-            centroids.append((centroid + offset) * d)
-            types.append(cell["cell_type"])
-            confidence = cell["confidence"]
-            if confidence is not None and not (0.0 <= confidence <= 1.0 or math.isnan(confidence)):
-                raise DataError(f"{path}: {cell_where}.confidence is {confidence}, not 0-1")
-            confidences.append(np.nan if confidence is None else float(confidence))
-            ids.append(
-                f"histoplus:{level}:{int(tile['x'])}:{int(tile['y'])}:{int(cell['cell_id'])}"
-            )
+        _read_tile(path, tile, where, level0_dimensions, bound, limits, cells)
     if progress is not None:
         progress(len(tiles), len(tiles))
-    class_ids = _class_ids(path, types, fallback)
-    centroids_xy = np.array(centroids, dtype=np.float64).reshape(-1, 2)
+    class_ids = _class_ids(path, cells.types, fallback)
+    centroids_xy = np.array(cells.centroids, dtype=np.float64).reshape(-1, 2)
+    _check_inside(path, centroids_xy, level0_dimensions)
+    width, height = level0_dimensions
+    return HistoPlusCells(
+        path=path,
+        model_name=data["model_name"],
+        inference_mpp=float(data["inference_mpp"]),
+        level0_dimensions=(int(width), int(height)),
+        deepzoom_levels=tuple(sorted(cells.levels)),
+        centroids_xy=centroids_xy,
+        polygons=cells.polygons,
+        source_px=np.array(cells.source_px, dtype=np.float64),
+        class_ids=class_ids,
+        confidences=np.array(cells.confidences, dtype=np.float64),
+        cell_ids=cells.ids,
+    )
+
+
+@dataclass
+class _CellLists:
+    """The cells read so far, in level-0 pixels (see ``HistoPlusCells``)."""
+
+    centroids: list[np.ndarray] = field(default_factory=list)
+    polygons: list[np.ndarray] = field(default_factory=list)
+    source_px: list[float] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    levels: set[int] = field(default_factory=set)
+
+
+def _read_tile(
+    path: Path,
+    tile: dict[str, Any],
+    where: str,
+    level0_dimensions: tuple[int, int],
+    bound: float,
+    limits: ImportLimits,
+    cells: _CellLists,
+) -> None:
+    """Append the cells of one checked ``cell_masks`` tile to ``cells``, in level-0 px."""
+    level = int(tile["level"])
+    cells.levels.add(level)
+    try:
+        d = deepzoom_downsample(level, level0_dimensions)
+    except DataError as error:
+        raise DataError(f"{path}: {where}: {error}") from None
+    ox, oy = float(tile["x"]) * float(tile["width"]), float(tile["y"]) * float(tile["height"])
+    offset = np.array([ox, oy]) + PIXEL_CENTRE  # pixel index -> continuous
+    for m, cell in enumerate(tile["masks"]):
+        cell_where = f"{where}.masks[{m}]"
+        require_keys(path, cell, cell_where, CELL_KEYS)
+        points = points_array(path, cell["coordinates"], f"{cell_where}.coordinates", 3)
+        centroid = points_array(path, [cell["centroid"]], f"{cell_where}.centroid", 1)[0]
+        polygon = (points + offset) * d
+        limits.check_coordinates(polygon, bound, f"{path}: {cell_where}.coordinates")
+        cells.polygons.append(polygon)
+        cells.source_px.append(d)
+        cells.centroids.append((centroid + offset) * d)
+        cells.types.append(cell["cell_type"])
+        confidence = cell["confidence"]
+        if confidence is not None and not (0.0 <= confidence <= 1.0 or math.isnan(confidence)):
+            raise DataError(f"{path}: {cell_where}.confidence is {confidence}, not 0-1")
+        cells.confidences.append(np.nan if confidence is None else float(confidence))
+        cells.ids.append(
+            f"histoplus:{level}:{int(tile['x'])}:{int(tile['y'])}:{int(cell['cell_id'])}"
+        )
+
+
+def _check_inside(path: Path, centroids_xy: np.ndarray, level0_dimensions: tuple[int, int]) -> None:
+    """``DataError`` when a centroid lies more than 1 px outside the slide."""
     width, height = level0_dimensions
     outside = (
         (centroids_xy < -1).any(axis=1)
@@ -272,19 +316,6 @@ def read_histoplus_json(
             f"px slide (first at level-0 {centroids_xy[outside][0].round(1).tolist()}); "
             "is this the JSON of this slide?"
         )
-    return HistoPlusCells(
-        path=path,
-        model_name=data["model_name"],
-        inference_mpp=float(data["inference_mpp"]),
-        level0_dimensions=(int(width), int(height)),
-        deepzoom_levels=tuple(sorted(levels)),
-        centroids_xy=centroids_xy,
-        polygons=polygons,
-        source_px=np.array(source_px, dtype=np.float64),
-        class_ids=class_ids,
-        confidences=np.array(confidences, dtype=np.float64),
-        cell_ids=ids,
-    )
 
 
 def _class_ids(path: Path, types: list[str], fallback: str | None) -> np.ndarray:

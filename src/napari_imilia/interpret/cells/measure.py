@@ -79,61 +79,26 @@ def build_tile_cells(
     values = np.unique(labels)
     values = values[values > 0]
     x0, y0 = (int(v) for v in level0_xy)
-    if len(values) == 0:
-        return TileCells(
-            labels=labels,
-            table=empty_table(),
-            contours=[],
-            mpp=float(mpp),
-            level0_xy=(x0, y0),
-            level0_per_px=float(level0_per_px),
-            backend=backend,
-            flags=list(flags),
-        )
-    class_of = _per_label(class_ids, values, "class_ids").astype(np.int64)
-    bad = (class_of < 0) | (class_of >= len(CELL_CLASSES))
-    if bad.any():
-        raise DataError(
-            f"class ids must index CELL_CLASSES (0-{len(CELL_CLASSES) - 1}); "
-            f"got {sorted(set(class_of[bad].tolist()))}"
-        )
-    probability = (
-        np.full(len(values), np.nan)
-        if probabilities is None
-        else _per_label(probabilities, values, "probabilities").astype(np.float64)
-    )
-    if hematoxylin is None and tile_rgb is not None:
-        rgb = check_rgb(tile_rgb)
-        if rgb.shape[:2] != labels.shape:
-            raise DataError(f"tile is {rgb.shape[:2]} pixels but labels are {labels.shape}")
-        hematoxylin = hematoxylin_od(rgb)
-    if hematoxylin is not None and np.shape(hematoxylin) != labels.shape:
-        raise DataError(f"hematoxylin map is {np.shape(hematoxylin)} but labels are {labels.shape}")
     scale = float(level0_per_px)
-    moments = label_moments(labels, values, hematoxylin)
-    if contours is None:
-        rings = label_contours(labels, values, level0_xy=(x0, y0), level0_per_px=scale)
-    else:
-        rings = [_ring(contours[int(v)], int(v)) for v in values]
-    ids = [
-        cell_ids[int(v)] if cell_ids is not None else f"{backend}:{x0}:{y0}:{int(v)}"
-        for v in values
-    ]
-    table = pd.DataFrame(
-        {
-            "cell_id": pd.Series(ids, dtype="str"),
-            "label": values.astype(np.int64),
-            "class_id": class_of,
-            "class_name": pd.Series([CELL_CLASSES[c] for c in class_of], dtype="str"),
-            "probability": probability,
-            "centroid_x": index_to_level0(moments["col"], x0, scale),
-            "centroid_y": index_to_level0(moments["row"], y0, scale),
-            "area_um2": moments["area_px"] * float(mpp) ** 2,
-            "eccentricity": moments["eccentricity"],
-            "mean_hematoxylin_od": moments["hematoxylin"],
-        },
-        columns=list(CELL_TABLE_COLUMNS),
-    )
+    table, rings = empty_table(), []
+    if len(values):
+        class_of = _class_ids(class_ids, values)
+        probability = (
+            np.full(len(values), np.nan)
+            if probabilities is None
+            else _per_label(probabilities, values, "probabilities").astype(np.float64)
+        )
+        hematoxylin = _hematoxylin_map(tile_rgb, hematoxylin, labels.shape)
+        moments = label_moments(labels, values, hematoxylin)
+        if contours is None:
+            rings = label_contours(labels, values, level0_xy=(x0, y0), level0_per_px=scale)
+        else:
+            rings = [_ring(contours[int(v)], int(v)) for v in values]
+        ids = [
+            cell_ids[int(v)] if cell_ids is not None else f"{backend}:{x0}:{y0}:{int(v)}"
+            for v in values
+        ]
+        table = _cell_table(values, ids, class_of, probability, moments, (x0, y0), scale, mpp)
     return TileCells(
         labels=labels,
         table=table,
@@ -144,6 +109,62 @@ def build_tile_cells(
         backend=backend,
         flags=list(flags),
     )
+
+
+def _cell_table(
+    values: np.ndarray,
+    ids: list[str],
+    class_of: np.ndarray,
+    probability: np.ndarray,
+    moments: dict[str, np.ndarray],
+    level0_xy: tuple[int, int],
+    level0_per_px: float,
+    mpp: float,
+) -> pd.DataFrame:
+    """``TileCells.table``: one row per label in ``values`` (centroids in level-0 px)."""
+    x0, y0 = level0_xy
+    return pd.DataFrame(
+        {
+            "cell_id": pd.Series(ids, dtype="str"),
+            "label": values.astype(np.int64),
+            "class_id": class_of,
+            "class_name": pd.Series([CELL_CLASSES[c] for c in class_of], dtype="str"),
+            "probability": probability,
+            "centroid_x": index_to_level0(moments["col"], x0, level0_per_px),
+            "centroid_y": index_to_level0(moments["row"], y0, level0_per_px),
+            "area_um2": moments["area_px"] * float(mpp) ** 2,
+            "eccentricity": moments["eccentricity"],
+            "mean_hematoxylin_od": moments["hematoxylin"],
+        },
+        columns=list(CELL_TABLE_COLUMNS),
+    )
+
+
+def _class_ids(class_ids: PerLabel, values: np.ndarray) -> np.ndarray:
+    """Class id per label in ``values``; ``DataError`` unless each indexes ``CELL_CLASSES``."""
+    class_of = _per_label(class_ids, values, "class_ids").astype(np.int64)
+    bad = (class_of < 0) | (class_of >= len(CELL_CLASSES))
+    if bad.any():
+        raise DataError(
+            f"class ids must index CELL_CLASSES (0-{len(CELL_CLASSES) - 1}); "
+            f"got {sorted(set(class_of[bad].tolist()))}"
+        )
+    return class_of
+
+
+def _hematoxylin_map(
+    tile_rgb: np.ndarray | None, hematoxylin: np.ndarray | None, shape: tuple[int, ...]
+) -> np.ndarray | None:
+    """The (H, W) hematoxylin OD map: ``hematoxylin`` if given, else from ``tile_rgb``
+    (None without either); ``DataError`` when it is not the labels' ``shape``."""
+    if hematoxylin is None and tile_rgb is not None:
+        rgb = check_rgb(tile_rgb)
+        if rgb.shape[:2] != shape:
+            raise DataError(f"tile is {rgb.shape[:2]} pixels but labels are {shape}")
+        hematoxylin = hematoxylin_od(rgb)
+    if hematoxylin is not None and np.shape(hematoxylin) != shape:
+        raise DataError(f"hematoxylin map is {np.shape(hematoxylin)} but labels are {shape}")
+    return hematoxylin
 
 
 def label_moments(
