@@ -133,34 +133,9 @@ def infer_config(
     eps 1e-6, Bioptimus normalisation, and µm/px from the training tile size of HistoPLUS's
     releases (448 px -> 0.25, 224 px -> 0.5) unless ``mpp`` is given.
     """
-    missing = [k for k in _REQUIRED if k not in state]
-    if missing:
-        raise CheckpointError(not_cellvit_message(state, where, missing))
-    n_classes = int(state[TYPE_HEAD_KEY].shape[0])
-    if n_classes != len(CELL_CLASSES):
-        raise CheckpointError(
-            f"{where} predicts {n_classes} cell types ({TYPE_HEAD_KEY} "
-            f"{tuple(state[TYPE_HEAD_KEY].shape)}) but HistoPLUS's taxonomy has "
-            f"{len(CELL_CLASSES)} (Background + {len(CELL_CLASSES) - 1} types): pass a JSON "
-            "config whose class_names name each channel"
-        )
-    proj = state[ENCODER_PREFIX + "patch_embed.proj.weight"]
-    dim, patch = int(proj.shape[0]), int(proj.shape[-1])
-    blocks = {int(m[1]) for k in state if (m := re.match(rf"{ENCODER_PREFIX}blocks\.(\d+)\.", k))}
-    depth = max(blocks) + 1
-    reg = state.get(ENCODER_PREFIX + "reg_token")
-    n_reg = int(reg.shape[1]) if reg is not None and reg.ndim == 3 else 0
-    has_cls = ENCODER_PREFIX + "cls_token" in state
-    rows = int(state[ENCODER_PREFIX + "pos_embed"].shape[1])
-    grid, with_prefix = _square_side(rows), False
-    if grid is None:
-        grid, with_prefix = _square_side(rows - n_reg - int(has_cls)), True
-    if grid is None:
-        raise CheckpointError(f"{where}: pos_embed has {rows} rows, not a square patch grid")
-    fc1 = state[ENCODER_PREFIX + "blocks.0.mlp.fc1.weight"]
-    fc2 = state[ENCODER_PREFIX + "blocks.0.mlp.fc2.weight"]
-    swiglu = int(fc1.shape[0]) == 2 * int(fc2.shape[1])
-    train_px = grid * patch
+    _check_cellvit_keys(state, where)
+    encoder = _encoder_config(state, where)
+    train_px = encoder.img_size_px
     if mpp is None:
         if train_px not in HISTOPLUS_BY_TRAIN_PX:
             raise CheckpointError(
@@ -169,27 +144,13 @@ def infer_config(
                 "--analysis-mpp) or a JSON config"
             )
         mpp = HISTOPLUS_BY_TRAIN_PX[train_px].mpp
-    encoder = ViTConfig(
-        img_size_px=train_px,
-        patch_size_px=patch,
-        embed_dim=dim,
-        depth=depth,
-        num_heads=dim // 64 if dim % 64 == 0 else 1,
-        mlp_hidden_dim=int(fc1.shape[0]),
-        mlp_kind="swiglu_packed" if swiglu else "gelu",
-        num_reg_tokens=n_reg,
-        class_token=has_cls,
-        pos_embed_includes_prefix=with_prefix,
-        layer_scale_init=1e-5 if ENCODER_PREFIX + "blocks.0.ls1.gamma" in state else None,
-        qkv_bias=ENCODER_PREFIX + "blocks.0.attn.qkv.bias" in state,
-    )
 
     def width(key: str, axis: int = 1) -> int:
         return int(state[key].shape[axis])
 
     config = CellViTConfig(
         encoder=encoder,
-        encoder_layers=default_encoder_layers(depth),
+        encoder_layers=default_encoder_layers(encoder.depth),
         skip_dims=(width("neck.necks.1.0.block.0.weight"), width("neck.necks.1.1.block.0.weight")),
         bottleneck_dim=width("neck.necks.3.0.block.0.weight"),
         decoder_dims=(
@@ -205,15 +166,68 @@ def infer_config(
         mean=BIOPTIMUS_MEAN,
         std=BIOPTIMUS_STD,
     )
+    return _named_release(config, train_px)
+
+
+def _check_cellvit_keys(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """``CheckpointError`` unless ``state`` has CellViT's keys and HistoPLUS's class count."""
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(not_cellvit_message(state, where, missing))
+    n_classes = int(state[TYPE_HEAD_KEY].shape[0])
+    if n_classes != len(CELL_CLASSES):
+        raise CheckpointError(
+            f"{where} predicts {n_classes} cell types ({TYPE_HEAD_KEY} "
+            f"{tuple(state[TYPE_HEAD_KEY].shape)}) but HistoPLUS's taxonomy has "
+            f"{len(CELL_CLASSES)} (Background + {len(CELL_CLASSES) - 1} types): pass a JSON "
+            "config whose class_names name each channel"
+        )
+
+
+def _encoder_config(state: Mapping[str, torch.Tensor], where: str) -> ViTConfig:
+    """The ViT encoder read off the shapes; ``img_size_px`` is the training tile size."""
+    proj = state[ENCODER_PREFIX + "patch_embed.proj.weight"]
+    dim, patch = int(proj.shape[0]), int(proj.shape[-1])
+    blocks = {int(m[1]) for k in state if (m := re.match(rf"{ENCODER_PREFIX}blocks\.(\d+)\.", k))}
+    reg = state.get(ENCODER_PREFIX + "reg_token")
+    n_reg = int(reg.shape[1]) if reg is not None and reg.ndim == 3 else 0
+    has_cls = ENCODER_PREFIX + "cls_token" in state
+    rows = int(state[ENCODER_PREFIX + "pos_embed"].shape[1])
+    grid, with_prefix = _square_side(rows), False
+    if grid is None:
+        grid, with_prefix = _square_side(rows - n_reg - int(has_cls)), True
+    if grid is None:
+        raise CheckpointError(f"{where}: pos_embed has {rows} rows, not a square patch grid")
+    fc1 = state[ENCODER_PREFIX + "blocks.0.mlp.fc1.weight"]
+    fc2 = state[ENCODER_PREFIX + "blocks.0.mlp.fc2.weight"]
+    swiglu = int(fc1.shape[0]) == 2 * int(fc2.shape[1])
+    return ViTConfig(
+        img_size_px=grid * patch,
+        patch_size_px=patch,
+        embed_dim=dim,
+        depth=max(blocks) + 1,
+        num_heads=dim // 64 if dim % 64 == 0 else 1,
+        mlp_hidden_dim=int(fc1.shape[0]),
+        mlp_kind="swiglu_packed" if swiglu else "gelu",
+        num_reg_tokens=n_reg,
+        class_token=has_cls,
+        pos_embed_includes_prefix=with_prefix,
+        layer_scale_init=1e-5 if ENCODER_PREFIX + "blocks.0.ls1.gamma" in state else None,
+        qkv_bias=ENCODER_PREFIX + "blocks.0.attn.qkv.bias" in state,
+    )
+
+
+def _named_release(config: CellViTConfig, train_px: int) -> CellViTConfig:
+    """``config`` named as the HistoPLUS release it equals (µm/px aside), else as is."""
     release = HISTOPLUS_BY_TRAIN_PX.get(train_px)
     if release is not None:
         named = replace(
             config,
-            encoder=replace(encoder, arch_name=release.encoder.arch_name),
+            encoder=replace(config.encoder, arch_name=release.encoder.arch_name),
             name=release.name,
         )
         if replace(named, mpp=release.mpp) == release:
-            config = named
+            return named
     return config
 
 
