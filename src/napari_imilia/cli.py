@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "napari_imilia._cli.report",
     "napari_imilia._cli.catalogues",
     "napari_imilia._cli.train",
+    "napari_imilia._cli.score",
     "napari_imilia._cli.episeg",
 )
 

@@ -28,6 +28,26 @@ def test_every_subcommand_option_has_help_text() -> None:
     assert undocumented == []
 
 
+def test_subcommands_in_help_order_each_from_its_module() -> None:
+    commands = _subparsers(build_parser())
+    assert list(commands) == [
+        "demo",
+        "predict",
+        "inspect",
+        "info",
+        "report",
+        "models",
+        "extractors",
+        "train",
+        "score",
+        "train-episeg",
+    ]
+    funcs = {name: sub.get_default("func") for name, sub in commands.items()}
+    assert funcs["train"].__module__ == "napari_imilia._cli.train"
+    assert funcs["score"].__module__ == "napari_imilia._cli.score"
+    assert funcs["inspect"].__module__ == "napari_imilia._cli.inspect"
+
+
 @pytest.mark.parametrize("command", ["predict", "inspect", "score", "demo"])
 def test_out_that_is_a_file_is_one_line_error(tmp_path, capsys, command: str) -> None:
     afile = tmp_path / "results.txt"

@@ -8,9 +8,6 @@ from napari_imilia.device import DEVICE_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from napari_imilia.interpret import CELL_BACKENDS
-    from napari_imilia.interpret.epithelium import METHODS
-
     parser = subparsers.add_parser(
         "inspect",
         help="cells, epithelium and markers of a scored slide's top/bottom/all tiles",
@@ -34,6 +31,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--results", default=None, help="folder imilia predict wrote into (default: --out)"
     )
+    _add_backend_options(parser)
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="where deep cell/epithelium models run: auto (CUDA when available), cpu or cuda",
+    )
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="level-0 µm/px, overriding the slide's metadata"
+    )
+    parser.add_argument(
+        "--analysis-mpp",
+        type=float,
+        default=None,
+        help="µm/px tiles are analysed at (default: the cell backend's: classical 0.5, a "
+        "CellViT checkpoint's own); needed for a CellViT checkpoint that is not a HistoPLUS "
+        "release and has no JSON config",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all cores for weight-free backends, 1 for deep models)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """The cell and epithelium backends and the files they read."""
+    from napari_imilia.interpret import CELL_BACKENDS
+    from napari_imilia.interpret.epithelium import METHODS
+
     parser.add_argument(
         "--cell-backend",
         choices=CELL_BACKENDS,
@@ -71,30 +100,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="local weights of the ViT the EpiSeg probe was trained on",
     )
-    parser.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default="auto",
-        help="where deep cell/epithelium models run: auto (CUDA when available), cpu or cuda",
-    )
-    parser.add_argument(
-        "--mpp", type=float, default=None, help="level-0 µm/px, overriding the slide's metadata"
-    )
-    parser.add_argument(
-        "--analysis-mpp",
-        type=float,
-        default=None,
-        help="µm/px tiles are analysed at (default: the cell backend's: classical 0.5, a "
-        "CellViT checkpoint's own); needed for a CellViT checkpoint that is not a HistoPLUS "
-        "release and has no JSON config",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes (default: all cores for weight-free backends, 1 for deep models)",
-    )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
