@@ -8,7 +8,7 @@ docs/demo_model.md) and writes, into ``out_dir``:
   tiles.geojson) and ``imilia inspect``'s files for the top tiles (markers.csv,
   cells.geojson, epithelium.geojson, markers_summary.json, markers_vs_score.png);
 - ``<slide_id>/masks/``: cell instance, cell class and epithelium masks of the best tiles
-  (``inspect.masks``), and ``<slide_id>/top_tiles.png``, their overlay gallery;
+  (``interpret.masks``), and ``<slide_id>/top_tiles.png``, their overlay gallery;
 - ``slide_summary.json`` (the slide's metadata) and ``demo_summary.json`` (what was made).
 """
 

@@ -1,6 +1,6 @@
 """A tile read with its context, its tissue and epithelium, waiting for its cells.
 
-``prepare_tile`` reads a tile's level-0 box grown by ``context_um`` µm (``inspect.context``)
+``prepare_tile`` reads a tile's level-0 box grown by ``context_um`` µm (``interpret.context``)
 at the cell backend's µm/px, finds its tissue, stops at ``no_tissue`` when the tile itself
 has too little, and segments the epithelium (on the padded tile; EpiSeg on the tile itself,
 its extractor takes tiles of its own size). ``cells_of_tile`` keeps the backend's cells whose

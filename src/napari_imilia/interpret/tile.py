@@ -7,7 +7,7 @@ of the result shares one pixel grid: ``TileInspection.mpp`` µm/px, whose pixel 
 covers the level-0 square ``[x0 + c·s, x0 + (c + 1)·s) × [y0 + r·s, y0 + (r + 1)·s)``,
 (x0, y0) = ``level0_xy``, s = ``level0_per_px``.
 
-The tile is read with ``context_um`` µm of the slide around it (``inspect.context``): the
+The tile is read with ``context_um`` µm of the slide around it (``interpret.context``): the
 backends see whole nuclei on the tile's borders, the cells kept are those whose centroid lies
 in the tile (with the area, centroid and contour of the whole nucleus), and the masks are
 brought back onto the tile's grid, so adjacent tiles count a nucleus on their shared border

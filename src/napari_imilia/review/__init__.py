@@ -3,7 +3,8 @@
 ``ReviewStore.open(results_dir, slide_id)`` loads the slide's review; ``add``, ``update`` and
 ``remove`` save every change at once (atomic ``review.json`` snapshot plus an fsynced
 append-only ``review.journal.jsonl``), so a crash loses at most the edit in flight.
-``export.reviews`` turns the entries into CSV and QuPath GeoJSON.
+``review.exports`` turns the entries into CSV and QuPath GeoJSON; ``review.bundle`` exports
+everything a reviewed slide has (tiles, cells, epithelium, reviews, grade).
 Region vertices are level-0 pixels, (x, y), top-left origin. See docs/export_review.md.
 """
 
