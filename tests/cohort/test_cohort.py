@@ -281,3 +281,24 @@ def test_inputs_are_checked_and_made_absolute(slides: list[Path], tmp_path: Path
     ):
         with pytest.raises(ImiliaError, match=message):
             check_scheduler_address(bad)
+
+
+def test_old_keyword_names_still_work(
+    in_process: tuple[Path, pd.DataFrame], slides: list[Path], model_path: Path, tmp_path: Path
+) -> None:
+    """n_workers= (now cluster_workers=) and num_workers= (now decode_workers=), documented
+    as old names, still work and say so."""
+    import shutil
+
+    from napari_imilia.predict.slide import predict_slide
+
+    out = Path(shutil.copytree(in_process[0], tmp_path / "out"))
+    seen: list[dict] = []
+    with pytest.warns(DeprecationWarning, match="n_workers= is the old name of cluster_workers="):
+        predict_cohort(slides, out, model_path=model_path, n_workers=1, on_result=seen.append)
+    assert [row.get("reused") for row in seen] == [True, True]  # in this process, reused
+    with pytest.warns(DeprecationWarning, match="num_workers= is the old name of decode_workers="):
+        result = predict_slide(
+            slides[0], tmp_path / "one", model_path=model_path, num_workers=0, progress=False
+        )
+    assert result.info["n_tiles"] == in_process[1].loc[0, "n_tiles"]

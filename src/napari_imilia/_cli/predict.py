@@ -1,9 +1,11 @@
 """``imilia predict``: score whole slides and write tiles, heatmap and GeoJSON per slide.
 
-One slide file runs ``predict_slide`` here (its errors are the command's: exit status 2);
-several slides, a folder or a glob run through ``predict_cohort`` (in this process, or on
-dask.distributed with ``--parallel-slides`` / ``--scheduler``) under one overall progress bar
-and also write ``OUT/cohort.csv``; the exit status is 2 when any failed, 130 after Ctrl-C.
+The options build one :class:`~napari_imilia.predict.settings.PredictSettings`. One slide file
+runs ``predict_slide`` here (its errors are the command's: exit status 2); several slides, a
+folder, a glob or a CSV (:func:`~napari_imilia.slide.discover.discover_slides`) run through
+``predict_cohort`` (in this process, or on dask.distributed with ``--parallel-slides`` /
+``--scheduler``) under one overall progress bar and also write ``OUT/cohort.csv``; the exit
+status is 2 when any failed, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="SLIDE",
         help="slide files or DICOM WSI folders (SVS, OME-TIFF, NDPI, DICOM, MIRAX...: see "
-        "docs/formats.md and `imilia info SLIDE`), folders of slides (searched recursively) or "
-        "quoted glob patterns ('slides/**/*.svs')",
+        "docs/formats.md and `imilia info SLIDE`), folders of slides (searched recursively), "
+        "quoted glob patterns ('slides/**/*.svs'), CSVs with a slide column, or a results "
+        "folder holding cohort.csv",
     )
     parser.add_argument("--out", required=True, help="output folder; results go to OUT/<slide_id>/")
     parser.add_argument(
@@ -199,7 +202,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="tile decoding processes per slide (default: the usable cores the extractor "
         "leaves: all but one beside a GPU, a quarter beside the CPU; 0: decode in the slide's "
-        "own process, as every --workers/--scheduler worker does: slide-parallel there)",
+        "own process, as every --parallel-slides/--scheduler worker does: slide-parallel there)",
     )
     parser.add_argument(
         "--force",
