@@ -135,9 +135,7 @@ def test_bad_cohorts_fail_before_any_work(slides: list[Path], model_path: Path, 
     with pytest.raises(ImiliaError, match=r"share the slide id.*case_1"):
         predict_cohort([slides[0], twin], out, model_path=model_path)
     with pytest.raises(ImiliaError, match="checkpoint not found"):
-        predict_cohort(
-            slides, out, model_path=tmp_path / "absent.safetensors", cluster_workers=2
-        )
+        predict_cohort(slides, out, model_path=tmp_path / "absent.safetensors", cluster_workers=2)
     if not torch.cuda.is_available():
         with pytest.raises(ImiliaError, match="no CUDA GPU"):
             predict_cohort(slides, out, model_path=model_path, device="cuda", cluster_workers=2)
