@@ -75,7 +75,7 @@ def main() -> None:
         seconds, _ = _timed(slides, root / "here", model_path=model)
         rows.append(("rerun, all reused (in this process)", seconds))
         seconds, tables["local"] = _timed(
-            slides, root / "local", model_path=model, n_workers=2, processes=True
+            slides, root / "local", model_path=model, cluster_workers=2, processes=True
         )
         rows.append(("LocalCluster, 2 worker processes (start included)", seconds))
         start = time.perf_counter()

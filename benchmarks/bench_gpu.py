@@ -84,7 +84,7 @@ def _feed_rate(slide, grid, workers: int, batch: int, device) -> float:
 
     pin = device.type == "cuda"
     start = time.perf_counter()
-    with TileFeed(slide, grid, batch_size=batch, num_workers=workers, pin_memory=pin) as feed:
+    with TileFeed(slide, grid, batch_size=batch, decode_workers=workers, pin_memory=pin) as feed:
         for item in feed:
             torch.from_numpy(item.tiles).to(device, non_blocking=True)
     _sync(device)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     extract_slide_features(
         slide, grid, extractor, cache_dir=None, batch_size=args.batch_size,
-        num_workers=args.workers, progress=False,
+        decode_workers=args.workers, progress=False,
     )  # fmt: skip
     whole_s = time.perf_counter() - start
     clicked = TileReader(slide, grid)(grid.n_tiles // 2)

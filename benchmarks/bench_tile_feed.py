@@ -131,7 +131,7 @@ def _feed(slide, grid, workers: int, batch: int) -> Callable[[], dict[str, float
     def run() -> dict[str, float]:
         start = time.perf_counter()
         info = {"cpu_other": 0.0}
-        with TileFeed(slide, grid, batch_size=batch, num_workers=workers) as feed:
+        with TileFeed(slide, grid, batch_size=batch, decode_workers=workers) as feed:
             for k, _ in enumerate(feed):
                 if k == 0:
                     info["first"] = time.perf_counter() - start
@@ -179,7 +179,7 @@ def _predict(path: Path, workers: int | None) -> tuple[float, int]:
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = predict_slide(path, out, device="cpu", num_workers=workers, progress=False)
+        result = predict_slide(path, out, device="cpu", decode_workers=workers, progress=False)
         return time.perf_counter() - start, int(result.info["n_tiles"])
 
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_imilia.features.extract import extract_slide_features
     from napari_imilia.features.extractors import create_extractor
     from napari_imilia.slide import open_slide
-    from napari_imilia.tiling.feed import default_num_workers, usable_cores, warm_up
+    from napari_imilia.tiling.feed import default_decode_workers, usable_cores, warm_up
     from napari_imilia.tiling.grid import make_tile_grid
     from napari_imilia.tiling.tissue import detect_tissue
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             extract_slide_features(
                 slide, grid, extractor, cache_dir=None, batch_size=batch,
-                num_workers=workers, progress=False,
+                decode_workers=workers, progress=False,
             )  # fmt: skip
             return {"wall": time.perf_counter() - start}  # the workers' CPU is not counted
 
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_predict:
         for workers in (0, None):
             seconds, tiles = _predict(args.predict_slide or path, workers)
-            shown = f"default: {default_num_workers('cpu')}" if workers is None else "0"
+            shown = f"default: {default_decode_workers('cpu')}" if workers is None else "0"
             _row(f"predict_slide, whole slide ({tiles} tiles)", shown, tiles, [(seconds, 0, None)])
     print()
     print("| start method | first batch of 1 worker after (s) |")

@@ -161,7 +161,7 @@ def test_old_option_names_still_work_with_a_note(
     old: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     args = build_parser().parse_args(["predict", "s.svs", "--out", str(tmp_path), old, value])
-    new = {"--workers": "workers", "--num-workers": "num_workers"}[old]
+    new = {"--workers": "cluster_workers", "--num-workers": "decode_workers"}[old]
     assert getattr(args, new) == int(value)
     assert main(["predict", "s.svs", "--out", str(tmp_path / "out"), old, value]) == 2
     err = capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_imilia.cli import main
-from napari_imilia.cohort.run import SUMMARY_COLUMNS, collect_slides, predict_cohort
+from napari_imilia.cohort.run import SUMMARY_COLUMNS, predict_cohort
 from napari_imilia.demo.sample import write_synthetic_slide
 from napari_imilia.errors import ImiliaError
 from napari_imilia.mil import create_model, save_model
@@ -87,7 +87,7 @@ def test_local_cluster_matches_in_process(
     slides: list[Path], model_path: Path, reference: pd.DataFrame, tmp_path: Path
 ) -> None:
     table = predict_cohort(
-        slides, tmp_path, model_path=model_path, device="cpu", n_workers=2, processes=False
+        slides, tmp_path, model_path=model_path, device="cpu", cluster_workers=2, processes=False
     )
     check_cohort(tmp_path, table, slides)
     pd.testing.assert_series_equal(table["score"], reference["score"], rtol=1e-6)
@@ -135,10 +135,10 @@ def test_bad_cohorts_fail_before_any_work(slides: list[Path], model_path: Path, 
     with pytest.raises(ImiliaError, match=r"share the slide id.*case_1"):
         predict_cohort([slides[0], twin], out, model_path=model_path)
     with pytest.raises(ImiliaError, match="checkpoint not found"):
-        predict_cohort(slides, out, model_path=tmp_path / "absent.safetensors", n_workers=2)
+        predict_cohort(slides, out, model_path=tmp_path / "absent.safetensors", cluster_workers=2)
     if not torch.cuda.is_available():
         with pytest.raises(ImiliaError, match="no CUDA GPU"):
-            predict_cohort(slides, out, model_path=model_path, device="cuda", n_workers=2)
+            predict_cohort(slides, out, model_path=model_path, device="cuda", cluster_workers=2)
     assert not out.exists()
 
 
@@ -169,7 +169,8 @@ def test_rerun_reuses_merges_and_keeps_integers(
 ) -> None:
     """A folder, then a glob: finished slides are reused (same settings), the table merged."""
     from napari_imilia.mil import load_model
-    from napari_imilia.predict.results import completed_row, expected_settings
+    from napari_imilia.predict.results import reusable_result
+    from napari_imilia.predict.settings import PredictSettings
 
     blank = tiff_writer(tmp_path / "blank.tiff", (512, 512))
     out = tmp_path / "out"
@@ -199,15 +200,13 @@ def test_rerun_reuses_merges_and_keeps_integers(
     assert merged["status"].tolist() == ["ok", "error", "ok"]
     assert merged.loc[0, "score"] == pytest.approx(first.loc[0, "score"])
 
-    # other settings, or force, compute it again
+    # other settings, or force, compute it again (the one rule: tests/predict/test_reuse.py)
     model = load_model(model_path, device="cpu")
-    expected = expected_settings(model, options)
-    assert completed_row(slides[0], out, expected) is not None
+    asked = PredictSettings.from_keywords(model_path=model_path)
+    assert reusable_result(slides[0], out, asked.resolve(model)) is not None
     for changed in ({"min_tissue_fraction": 0.6}, {"tissue_params": {"min_od": 0.1}}):
-        assert (
-            completed_row(slides[0], out, expected_settings(model, {**options, **changed})) is None
-        )
-    assert completed_row(slides[0], out, {**expected, "model_sha256": "0" * 64}) is None
+        other = PredictSettings.from_keywords(model_path=model_path, **changed)
+        assert reusable_result(slides[0], out, other.resolve(model)) is None
     seen.clear()
     predict_cohort(
         [str(slides[0].parent / "case_1*")], out, force=True, on_result=seen.append, **options
@@ -262,23 +261,13 @@ def test_cancel_event_returns_what_finished(slides: list[Path], model_path: Path
 
 def test_inputs_are_checked_and_made_absolute(slides: list[Path], tmp_path: Path, monkeypatch):
     from napari_imilia.cohort.inputs import absolute_options, check_scheduler_address
+    from napari_imilia.predict.settings import PredictSettings
 
     monkeypatch.chdir(slides[0].parent.parent)
-    folder = slides[0].parent.name
-    assert collect_slides([folder]) == slides  # recursive, sorted, absolute
-    assert collect_slides([f"{folder}/*_2.svs", slides[0]]) == [slides[1], slides[0]]
-    assert collect_slides([f"{folder}/missing.svs"])[0].is_absolute()  # fails as its own row
-    (tmp_path / "empty").mkdir()
-    for bad, message in (
-        ([tmp_path / "empty"], "holds no slide file"),
-        ([f"{folder}/*.ndpi"], "no slide file matches"),
-        ([], "no slides to score"),
-    ):
-        with pytest.raises(ImiliaError, match=message):
-            collect_slides(bad)
-    options = absolute_options({"model_path": ["a.pt", "b.pt"], "cache_dir": "c", "mpp": 0.5})
-    assert all(Path(p).is_absolute() for p in options["model_path"]) and options["mpp"] == 0.5
-    assert Path(options["cache_dir"]) == Path.cwd() / "c"
+    settings = PredictSettings.from_keywords(model_path=["a.pt", "b.pt"], mpp=0.5).absolute()
+    assert all(Path(p).is_absolute() for p in settings.model_path) and settings.mpp == 0.5
+    options = absolute_options({"cache_dir": "c", "device": "cpu"})
+    assert Path(options["cache_dir"]) == Path.cwd() / "c" and options["device"] == "cpu"
     assert check_scheduler_address("127.0.0.1:8786") == "tcp://127.0.0.1:8786"
     for bad, message in (
         ("127.0.0.1", "has no port"),
@@ -292,19 +281,22 @@ def test_inputs_are_checked_and_made_absolute(slides: list[Path], tmp_path: Path
             check_scheduler_address(bad)
 
 
-def test_collect_slides_takes_a_dicom_series_folder_as_one_slide(tmp_path: Path) -> None:
-    def fake_dicom(path: Path) -> None:  # the DICOM Part 10 marker is all the search looks at
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+def test_old_keyword_names_still_work(
+    in_process: tuple[Path, pd.DataFrame], slides: list[Path], model_path: Path, tmp_path: Path
+) -> None:
+    """n_workers= (now cluster_workers=) and num_workers= (now decode_workers=), documented
+    as old names, still work and say so."""
+    import shutil
 
-    for name in ("level0.dcm", "level1.dcm", "label.dcm"):
-        fake_dicom(tmp_path / "cohort" / "case_dicom" / name)
-    (tmp_path / "cohort" / "a.svs").write_bytes(b"")
-    (tmp_path / "cohort" / "notes.dcm").write_bytes(b"not dicom")  # no marker: not a series
-    assert collect_slides([tmp_path / "cohort"]) == [
-        tmp_path / "cohort" / "a.svs",
-        tmp_path / "cohort" / "case_dicom",
-    ]
-    assert collect_slides([tmp_path / "cohort" / "case_dicom"]) == [
-        tmp_path / "cohort" / "case_dicom"
-    ]
+    from napari_imilia.predict.slide import predict_slide
+
+    out = Path(shutil.copytree(in_process[0], tmp_path / "out"))
+    seen: list[dict] = []
+    with pytest.warns(DeprecationWarning, match="n_workers= is the old name of cluster_workers="):
+        predict_cohort(slides, out, model_path=model_path, n_workers=1, on_result=seen.append)
+    assert [row.get("reused") for row in seen] == [True, True]  # in this process, reused
+    with pytest.warns(DeprecationWarning, match="num_workers= is the old name of decode_workers="):
+        result = predict_slide(
+            slides[0], tmp_path / "one", model_path=model_path, num_workers=0, progress=False
+        )
+    assert result.info["n_tiles"] == in_process[1].loc[0, "n_tiles"]

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from napari_imilia.cohort.review import COHORT_FILE, Cohort, CohortFileError
-from napari_imilia.cohort.scoring import ScoringProgress, score_unscored
+from napari_imilia.cohort.scoring import score_unscored
 from napari_imilia.errors import DataError
+from napari_imilia.progress import RunProgress
 from napari_imilia.review.grade import (
     GRADE_FILE,
     NANCY_GRADES,
@@ -152,9 +153,9 @@ def test_score_all_progress_and_cancel(cohort_data, tmp_path: Path) -> None:  # 
     cohort = Cohort.build(str(cohort_data["folder"] / "sub" / "case_0[89].tiff"), tmp_path)
     assert [item.slide_id for item in cohort] == ["case_08", "case_09"]
     cancel = threading.Event()
-    seen: list[ScoringProgress] = []
+    seen: list[RunProgress] = []
 
-    def on_progress(progress: ScoringProgress) -> None:
+    def on_progress(progress: RunProgress) -> None:
         seen.append(progress)
         cancel.set()  # stop after the first slide
 

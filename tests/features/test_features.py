@@ -37,7 +37,7 @@ def decode_in_the_caller(monkeypatch):
     """The cache tests decode in the caller (fast); decoding in processes, with extraction
     and cancellation, is tested in test_tile_feed.py."""
     monkeypatch.setattr(
-        "napari_imilia.features.extract.default_num_workers", lambda device="cpu": 0
+        "napari_imilia.features.extract.default_decode_workers", lambda device="cpu": 0
     )
 
 
@@ -188,7 +188,7 @@ def test_cache_file_without_coords_is_reported(slide, grid, tmp_path):
 
 def test_no_cache_dir_no_tissue_and_no_mpp(slide, grid, small_levels_tiff, tmp_path):
     spy = SpyExtractor()
-    bag = extract_slide_features(slide, grid, spy, cache_dir=None, progress=True, num_workers=0)
+    bag = extract_slide_features(slide, grid, spy, cache_dir=None, progress=True, decode_workers=0)
     assert spy.tiles == grid.n_tiles and bag.attrs["n_tiles"] == grid.n_tiles
 
     tissue = detect_tissue(slide)

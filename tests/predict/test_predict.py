@@ -41,8 +41,6 @@ SLIDE_JSON_KEYS = {
 }
 
 
-
-
 @pytest.fixture(scope="module")
 def model_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")

@@ -17,7 +17,7 @@ from napari_imilia.slide import open_slide
 from napari_imilia.tiling.feed import (
     TileFeed,
     TileReadError,
-    default_num_workers,
+    default_decode_workers,
     torch_threads_beside,
     usable_cores,
 )
@@ -48,19 +48,18 @@ def grid(slide):
     return make_tile_grid(slide, detect_tissue(slide), target_mpp=0.5, tile_px=64)
 
 
-
 def in_caller(slide, grid, rows) -> np.ndarray:
     reader = TileReader(slide, grid)
     return np.stack([reader(int(row)) for row in rows])
 
 
-@pytest.mark.parametrize("num_workers", [0, 1, 2])
-def test_feed_gives_the_in_caller_tiles_in_grid_order(slide, grid, num_workers):
+@pytest.mark.parametrize("decode_workers", [0, 1, 2])
+def test_feed_gives_the_in_caller_tiles_in_grid_order(slide, grid, decode_workers):
     expected = in_caller(slide, grid, range(grid.n_tiles))
     rows, tiles = [], []
-    with TileFeed(slide, grid, batch_size=7, num_workers=num_workers) as feed:
+    with TileFeed(slide, grid, batch_size=7, decode_workers=decode_workers) as feed:
         assert len(feed) == -(-grid.n_tiles // 7)
-        assert feed.num_workers == num_workers
+        assert feed.decode_workers == decode_workers
         for batch in feed:
             assert batch.tiles.shape == (len(batch), 64, 64, 3)
             assert batch.tiles.dtype == np.uint8
@@ -74,7 +73,7 @@ def test_feed_gives_the_in_caller_tiles_in_grid_order(slide, grid, num_workers):
 def test_feed_reads_a_subset_of_rows_in_the_given_order(slide, grid):
     rows = np.arange(grid.n_tiles)[::-3][:20]  # descending, every third tile
     got_rows, got_tiles = [], []
-    for batch in TileFeed(slide, grid, batch_size=6, num_workers=2, indices=rows):
+    for batch in TileFeed(slide, grid, batch_size=6, decode_workers=2, indices=rows):
         got_rows.extend(batch.indices.tolist())
         got_tiles.append(batch.tiles)
     assert got_rows == rows.tolist()
@@ -85,7 +84,7 @@ def test_feed_reads_a_subset_of_rows_in_the_given_order(slide, grid):
 def test_feed_in_the_caller_reads_only_the_chunks_under_its_tiles(slide, grid, chunk_reads):
     keys = chunk_reads
     rows = np.arange(0, grid.n_tiles, 5)
-    for _ in TileFeed(slide, grid, batch_size=8, num_workers=0, indices=rows):
+    for _ in TileFeed(slide, grid, batch_size=8, decode_workers=0, indices=rows):
         pass
     under_tiles = 0
     for x, y in zip(grid.x[rows].tolist(), grid.y[rows].tolist(), strict=True):
@@ -98,7 +97,7 @@ def test_feed_in_the_caller_reads_only_the_chunks_under_its_tiles(slide, grid, c
 
 
 def test_cancelled_feed_stops_its_processes(slide, grid):
-    feed = TileFeed(slide, grid, batch_size=4, num_workers=2, prefetch_batches=2)
+    feed = TileFeed(slide, grid, batch_size=4, decode_workers=2, prefetch_batches=2)
     for batch in feed:
         assert batch.indices.tolist() == [0, 1, 2, 3]
         assert decode_processes()  # the workers run while the consumer holds a batch
@@ -106,7 +105,7 @@ def test_cancelled_feed_stops_its_processes(slide, grid):
     assert_no_decode_processes()
     with pytest.raises(RuntimeError, match="once"):
         iter(feed)
-    feed = TileFeed(slide, grid, batch_size=4, num_workers=2)
+    feed = TileFeed(slide, grid, batch_size=4, decode_workers=2)
     with pytest.raises(KeyboardInterrupt), feed:  # Ctrl-C in the consumer's loop
         for _ in feed:
             raise KeyboardInterrupt
@@ -125,7 +124,7 @@ def test_cancelled_extraction_stops_its_processes(slide, grid):
 
     with pytest.raises(ExtractionCancelled, match="cancelled after 8 of"):
         extract_slide_features(
-            slide, grid, Embedder(), cache_dir=None, batch_size=8, num_workers=2,
+            slide, grid, Embedder(), cache_dir=None, batch_size=8, decode_workers=2,
             progress=False, cancel=cancel,
         )  # fmt: skip
     assert_no_decode_processes()
@@ -155,7 +154,7 @@ def test_a_tile_that_fails_in_a_worker_is_named(slide_path, tmp_path):
         x, y = int(grid.x[bad]), int(grid.y[bad])
         done: list[int] = []
         with pytest.raises(TileReadError, match=rf"tile {bad} at level-0 \(x={x}, y={y}\)"):
-            for batch in TileFeed(slide, grid, batch_size=5, num_workers=2):
+            for batch in TileFeed(slide, grid, batch_size=5, decode_workers=2):
                 done.extend(batch.indices.tolist())
         assert done == list(range(bad // 5 * 5))  # every batch before the failing one
         assert_no_decode_processes()
@@ -169,7 +168,7 @@ def test_a_slide_removed_before_decoding_is_an_error_naming_the_first_tile(slide
         path.unlink()  # the workers open the slide by its path: gone
         x, y = int(grid.x[0]), int(grid.y[0])
         with pytest.raises(ImiliaError, match=rf"tile 0 at level-0 \(x={x}, y={y}\).*not found"):
-            for _ in TileFeed(slide, grid, batch_size=5, num_workers=1):
+            for _ in TileFeed(slide, grid, batch_size=5, decode_workers=1):
                 pass
     assert_no_decode_processes()
 
@@ -177,9 +176,9 @@ def test_a_slide_removed_before_decoding_is_an_error_naming_the_first_tile(slide
 def test_daemonic_processes_decode_in_the_caller(slide, grid, monkeypatch):
     """A dask.distributed worker process is daemonic and may not start children."""
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
-    assert default_num_workers("cuda") == 0
-    with TileFeed(slide, grid, batch_size=16, num_workers=2) as feed:
-        assert feed.num_workers == 0
+    assert default_decode_workers("cuda") == 0
+    with TileFeed(slide, grid, batch_size=16, decode_workers=2) as feed:
+        assert feed.decode_workers == 0
         assert sum(len(b) for b in feed) == grid.n_tiles
     assert not decode_processes()
 
@@ -187,20 +186,20 @@ def test_daemonic_processes_decode_in_the_caller(slide, grid, monkeypatch):
 def test_default_workers_leave_cores_to_the_extractor(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
     assert usable_cores() == 16
-    assert default_num_workers("cuda") == 15  # one core drives the GPU
-    assert default_num_workers("cpu") == 4
+    assert default_decode_workers("cuda") == 15  # one core drives the GPU
+    assert default_decode_workers("cpu") == 4
     assert torch_threads_beside(4) == 12
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    assert default_num_workers("cpu") == 1 and torch_threads_beside(1) == 1
-    assert default_num_workers("cuda") == 1
+    assert default_decode_workers("cpu") == 1 and torch_threads_beside(1) == 1
+    assert default_decode_workers("cuda") == 1
 
 
 def test_feed_rejects_bad_settings(slide, grid):
     with pytest.raises(ValueError, match="at least 1"):
         TileFeed(slide, grid, batch_size=0)
     with pytest.raises(ValueError, match="0 or more"):
-        TileFeed(slide, grid, num_workers=-1)
-    assert TileFeed(slide, grid, batch_size=grid.n_tiles, num_workers=8).num_workers == 1
+        TileFeed(slide, grid, decode_workers=-1)
+    assert TileFeed(slide, grid, batch_size=grid.n_tiles, decode_workers=8).decode_workers == 1
 
 
 def test_resized_tiles_match_the_in_caller_path(slide):
@@ -208,14 +207,16 @@ def test_resized_tiles_match_the_in_caller_path(slide):
     grid = make_tile_grid(slide, detect_tissue(slide), target_mpp=0.75, tile_px=64)
     assert (grid.read_level, grid.read_size_px) == (0, 96)
     rows = np.arange(min(24, grid.n_tiles))
-    tiles = [b.tiles for b in TileFeed(slide, grid, batch_size=5, num_workers=2, indices=rows)]
+    tiles = [b.tiles for b in TileFeed(slide, grid, batch_size=5, decode_workers=2, indices=rows)]
     np.testing.assert_array_equal(np.concatenate(tiles), in_caller(slide, grid, rows))
     assert_no_decode_processes()
 
 
 def test_pinned_batches_without_a_gpu_are_plain_batches(slide, grid):
     rows = np.arange(10)
-    with TileFeed(slide, grid, batch_size=4, num_workers=1, indices=rows, pin_memory=True) as feed:
+    with TileFeed(
+        slide, grid, batch_size=4, decode_workers=1, indices=rows, pin_memory=True
+    ) as feed:
         tiles = np.concatenate([b.tiles for b in feed])
     np.testing.assert_array_equal(tiles, in_caller(slide, grid, rows))
 
@@ -238,7 +239,7 @@ def test_cpu_extraction_shares_the_cores_with_its_decoders(slide, grid, monkeypa
     torch.set_num_threads(2)
     try:
         extract_slide_features(
-            slide, grid, Embedder(), cache_dir=None, batch_size=64, num_workers=1, progress=False
+            slide, grid, Embedder(), cache_dir=None, batch_size=64, decode_workers=1, progress=False
         )
         assert seen and set(seen) == {1}
         assert torch.get_num_threads() == 2
@@ -248,7 +249,7 @@ def test_cpu_extraction_shares_the_cores_with_its_decoders(slide, grid, monkeypa
 
 
 def test_a_killed_worker_is_an_error_and_the_others_stop(slide, grid):
-    feed = TileFeed(slide, grid, batch_size=2, num_workers=2, prefetch_batches=1)
+    feed = TileFeed(slide, grid, batch_size=2, decode_workers=2, prefetch_batches=1)
     with pytest.raises(TileReadError, match=r"cannot read tile \d+ at level-0 .*decode process"):
         for k, _ in enumerate(feed):
             if k == 0:

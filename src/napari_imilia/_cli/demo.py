@@ -51,14 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_imilia._napari import display as launch
-    from napari_imilia.cohort.inputs import absolute
     from napari_imilia.demo.run import run_demo
+    from napari_imilia.trust.paths import absolute_path
 
     if args.top < 1:
         raise ImiliaError(f"--top must be at least 1, got {args.top}")
     if args.mask_tiles < 0:
         raise ImiliaError(f"--mask-tiles must be 0 or more, got {args.mask_tiles}")
-    out_dir = absolute(args.out)
+    out_dir = absolute_path(args.out)
     outputs = run_demo(out_dir, top_k=args.top, mask_tiles=args.mask_tiles)
     demo = " [DEMO model: not for diagnosis]" if outputs.model_is_demo else ""
     print(f"sample slide: {outputs.slide_path}")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     show = not args.no_viewer and launch.display_available() and launch.qt_can_start()
     if args.screenshot or not show:
-        png = absolute(args.screenshot) if args.screenshot else out_dir / SCREENSHOT_NAME
+        png = absolute_path(args.screenshot) if args.screenshot else out_dir / SCREENSHOT_NAME
         rendered = launch.render_view(outputs.slide_path, png, results_root=out_dir)
         print(f"wrote {rendered.path} ({rendered.note})")
     if show:

@@ -1,9 +1,11 @@
 """``imilia predict``: score whole slides and write tiles, heatmap and GeoJSON per slide.
 
-One slide file runs ``predict_slide`` here (its errors are the command's: exit status 2);
-several slides, a folder or a glob run through ``predict_cohort`` (in this process, or on
-dask.distributed with ``--parallel-slides`` / ``--scheduler``) under one overall progress bar
-and also write ``OUT/cohort.csv``; the exit status is 2 when any failed, 130 after Ctrl-C.
+The options build one :class:`~napari_imilia.predict.settings.PredictSettings`. One slide file
+runs ``predict_slide`` here (its errors are the command's: exit status 2); several slides, a
+folder, a glob or a CSV (:func:`~napari_imilia.slide.discover.discover_slides`) run through
+``predict_cohort`` (in this process, or on dask.distributed with ``--parallel-slides`` /
+``--scheduler``) under one overall progress bar and also write ``OUT/cohort.csv``; the exit
+status is 2 when any failed, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -49,15 +51,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_input_options(parser)
+    _add_model_options(parser)
+    _add_tiling_options(parser)
+    _add_tissue_options(parser)
+    _add_run_options(parser)
+    _add_cluster_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    """The slides, the output folder, where the slides' pixels come from and ``--mpp``."""
     parser.add_argument(
         "slides",
         nargs="+",
         metavar="SLIDE",
         help="slide files or DICOM WSI folders (SVS, OME-TIFF, NDPI, DICOM, MIRAX...: see "
-        "docs/formats.md and `imilia info SLIDE`), folders of slides (searched recursively) or "
-        "quoted glob patterns ('slides/**/*.svs')",
+        "docs/formats.md and `imilia info SLIDE`), folders of slides (searched recursively), "
+        "quoted glob patterns ('slides/**/*.svs'), CSVs with a slide column, or a results "
+        "folder holding cohort.csv",
     )
     parser.add_argument("--out", required=True, help="output folder; results go to OUT/<slide_id>/")
+    parser.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="level-0 µm/px, overriding (or standing in for missing) slide metadata",
+    )
+    add_slide_backend_option(parser)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The MIL model, the feature extractor and the device they run on."""
     parser.add_argument(
         "--model",
         action="append",
@@ -86,13 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="where the extractor and model run: auto (CUDA when available), cpu or cuda",
     )
-    parser.add_argument(
-        "--mpp",
-        type=float,
-        default=None,
-        help="level-0 µm/px, overriding (or standing in for missing) slide metadata",
-    )
-    add_slide_backend_option(parser)
+
+
+def _add_tiling_options(parser: argparse.ArgumentParser) -> None:
+    """Which tiles are scored: their µm/px and size, the tissue they need, the tiling."""
     parser.add_argument(
         "--target-mpp",
         type=float,
@@ -113,6 +135,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep tiles with at least this tissue fraction, 0-1 (0.5)",
     )
     parser.add_argument(
+        "--tiling",
+        choices=("grid", "deepzoom"),
+        default="grid",
+        help="grid: our tiles at the model's MPP; deepzoom: IMILIA's openslide DeepZoom tiles "
+        "(224 px, no overlap) at the DeepZoom level nearest to the model's MPP, tissue-filtered",
+    )
+    parser.add_argument(
+        "--tiles-from",
+        default=None,
+        metavar="NPY",
+        help="IMILIA's tiles_coords.npy for the slide ((level, column, row) DeepZoom tiles); "
+        "one slide only; implies --tiling deepzoom",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("imilia",),
+        default=None,
+        help="imilia: IMILIA's inference (DeepZoom tiles, bags cut / zero-padded to 10,000 rows)",
+    )
+
+
+def _add_tissue_options(parser: argparse.ArgumentParser) -> None:
+    """The tissue detection's thresholds and pen marks."""
+    parser.add_argument(
         "--tissue-saturation",
         type=float,
         default=None,
@@ -132,6 +178,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not exclude blue, green and black ink from the tissue mask",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How fast and where results are made (not what they are): cache, batches, decoders."""
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -146,17 +196,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--decode-workers",
-        dest="num_workers",
+        dest="decode_workers",
         type=int,
         default=None,
         metavar="N",
         help="tile decoding processes per slide (default: the usable cores the extractor "
         "leaves: all but one beside a GPU, a quarter beside the CPU; 0: decode in the slide's "
-        "own process, as every --workers/--scheduler worker does: slide-parallel there)",
+        "own process, as every --parallel-slides/--scheduler worker does: slide-parallel there)",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compute every slide again, even those with a complete result made with the "
+        "same model, extractor and settings",
+    )
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Slides in parallel: a local dask cluster or a running scheduler (and the old names)."""
+    parser.add_argument(
         "--parallel-slides",
-        dest="workers",
+        dest="cluster_workers",
         type=int,
         default=None,
         metavar="N",
@@ -179,43 +239,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="give up when the scheduler does not answer, or has no worker, within this "
         f"many seconds ({SCHEDULER_TIMEOUT_S:g}); also while slides run and no worker is left",
     )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="compute every slide again, even those with a complete result made with the "
-        "same model, extractor and settings",
-    )
     for old, new in (("--num-workers", "--decode-workers"), ("--workers", "--parallel-slides")):
         parser.add_argument(
             old,
-            dest="num_workers" if new == "--decode-workers" else "workers",
+            dest="decode_workers" if new == "--decode-workers" else "cluster_workers",
             type=int,
             action=_DeprecatedOption,
             new_name=new,
             metavar="N",
             help=f"deprecated name of {new} (still works)",
         )
-    parser.add_argument(
-        "--tiling",
-        choices=("grid", "deepzoom"),
-        default="grid",
-        help="grid: our tiles at the model's MPP; deepzoom: IMILIA's openslide DeepZoom tiles "
-        "(224 px, no overlap) at the DeepZoom level nearest to the model's MPP, tissue-filtered",
-    )
-    parser.add_argument(
-        "--tiles-from",
-        default=None,
-        metavar="NPY",
-        help="IMILIA's tiles_coords.npy for the slide ((level, column, row) DeepZoom tiles); "
-        "one slide only; implies --tiling deepzoom",
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=("imilia",),
-        default=None,
-        help="imilia: IMILIA's inference (DeepZoom tiles, bags cut / zero-padded to 10,000 rows)",
-    )
-    parser.set_defaults(func=run)
 
 
 class _DeprecatedOption(argparse.Action):
@@ -249,141 +282,94 @@ def add_slide_backend_option(parser: argparse.ArgumentParser) -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Reject impossible option values before any slide is opened."""
-    if args.workers is not None and args.scheduler:
+    if args.cluster_workers is not None and args.scheduler:
         raise ImiliaError("give --parallel-slides (a local cluster) or --scheduler, not both")
-    if args.workers is not None and args.workers < 1:
-        raise ImiliaError(f"--parallel-slides must be at least 1, got {args.workers}")
+    if args.cluster_workers is not None and args.cluster_workers < 1:
+        raise ImiliaError(f"--parallel-slides must be at least 1, got {args.cluster_workers}")
     if args.scheduler_timeout <= 0:
         raise ImiliaError(f"--scheduler-timeout must be positive, got {args.scheduler_timeout}")
     if not 0.0 <= args.min_tissue <= 1.0:
         raise ImiliaError(f"--min-tissue must be between 0 and 1, got {args.min_tissue}")
     if args.batch_size < 1:
         raise ImiliaError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.num_workers is not None and args.num_workers < 0:
-        raise ImiliaError(f"--decode-workers must be 0 or more, got {args.num_workers}")
+    if args.decode_workers is not None and args.decode_workers < 0:
+        raise ImiliaError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
     if args.tiles_from is not None and len(args.slides) != 1:
         raise ImiliaError("--tiles-from lists one slide's tiles: give exactly one slide")
-    from napari_imilia.predict.slide import check_tissue_params
-
-    check_tissue_params(predict_options(args)["tissue_params"])
     for name in ("mpp", "target_mpp", "tile_px"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ImiliaError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 
-def predict_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``predict_slide`` keyword arguments the options stand for."""
-    model_path = args.model[0] if args.model and len(args.model) == 1 else args.model
-    return {
-        "model_path": model_path,
-        "extractor_name": args.extractor,
-        "extractor_weights": args.extractor_weights,
-        "device": args.device,
-        "mpp": args.mpp,
-        "target_mpp": args.target_mpp,
-        "tile_px": args.tile_px,
-        "min_tissue_fraction": args.min_tissue,
-        "tissue_params": {
+def predict_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~napari_imilia.predict.settings.PredictSettings` the options stand for
+    (``ImiliaError`` for a bad tissue setting, tiling or ``--tiles-from`` file)."""
+    from napari_imilia.predict.settings import PredictSettings
+
+    return PredictSettings.from_keywords(
+        model_path=args.model,
+        extractor_name=args.extractor,
+        extractor_weights=args.extractor_weights,
+        mpp=args.mpp,
+        target_mpp=args.target_mpp,
+        tile_px=args.tile_px,
+        min_tissue_fraction=args.min_tissue,
+        tissue_params={
             "saturation_threshold": args.tissue_saturation,
             "min_od": args.tissue_min_od,
             "remove_pen": not args.keep_pen_marks,
         },
+        tiling=args.tiling,
+        tiles_from=args.tiles_from,
+        protocol=args.protocol,
+    )
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``predict_slide``'s other keyword arguments: where and how fast results are made."""
+    return {
+        "device": args.device,
         "cache_dir": args.cache_dir,
         "batch_size": args.batch_size,
-        "num_workers": args.num_workers,
+        "decode_workers": args.decode_workers,
         "slide_backend": args.slide_backend,
-        **_tiling_options(args),
     }
-
-
-def _tiling_options(args: argparse.Namespace) -> dict[str, Any]:
-    """IMILIA's tiling / protocol options, only when asked for."""
-    options: dict[str, Any] = {}
-    if getattr(args, "tiling", "grid") != "grid":
-        options["tiling"] = args.tiling
-    if getattr(args, "tiles_from", None):
-        options["tiles_from"] = args.tiles_from
-    if getattr(args, "protocol", None):
-        options["protocol"] = args.protocol
-    return options
 
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    options = predict_options(args)
+    settings = predict_settings(args)
     if _one_slide_here(args):
-        from napari_imilia.predict.slide import predict_slide
+        return _predict_one(args, settings)
+    from napari_imilia._cli._predict_cohort import predict_many
 
-        result = predict_slide(args.slides[0], args.out, **options)
-        _print_result(result.slide_id, result.score, result.info)
-        print(f"wrote {result.out_dir}/ ({', '.join(_files())})")
-        return 0
-
-    from napari_imilia._cli._cohort_progress import CohortBar
-    from napari_imilia.cohort.run import CohortInterrupted, collect_slides, predict_cohort
-
-    slides = collect_slides(args.slides)
-    bar = CohortBar(len(slides))
-
-    def report(row: dict) -> None:
-        if row["status"] == "ok":
-            reused = ", reused" if row.get("reused") else ""
-            bar.write(
-                f"{row['slide_id']}: score {row['score']:.4f} ({row['n_tiles']} tiles{reused})"
-            )
-        else:
-            bar.write(f"{row['slide']}: error: {row['error']}", file=sys.stderr)
-
-    try:
-        table = predict_cohort(
-            slides,
-            args.out,
-            scheduler=args.scheduler,
-            n_workers=args.workers,
-            on_result=report,
-            on_progress=bar.update,
-            force=args.force,
-            scheduler_timeout_s=args.scheduler_timeout,
-            **options,
-        )
-    except CohortInterrupted as stop:
-        bar.close()
-        n_ok = int((stop.table["status"] == "ok").sum())
-        print(
-            f"imilia predict: interrupted: {n_ok} of {len(slides)} slides scored; "
-            f"wrote {args.out}/cohort.csv",
-            file=sys.stderr,
-        )
-        return 130
-    finally:
-        bar.close()
-    n_ok = int((table["status"] == "ok").sum())
-    print(f"{n_ok} of {len(table)} slides scored; wrote {args.out}/cohort.csv")
-    return 0 if n_ok == len(table) else 2
+    return predict_many(args, settings, run_options(args))
 
 
 def _one_slide_here(args: argparse.Namespace) -> bool:
-    """One slide file (not a folder or pattern) and no cluster: no cohort table."""
+    """One slide file (not a folder, pattern or CSV) and no cluster: no cohort table."""
     from pathlib import Path
 
-    if len(args.slides) != 1 or args.workers is not None or args.scheduler:
+    from napari_imilia.slide.discover import CSV_SUFFIXES
+
+    if len(args.slides) != 1 or args.cluster_workers is not None or args.scheduler:
         return False
     path = Path(args.slides[0]).expanduser()
-    if path.is_dir():
+    if path.is_dir() or path.suffix.lower() in CSV_SUFFIXES:
         return False
     return path.exists() or not set("*?[") & set(args.slides[0])  # a missing file: its error
 
 
-def _files() -> list[str]:
-    from napari_imilia.predict.slide import RESULT_FILES
+def _predict_one(args: argparse.Namespace, settings: Any) -> int:
+    """``predict_slide`` here: its errors are the command's."""
+    from napari_imilia.predict.slide import RESULT_FILES, predict_slide
 
-    return list(RESULT_FILES)
-
-
-def _print_result(slide_id: str, score: float, info: dict) -> None:
-    demo = " [DEMO model: not for diagnosis]" if info.get("model_is_demo") else ""
+    result = predict_slide(args.slides[0], args.out, settings=settings, **run_options(args))
+    demo = " [DEMO model: not for diagnosis]" if result.info.get("model_is_demo") else ""
     print(
-        f"{slide_id}: score {score:.4f} ({info['n_tiles']} tiles, model {info['model']}, "
-        f"{info['seconds']:.1f} s){demo}"
+        f"{result.slide_id}: score {result.score:.4f} ({result.info['n_tiles']} tiles, model "
+        f"{result.info['model']}, {result.info['seconds']:.1f} s){demo}"
     )
+    print(f"wrote {result.out_dir}/ ({', '.join(RESULT_FILES)})")
+    return 0

@@ -2,8 +2,11 @@
 
 :func:`run_inference` runs in a napari ``thread_worker``. It loads the MIL model and the
 feature extractor (kept in a :class:`ModelCache` between runs), checks that they fit, reuses
-the slide's earlier result when the same model, extractor, MPP and tile size made it, and
-otherwise calls :func:`napari_imilia.predict.slide.predict_slide`. It never raises: every outcome
+the slide's earlier result when the one reuse rule allows it
+(:func:`napari_imilia.predict.results.reusable_result`: same model, extractor, MPP override,
+target MPP, tile size, tiling, protocol and tissue settings) and otherwise calls
+:func:`napari_imilia.predict.slide.predict_slide` with the request's
+:class:`~napari_imilia.predict.settings.PredictSettings`. It never raises: every outcome
 (result, user error, cancellation) comes back as an :class:`InferenceOutcome` that the panel
 turns into layers or a notification.
 """
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from napari_imilia.errors import CheckpointError, ImiliaError
+from napari_imilia.predict.settings import PredictSettings
+from napari_imilia.progress import RunProgress
 
 LOGGER = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -44,6 +48,18 @@ class InferenceRequest:
     target_mpp: float | None = None
     tile_px: int | None = None
     mpp: float | None = None
+
+    def settings(self) -> PredictSettings:
+        """The settings of this Run (the panel sets no tiling, protocol or tissue option:
+        those are the defaults)."""
+        return PredictSettings.from_keywords(
+            model_path=str(resolve_model_path(self.model_path)),
+            extractor_name=self.extractor.strip() or None,
+            extractor_weights=self.extractor_weights.strip() or None,
+            mpp=self.mpp,
+            target_mpp=self.target_mpp,
+            tile_px=self.tile_px,
+        )
 
 
 @dataclass
@@ -192,76 +208,43 @@ def _run(
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
 ) -> InferenceOutcome:
-    from napari_imilia.predict.slide import check_model_fits_extractor, predict_slide
+    from napari_imilia.predict.results import load_prediction, reusable_result
+    from napari_imilia.predict.settings import check_model_fits_extractor
+    from napari_imilia.predict.slide import predict_slide
+    from napari_imilia.slide import slide_id_for
+    from napari_imilia.trust.paths import path_inside
 
-    model = cache.model(resolve_model_path(request.model_path), request.device)
-    name = request.extractor.strip() or model.expected_extractor
-    if not name:
-        raise ImiliaError(
-            f"model {model.name} does not say which extractor made its features; choose the "
-            "feature extractor in the panel"
-        )
-    extractor = cache.extractor(name, request.extractor_weights, request.device)
+    settings = request.settings()
+    model = cache.model(Path(str(settings.model_path)), request.device)
+    extractor = cache.extractor(
+        settings.extractor_for(model), request.extractor_weights, request.device
+    )
     check_model_fits_extractor(model, extractor)
-    config = dict(getattr(model, "config", {}) or {})
-    target_mpp = float(request.target_mpp or config.get("mpp") or extractor.target_mpp)
-    tile_px = int(request.tile_px or config.get("tile_px") or extractor.tile_px)
-    cached = cached_result(request, model, extractor, target_mpp, tile_px)
-    if cached is not None:
-        return InferenceOutcome(result=cached, cached=True)
+    settings = settings.resolve(model, extractor)
+    if reusable_result(request.slide_path, request.results_root, settings) is not None:
+        folder = path_inside(request.results_root, slide_id_for(request.slide_path))
+        try:
+            return InferenceOutcome(result=load_prediction(folder), cached=True)
+        except ImiliaError:  # tiles.csv damaged since: compute it again
+            pass
     if cancel is not None and cancel.is_set():
         return InferenceOutcome(cancelled=True)
     result = predict_slide(
         request.slide_path,
         request.results_root,
+        settings=settings,
         model=model,
         extractor=extractor,
         device=request.device,
-        mpp=request.mpp,
-        target_mpp=target_mpp,
-        tile_px=tile_px,
         progress=progress if progress is not None else False,
         cancel=cancel,
     )
     return InferenceOutcome(result=result)
 
 
-def cached_result(
-    request: InferenceRequest, model: Any, extractor: Any, target_mpp: float, tile_px: int
-) -> Any | None:
-    """The slide's earlier ``PredictionResult`` if this model/extractor/MPP/tile size made it."""
-    from napari_imilia.predict.slide import load_prediction
-    from napari_imilia.slide import slide_id_for
-    from napari_imilia.trust.paths import path_inside
-
-    slide_dir = path_inside(request.results_root, slide_id_for(request.slide_path))
-    if not (slide_dir / "slide.json").is_file():
-        return None
-    try:
-        result = load_prediction(slide_dir)
-    except (ImiliaError, ValueError, KeyError):
-        return None
-    return result if result_matches(result.info, model, extractor, target_mpp, tile_px) else None
-
-
-def result_matches(
-    info: dict[str, Any], model: Any, extractor: Any, target_mpp: float, tile_px: int
-) -> bool:
-    """True when ``slide.json``'s ``info`` was made by exactly this model and extractor setup."""
-    try:
-        return (
-            info.get("model_sha256") == model.sha256
-            and str(info.get("extractor")) == extractor.name
-            and info.get("extractor_sha256") == extractor.weights_sha256
-            and math.isclose(float(info["target_mpp"]), float(target_mpp), abs_tol=1e-9)
-            and int(info["tile_px"]) == int(tile_px)
-        )
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
 class ProgressRate:
-    """Tiles done / total, tiles per second and time left, for the panel's progress label.
+    """Tiles done / total, tiles per second and time left, for the panel's progress label:
+    a :class:`~napari_imilia.progress.RunProgress` of tiles made at each report.
 
     The rate counts tiles since the first report, so a cached start does not inflate it.
     """
@@ -269,22 +252,32 @@ class ProgressRate:
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
         self._start: tuple[float, int] | None = None
-        self.done = 0
-        self.total = 0
-        self.tiles_per_s: float | None = None
-        self.eta_s: float | None = None
+        self.progress = RunProgress(0, unit="tiles")
 
     def update(self, done: int, total: int) -> None:
         now = self._clock()
-        self.done, self.total = int(done), int(total)
         if self._start is None:
-            self._start = (now, self.done)
-            return
-        elapsed = now - self._start[0]
-        counted = self.done - self._start[1]
-        if elapsed > 0 and counted > 0:
-            self.tiles_per_s = counted / elapsed
-            self.eta_s = max(self.total - self.done, 0) / self.tiles_per_s
+            self._start = (now, int(done))
+        started_s, first_done = self._start
+        self.progress = RunProgress(
+            int(total), int(done), reused=first_done, elapsed_s=now - started_s, unit="tiles"
+        )
+
+    @property
+    def done(self) -> int:
+        return self.progress.done
+
+    @property
+    def total(self) -> int:
+        return self.progress.total
+
+    @property
+    def tiles_per_s(self) -> float | None:
+        return self.progress.per_s
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.progress.eta_s
 
     def describe(self) -> str:
         text = f"{self.done} / {self.total} tiles"

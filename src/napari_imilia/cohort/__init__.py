@@ -1,6 +1,6 @@
 """Many slides: the inputs of a run (``inputs``), the run in this process or on
-dask.distributed (``run``, ``cluster``), and the cohort under review (``review``: slides,
-scores, grades; ``item``; ``scoring``: Score all)."""
+dask.distributed (``run``, ``cluster``), ``cohort.csv`` (``summary``), and the cohort under
+review (``review``: slides, scores, grades; ``item``; ``scoring``: Score all)."""
 
 from typing import TYPE_CHECKING
 

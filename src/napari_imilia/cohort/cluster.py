@@ -59,17 +59,17 @@ def run_cancel_event(run_id: str) -> Iterator[threading.Event]:
 
 
 def connect(
-    scheduler: str | None, n_workers: int | None, processes: bool, timeout_s: float
+    scheduler: str | None, cluster_workers: int | None, processes: bool, timeout_s: float
 ) -> tuple[Any, Any]:
     """(client, cluster): a client of the scheduler at ``scheduler`` (cluster None), or of a
-    new ``LocalCluster`` of ``n_workers`` single-threaded workers. Raises ``ImiliaError`` when
+    new ``LocalCluster`` of ``cluster_workers`` single-threaded workers. Raises ``ImiliaError`` when
     the scheduler does not answer, or has no worker, within ``timeout_s`` seconds."""
     from distributed import Client, LocalCluster
 
     if scheduler is None:
         with _children_ignore_ctrl_c():
             cluster = LocalCluster(
-                n_workers=n_workers,
+                n_workers=cluster_workers,
                 threads_per_worker=1,
                 processes=processes,
                 dashboard_address=None,

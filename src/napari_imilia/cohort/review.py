@@ -36,7 +36,8 @@ from napari_imilia.errors import DataError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade, save_slide_grade
-from napari_imilia.slide.discover import SlideSource, discover_slides
+from napari_imilia.slide.discover import FoundSlide, discover_slides
+from napari_imilia.trust.paths import absolute_path
 
 COHORT_FILE = "cohort_review.json"
 COHORT_FORMAT = "napari-imilia-cohort"
@@ -197,19 +198,19 @@ class Cohort:
             text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
             return write_text_atomic(self.path, text)
 
-    def _add_sources(self, sources: list[SlideSource]) -> None:
+    def _add_sources(self, sources: list[FoundSlide]) -> None:
         from napari_imilia.slide import slide_id_for
 
-        known = {Path(item.path): item for item in self.items}
-        for source in sources:
-            item = known.get(Path(source.path))
+        known = {absolute_path(item.path): item for item in self.items}
+        for source in sources:  # absolute paths (the finder's); a saved cohort's may not be
+            item = known.get(absolute_path(source.path))
             if item is not None:
                 item.labels = {**item.labels, **source.labels}
                 continue
             item = CohortItem(path=source.path, slide_id=slide_id_for(source.path))
             item.labels = dict(source.labels)
             self.items.append(item)
-            known[Path(source.path)] = item
+            known[absolute_path(source.path)] = item
 
     # ------------------------------------------------------------------ reading results
     def slide_dir(self, index: int) -> Path:
@@ -235,7 +236,7 @@ class Cohort:
                 f"duplicate slide id {item.slide_id!r}: {owner} has it too, and their results "
                 "would overwrite each other; rename one of the files"
             )
-        elif not Path(item.path).is_file():
+        elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
             item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
         info = read_slide_json(folder, item.slide_id) if not item.file_error else None
         item.score = None if info is None else float(info["score"])
@@ -361,7 +362,9 @@ class Cohort:
         with self._lock:
             try:
                 index = next(
-                    i for i, item in enumerate(self.items) if Path(item.path) == Path(row["slide"])
+                    i
+                    for i, item in enumerate(self.items)
+                    if absolute_path(item.path) == absolute_path(row["slide"])
                 )
             except StopIteration:
                 return None

@@ -52,16 +52,16 @@ def run_demo(
 ) -> DemoOutputs:
     """Score the sample slide (or ``slide_path``) with the bundled demo model, inspect its
     ``top_k`` tiles and write masks of the best ``mask_tiles``; see the module docstring."""
-    from napari_imilia.cohort.inputs import absolute
     from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.interpret import inspect_slide
     from napari_imilia.predict.slide import predict_slide
     from napari_imilia.slide import open_slide
+    from napari_imilia.trust.paths import absolute_path
 
     if top_k < 1 or mask_tiles < 0:
         raise ImiliaError(f"top_k must be >= 1 and mask_tiles >= 0; got {top_k}, {mask_tiles}")
-    out_dir = absolute(out_dir)
-    slide_path = absolute(slide_path) if slide_path is not None else sample_slide_path()
+    out_dir = absolute_path(out_dir)
+    slide_path = absolute_path(slide_path) if slide_path is not None else sample_slide_path()
     with open_slide(slide_path) as slide:
         summary = slide.summary()
     write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")

@@ -7,7 +7,7 @@ rewritten atomically, so a cancelled or failed run leaves the previous file (or 
 Tiles decode in worker processes (:class:`~napari_imilia.tiling.feed.TileFeed`) while the
 extractor embeds the previous batch; the extractor handles its device and autocast. By
 default the decode processes take the cores the extractor does not need
-(:func:`~napari_imilia.tiling.feed.default_num_workers`): all but one next to a GPU extractor,
+(:func:`~napari_imilia.tiling.feed.default_decode_workers`): all but one next to a GPU extractor,
 whose batches then arrive in pinned memory; a quarter next to a CPU extractor, whose torch
 intra-op threads are lowered meanwhile so that decoding and the model share the cores
 without oversubscribing them.
@@ -30,7 +30,7 @@ from napari_imilia.features.cache import (
     write_features,
 )
 from napari_imilia.slide import Slide
-from napari_imilia.tiling.feed import TileFeed, default_num_workers, torch_threads_beside
+from napari_imilia.tiling.feed import TileFeed, default_decode_workers, torch_threads_beside
 from napari_imilia.tiling.grid import TileGrid
 from napari_imilia.tiling.tissue import NoTissueError
 
@@ -96,7 +96,7 @@ def extract_slide_features(
     *,
     cache_dir: Path | None,
     batch_size: int = 64,
-    num_workers: int | None = None,
+    decode_workers: int | None = None,
     progress: ProgressCallback | bool = True,
     cancel: threading.Event | None = None,
 ) -> FeatureBag:
@@ -126,7 +126,7 @@ def extract_slide_features(
         grid,
         extractor,
         batch_size=batch_size,
-        num_workers=num_workers,
+        decode_workers=decode_workers,
         progress=progress,
         cancel=cancel,
     )
@@ -142,7 +142,7 @@ def _embed_grid(
     extractor: TileEmbedder,
     *,
     batch_size: int,
-    num_workers: int | None,
+    decode_workers: int | None,
     progress: ProgressCallback | bool,
     cancel: threading.Event | None,
 ) -> np.ndarray:
@@ -153,10 +153,10 @@ def _embed_grid(
         progress(0, total)
     done = 0
     device = str(getattr(extractor, "device", "cpu"))
-    workers = default_num_workers(device) if num_workers is None else int(num_workers)
+    workers = default_decode_workers(device) if decode_workers is None else int(decode_workers)
     on_gpu = device.startswith("cuda")
-    feed = TileFeed(slide, grid, batch_size=batch_size, num_workers=workers, pin_memory=on_gpu)
-    restore_threads = None if on_gpu else _share_cores_with(feed.num_workers)
+    feed = TileFeed(slide, grid, batch_size=batch_size, decode_workers=workers, pin_memory=on_gpu)
+    restore_threads = None if on_gpu else _share_cores_with(feed.decode_workers)
     try:
         with feed:
             for batch in feed:
@@ -183,15 +183,15 @@ def _embed_grid(
     return features
 
 
-def _share_cores_with(num_workers: int) -> Callable[[], None] | None:
-    """Lower torch's intra-op threads beside ``num_workers`` decode processes; returns what
+def _share_cores_with(decode_workers: int) -> Callable[[], None] | None:
+    """Lower torch's intra-op threads beside ``decode_workers`` decode processes; returns what
     restores them (None when nothing changed)."""
-    if num_workers == 0:
+    if decode_workers == 0:
         return None
     import torch
 
     before = torch.get_num_threads()
-    wanted = min(before, torch_threads_beside(num_workers))
+    wanted = min(before, torch_threads_beside(decode_workers))
     if wanted == before:
         return None
     torch.set_num_threads(wanted)

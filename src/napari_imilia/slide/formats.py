@@ -18,6 +18,7 @@ from pathlib import Path
 from napari_imilia.errors import SlideError, SlideMPPError
 from napari_imilia.slide.backends.base import SlideSource, build_or_close
 from napari_imilia.slide.core import PLAUSIBLE_MPP_RANGE, Slide, check_mpp, dask_levels
+from napari_imilia.trust.paths import absolute_path
 
 #: Slide file endings (``.ome.tif(f)`` ends in ``.tif(f)``), lower case: tiffslide's, DICOM's,
 #: and OpenSlide's non-TIFF formats. Folders are candidates when they hold DICOM files.
@@ -161,7 +162,7 @@ def _slide(path: Path, source: SlideSource, mpp: float | None) -> Slide:
         mpp_source = "metadata" if metadata_mpp is not None else "missing"
         origin = source.mpp_origin if metadata_mpp is not None else None
     return Slide(
-        path=Path(os.path.abspath(path)),  # not resolved: a link's own name is the slide id
+        path=absolute_path(path),  # not resolved: a link's own name is the slide id
         levels=levels,
         level_info=infos,
         mpp=slide_mpp,

@@ -1,13 +1,13 @@
 """Batches of tiles decoded in worker processes, ahead of the consumer, in grid order.
 
 ``TileFeed`` reads each tile of a :class:`~napari_imilia.tiling.grid.TileGrid` with one region read
-(tiffslide's zarr array of the read level) plus the resize. With ``num_workers`` = N > 0 the
+(tiffslide's zarr array of the read level) plus the resize. With ``decode_workers`` = N > 0 the
 reads run in N worker processes of a ``torch.utils.data.DataLoader``: each worker opens the
 slide itself (its path and µm/px override), decodes whole batches into shared memory and
 hands them back without copying; with ``pin_memory`` the batches land in page-locked memory
 for non-blocking copies to a GPU. Processes, not threads: tiffslide/zarr hold the GIL for a
 large part of a tile's decode, so threads decode no faster than one core (see
-docs/performance.md). ``num_workers=0`` reads in the caller, with no process at all; it is
+docs/performance.md). ``decode_workers=0`` reads in the caller, with no process at all; it is
 also what a daemonic process (a dask.distributed worker) gets, since it cannot start
 children.
 
@@ -69,7 +69,7 @@ def can_start_processes() -> bool:
     return not multiprocessing.current_process().daemon
 
 
-def default_num_workers(device: str = "cpu") -> int:
+def default_decode_workers(device: str = "cpu") -> int:
     """Decode processes that use the machine next to an extractor running on ``device``.
 
     A GPU extractor needs one core to drive it: the others decode. A CPU extractor needs the
@@ -85,10 +85,10 @@ def default_num_workers(device: str = "cpu") -> int:
     return max(1, cores // 4)
 
 
-def torch_threads_beside(num_workers: int) -> int:
-    """Torch intra-op threads for a CPU extractor next to ``num_workers`` decode processes,
+def torch_threads_beside(decode_workers: int) -> int:
+    """Torch intra-op threads for a CPU extractor next to ``decode_workers`` decode processes,
     so that decoding and the model together do not use more threads than there are cores."""
-    return max(1, usable_cores() - max(0, int(num_workers)))
+    return max(1, usable_cores() - max(0, int(decode_workers)))
 
 
 def warm_up() -> None:
@@ -111,7 +111,7 @@ def _context() -> Any:
 class TileFeed:
     """Iterate :class:`TileBatch` es over ``grid`` (or the rows ``indices`` of it), in order.
 
-    ``num_workers``: decode processes (None: :func:`default_num_workers`; 0: read in the
+    ``decode_workers``: decode processes (None: :func:`default_decode_workers`; 0: read in the
     caller). ``prefetch_batches``: batches each worker decodes ahead. ``pin_memory``: hand
     batches back in page-locked memory (for non-blocking copies to CUDA; needs a GPU). Use
     as a context manager or call :meth:`close` when stopping early.
@@ -123,25 +123,25 @@ class TileFeed:
         grid: TileGrid,
         *,
         batch_size: int = 64,
-        num_workers: int | None = None,
+        decode_workers: int | None = None,
         prefetch_batches: int = 2,
         indices: Sequence[int] | np.ndarray | None = None,
         pin_memory: bool = False,
     ) -> None:
         if batch_size < 1 or prefetch_batches < 1:
             raise ValueError("batch_size and prefetch_batches must be at least 1")
-        if num_workers is not None and num_workers < 0:
-            raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
+        if decode_workers is not None and decode_workers < 0:
+            raise ValueError(f"decode_workers must be 0 or more, got {decode_workers}")
         self.slide = slide
         self.slide_name = slide.path.name
         self.grid = grid
         self.batch_size = int(batch_size)
         rows = np.arange(grid.n_tiles) if indices is None else np.asarray(indices)
         self.indices = rows.astype(np.int64)
-        wanted = default_num_workers() if num_workers is None else int(num_workers)
+        wanted = default_decode_workers() if decode_workers is None else int(decode_workers)
         if not can_start_processes():
             wanted = 0
-        self.num_workers = min(wanted, len(self))
+        self.decode_workers = min(wanted, len(self))
         self.prefetch_batches = int(prefetch_batches)
         self.pin_memory = bool(pin_memory)
         self._iterator: Any = None
@@ -159,7 +159,7 @@ class TileFeed:
         if self._started:
             raise RuntimeError("a TileFeed can be iterated once; make a new one")
         self._started = True
-        return self._in_caller() if self.num_workers == 0 else self._in_processes()
+        return self._in_caller() if self.decode_workers == 0 else self._in_processes()
 
     def close(self) -> None:
         """Stop the decode processes and wait for them to exit; idempotent."""
@@ -210,7 +210,7 @@ class TileFeed:
             dataset,
             batch_size=None,
             shuffle=False,
-            num_workers=self.num_workers,
+            num_workers=self.decode_workers,  # torch.utils.data.DataLoader's name
             prefetch_factor=self.prefetch_batches,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             collate_fn=_as_is,

@@ -7,6 +7,7 @@ into one folder-name component: no path separator, no control character, never `
 changed gets a short hash of the original (``-<8 hex>``), so two different names never end up
 the same. :func:`path_inside` joins such components to a root and refuses any result outside
 it; :func:`check_writable_folder` probes an output folder before any work is done.
+:func:`absolute_path` is the one place a path a user typed becomes absolute (``~`` expanded).
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ def safe_name(name: str, *, max_bytes: int = MAX_NAME_BYTES) -> str:
         return cleaned
     stem = _truncate_utf8(cleaned, max_bytes - _HASH_HEX - 1).rstrip(". ") or FALLBACK_NAME
     return f"{stem}-{name_hash(name)}"
+
+
+def absolute_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as the user gave it, ``~`` expanded and made absolute against this process's
+    folder. Symbolic links are kept (not resolved): a link's own name is what the user chose
+    (the slide id comes from it), and dask workers may mount the same storage under the same
+    link."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def path_inside(root: str | os.PathLike[str], *parts: str) -> Path:

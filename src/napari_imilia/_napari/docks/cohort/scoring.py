@@ -53,7 +53,7 @@ class CohortScoringMixin:
             options["model_path"] = self.model_edit.text().strip()
         workers = self.workers_spin.value()
         if workers > 1:
-            options["n_workers"] = workers
+            options["cluster_workers"] = workers
         self._cancel = threading.Event()
         self.progress_bar.setRange(0, todo)
         self.progress_bar.setValue(0)
