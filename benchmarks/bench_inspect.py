@@ -119,8 +119,8 @@ def gui_latency(slide_path: Path, results: Path, repeats: int) -> tuple[float, f
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_imilia._napari.layers.inspection import CELLS_ROLE, EPITHELIUM_ROLE
-    from napari_imilia._napari.state import layers_with_role, viewer_state
+    from napari_imilia._napari.roles import CELLS_ROLE, EPITHELIUM_ROLE, layers_with_role
+    from napari_imilia._napari.state import viewer_state
 
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1200, 900)

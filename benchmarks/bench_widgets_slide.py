@@ -55,7 +55,8 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_imilia._napari.launch import open_review_viewer
-    from napari_imilia._napari.link import tile_centre_world, tile_click_callback
+    from napari_imilia._napari.layers.placement import tile_centre_world
+    from napari_imilia._napari.link import tile_click_callback
     from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.mil import create_model, save_model
     from napari_imilia.predict.slide import predict_slide

@@ -164,7 +164,7 @@ def record_reviews(viewer, top: str, second: str) -> None:
 def zoom_on_tile(viewer, tile_id: str, tiles_across: float) -> None:
     """Centre the camera on the tile, ``tiles_across`` tile widths across the canvas."""
     from napari_imilia._napari.compat import canvas_size_px, viewer_camera
-    from napari_imilia._napari.link import centre_on_tile, world_um_per_px
+    from napari_imilia._napari.layers.placement import centre_on_tile, world_um_per_px
 
     session = _session(viewer)
     centre_on_tile(viewer, session, tile_id)
@@ -250,9 +250,9 @@ def main() -> int:
     os.environ["IMILIA_CONFIG_DIR"] = str(work / "config")
 
     from napari_imilia._napari.compat import scale_bar
-    from napari_imilia._napari.docks.heatmap import HEATMAP_ROLE
     from napari_imilia._napari.launch import open_review_viewer
-    from napari_imilia._napari.link import centre_on_tile
+    from napari_imilia._napari.layers.placement import centre_on_tile
+    from napari_imilia._napari.roles import HEATMAP_ROLE
     from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.predict.slide import predict_slide
 

@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_imilia._napari.layers.heatmap import (
+from napari_imilia._napari.layers.heatmap import driver_values
+from napari_imilia._napari.link import link_viewer
+from napari_imilia._napari.roles import (
+    CELLS_ROLE,
     HEATMAP_ROLE,
     TILE_TABLE_ROLE,
-    driver_values,
-    heatmap_layers,
+    layers_with_role,
 )
-from napari_imilia._napari.layers.legend import cell_class_legend
-from napari_imilia._napari.state import layers_with_role, viewer_state
+from napari_imilia._napari.state import viewer_state
 from napari_imilia.mil import create_model, save_model
 from napari_imilia.predict.heatmap import score_grid
 
@@ -65,7 +66,7 @@ def _heatmap(viewer):
 
 
 def _caption(viewer) -> str:
-    return heatmap_layers(viewer, viewer_state(viewer)).caption()
+    return link_viewer(viewer).heatmap.caption()
 
 
 def _check_heatmap(viewer, session, column: str = "score") -> None:
@@ -75,7 +76,7 @@ def _check_heatmap(viewer, session, column: str = "score") -> None:
     assert tuple(layer.contrast_limits) == pytest.approx(
         (np.nanmin(layer.data), np.nanmax(layer.data))
     )
-    overlays = heatmap_layers(viewer, viewer_state(viewer)).caption_overlays()
+    overlays = link_viewer(viewer).heatmap.caption_overlays()
     assert len(overlays) == 3
     assert all(o.visible and o.position == layer.colorbar.position for o in overlays)
     caption = _caption(viewer)
@@ -179,19 +180,15 @@ def test_channels_drivers_and_ranking_by_channel(
 def test_cell_class_legend_on_the_canvas_while_masks_are_shown(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    from napari_imilia._napari.layers import inspection as _inspect_layers
-    from napari_imilia._napari.layers import legend as _canvas_legend
     from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
     from support.scored import make_scored_slide
 
-    assert _canvas_legend.CELLS_ROLE == _inspect_layers.CELLS_ROLE
-    assert _canvas_legend.EPITHELIUM_ROLE == _inspect_layers.EPITHELIUM_ROLE
     slide, results = make_scored_slide(tmp_path / "scored")
     monkeypatch.setenv("IMILIA_RESULTS_DIR", str(results))
     viewer = make_napari_viewer(show=False)
     viewer.open(str(slide), plugin=PLUGIN)
     inspector = _dock(viewer, "Tile inspector")
-    legend = cell_class_legend(viewer)
+    legend = link_viewer(viewer).legend
     assert legend.overlays() == []
     session = viewer_state(viewer).session
     tile_id = str(session.ranked_tiles(1).iloc[0]["tile_id"])
@@ -208,7 +205,7 @@ def test_cell_class_legend_on_the_canvas_while_masks_are_shown(
         np.testing.assert_allclose(rgb, CELL_CLASS_COLORS[name], atol=1)
         assert overlay.box and overlay.position == "bottom_left"
     assert overlays[-1].text.startswith("■ epithelium")
-    (cells,) = layers_with_role(viewer, _inspect_layers.CELLS_ROLE)
+    (cells,) = layers_with_role(viewer, CELLS_ROLE)
     cells.visible = False
     assert legend.overlays() == []
     cells.visible = True

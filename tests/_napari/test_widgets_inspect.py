@@ -1,4 +1,4 @@
-"""Tile inspector and Plots docks driven through the npe2 manifest (``gui``).
+"""Tile inspector and Plots docks driven through the npe2 manifest, and the I key (``gui``).
 
 A generated slide is scored by a small real ABMIL head (``predict_slide``); selecting tiles
 must run the inspection in a worker, show one cells and one epithelium Labels layer placed on
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import gc
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_imilia._napari.layers.inspection import CELLS_ROLE, EPITHELIUM_ROLE
-from napari_imilia._napari.state import layers_with_role, viewer_state
+from napari_imilia._napari.roles import CELLS_ROLE, EPITHELIUM_ROLE, layers_with_role
+from napari_imilia._napari.state import viewer_state
 from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
 from support.scored import make_scored_slide
 
@@ -192,3 +193,64 @@ def test_a_destroyed_dock_stops_listening(viewer, qtbot):
     assert len(session.tile_inspected) == before[1] - 1
     session.select_tile(str(session.tiles["tile_id"].iloc[0]))  # no call into deleted docks
     assert not layers_with_role(viewer, CELLS_ROLE)
+
+
+def test_the_i_key_inspects_with_the_states_choices_dock_open_or_not(viewer, qtbot):
+    """I inspects the selected tile with the viewer state's choices and its loaded cell
+    backend: without a Tile inspector dock (none opens: the link draws masks and legend),
+    and with one (it shows the same inspection; a choice made in it is the key's)."""
+    state = viewer_state(viewer)
+    _dock(viewer, "Top tiles")  # any dock links the viewer and registers the keys
+    session = state.session
+    first, second, third = (str(t) for t in session.ranked_tiles(3)["tile_id"])
+    press = viewer.window._qt_viewer._key_map_handler.press_key
+    inspections = state.inspections
+
+    # the state says CellViT without a checkpoint: I says so, and nothing runs
+    state.set_inspect_settings(replace(state.inspect_settings, cell_backend="cellvit"))
+    session.select_tile(first)
+    press("I")
+    assert inspections.worker is None and inspections.current is None
+    assert any("--cell-checkpoint" in m for m in _messages())
+
+    # classical cells: inspected in a worker, masks and legend drawn, no dock opened
+    state.set_inspect_settings(replace(state.inspect_settings, cell_backend="classical"))
+    press("I")
+    qtbot.waitUntil(
+        lambda: inspections.worker is None and inspections.current is not None, timeout=WAIT_MS
+    )
+    assert "Tile inspector (napari-imilia)" not in viewer.window.dock_widgets
+    shown = inspections.current
+    assert shown.tile_id == first and shown.cell_backend == "classical"
+    assert session.cached_inspection(first) is shown
+    (cells,) = layers_with_role(viewer, CELLS_ROLE)
+    assert cells.metadata["tile_id"] == first
+    assert len(layers_with_role(viewer, EPITHELIUM_ROLE)) == 1
+    assert len(state.link.legend.overlays()) > 1  # classes present, and the epithelium
+    backend = state.models.cell_backend
+    assert backend is not None
+
+    # the dock, opened now, shows that inspection and the state's choices
+    inspector = _dock(viewer, "Tile inspector")
+    assert inspector.current is shown and inspector.worker is None
+    assert inspector.backend_combo.currentText() == "classical"
+    assert inspector.markers_table.rowCount() > 0
+    inspector.auto_check.setChecked(False)
+
+    # I with the dock open: the backend loaded before, the dock follows
+    session.select_tile(second)
+    press("I")
+    qtbot.waitUntil(
+        lambda: inspections.worker is None and inspector.current.tile_id == second,
+        timeout=WAIT_MS,
+    )
+    assert state.models.cell_backend is backend
+    assert layers_with_role(viewer, CELLS_ROLE)[0].metadata["tile_id"] == second
+    assert f"<b>{second}</b>" in inspector.summary_label.text()
+
+    # a choice made in the dock is the one the key uses
+    inspector.backend_combo.setCurrentText("cellvit")
+    assert state.inspect_settings.cell_backend == "cellvit"
+    session.select_tile(third)
+    press("I")
+    assert inspections.worker is None and inspector.current.tile_id == second

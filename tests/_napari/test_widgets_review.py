@@ -14,8 +14,8 @@ import shapely
 
 from napari_imilia._napari.compat import viewer_camera
 from napari_imilia._napari.layers.inspection import show_inspection
-from napari_imilia._napari.layers.regions import REGIONS_ROLE
-from napari_imilia._napari.state import layers_with_role, viewer_state
+from napari_imilia._napari.roles import REGIONS_ROLE, layers_with_role
+from napari_imilia._napari.state import viewer_state
 from napari_imilia.export import read_geojson, read_geojson_context
 from napari_imilia.export.layers import level0_to_world
 from napari_imilia.interpret import CONTEXT_UM, inspect_tile

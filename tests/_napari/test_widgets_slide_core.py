@@ -21,10 +21,10 @@ from napari_imilia._napari.inference import (
     read_model_summary,
     run_inference,
 )
-from napari_imilia._napari.link import (
+from napari_imilia._napari.layers.placement import (
+    level0_pixel_at,
     tile_centre_world,
     tile_outline_px,
-    world_um_to_level0_pixel,
 )
 from napari_imilia.errors import CheckpointError
 from napari_imilia.mil import create_model, save_model
@@ -154,9 +154,9 @@ def test_progress_rate_and_time_format():
 def test_level0_world_conversions_follow_the_slide_layer_convention():
     tile = pd.Series({"x": 448, "y": 224, "width": 224, "height": 224})
     assert tile_centre_world(tile, 0.5) == (pytest.approx(167.75), pytest.approx(279.75))
-    assert world_um_to_level0_pixel((167.75, 279.75), 0.5) == (560, 336)  # (x, y): the centre pixel
-    assert world_um_to_level0_pixel((0.0, 0.24), 0.5) == (0, 0)
-    assert world_um_to_level0_pixel((0.0, 0.26), 0.5) == (1, 0)
+    assert level0_pixel_at((167.75, 279.75), 0.5) == (560, 336)  # (x, y): the centre pixel
+    assert level0_pixel_at((0.0, 0.24), 0.5) == (0, 0)
+    assert level0_pixel_at((0.0, 0.26), 0.5) == (1, 0)
     outline = tile_outline_px(tile)
     assert outline.min(axis=0).tolist() == [223.5, 447.5]
     assert outline.max(axis=0).tolist() == [447.5, 671.5]

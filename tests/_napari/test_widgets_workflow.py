@@ -16,9 +16,9 @@ from test_widgets_slide_core import small_model
 
 import napari_imilia
 from napari_imilia._napari.compat import viewer_camera
-from napari_imilia._napari.layers.inspection import CELLS_ROLE, EPITHELIUM_ROLE
-from napari_imilia._napari.link import tile_centre_world
-from napari_imilia._napari.state import layers_with_role, viewer_state
+from napari_imilia._napari.layers.placement import tile_centre_world
+from napari_imilia._napari.roles import CELLS_ROLE, EPITHELIUM_ROLE, layers_with_role
+from napari_imilia._napari.state import viewer_state
 from napari_imilia.export import read_geojson, read_geojson_context
 from napari_imilia.export.tables import csv_meta_path
 from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS

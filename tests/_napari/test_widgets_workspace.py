@@ -16,9 +16,11 @@ import pytest
 from test_widgets_review import results_root, scored  # noqa: F401 (fixtures)
 
 from napari_imilia._napari.keys import REVIEW_ACTIONS
-from napari_imilia._napari.layers.verdicts import VERDICTS_ROLE, verdict_rgba
-from napari_imilia._napari.link import tile_outline_px
-from napari_imilia._napari.state import layers_with_role, viewer_state
+from napari_imilia._napari.layers.placement import tile_outline_px
+from napari_imilia._napari.layers.verdicts import verdict_rgba
+from napari_imilia._napari.roles import CELLS_ROLE, REGIONS_ROLE, VERDICTS_ROLE, layers_with_role
+from napari_imilia._napari.state import viewer_state
+from napari_imilia.export.layers import level0_to_world
 from napari_imilia.interpret import inspect_tile
 from napari_imilia.review import ReviewStore
 
@@ -191,7 +193,7 @@ def test_keyboard_review_on_the_canvas_is_saved(make_napari_viewer, qtbot, small
     _press(qtbot, viewer, "P")
     assert session.selected_tile_id == ranked[1]
     _press(qtbot, viewer, "D")
-    # with the docks open, the keys go through them
+    # with the docks open, the keys act on the same state and the docks follow
     _, top = viewer.window.add_plugin_dock_widget(PLUGIN, "Top tiles")
     _, review = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
     _press(qtbot, viewer, "P")
@@ -205,10 +207,40 @@ def test_keyboard_review_on_the_canvas_is_saved(make_napari_viewer, qtbot, small
     (layer,) = layers_with_role(viewer, VERDICTS_ROLE)
     assert len(layer.data) == 3
 
-    _press(qtbot, viewer, "I")  # opens the Tile inspector on the selected tile
-    inspector = viewer.window.dock_widgets["Tile inspector (napari-imilia)"]
-    qtbot.waitUntil(lambda: inspector.current is not None, timeout=120_000)
-    assert session.cached_inspection(ranked[0]) is inspector.current
+    _press(qtbot, viewer, "I")  # inspects the selected tile; no Tile inspector dock opens
+    inspections = viewer_state(viewer).inspections
+    qtbot.waitUntil(lambda: inspections.current is not None, timeout=120_000)
+    assert "Tile inspector (napari-imilia)" not in viewer.window.dock_widgets
+    assert session.cached_inspection(ranked[0]) is inspections.current
+    (cells,) = layers_with_role(viewer, CELLS_ROLE)
+    assert cells.metadata["tile_id"] == ranked[0]
+
+
+@pytest.mark.gui
+@pytest.mark.usefixtures("results_root")
+def test_regions_are_drawn_and_reviewed_by_key_without_the_review_dock(
+    make_napari_viewer, small_svs
+):
+    viewer, session = _open_scored(make_napari_viewer, small_svs)  # Slide and model only
+    state = viewer_state(viewer)
+    (regions,) = layers_with_role(viewer, REGIONS_ROLE)  # the link's, no Review dock
+    corners = level0_to_world(np.array([[200.0, 300.0], [600.0, 700.0]]), session.slide.mpp)
+    regions.add_rectangles([corners])
+    assert state.review_target == "region"
+    viewer.window._qt_viewer._key_map_handler.press_key("Alt-U")
+    (entry,) = session.review.entries()
+    assert (entry.verdict, entry.target_kind) == ("uncertain", "region")
+    assert regions.features["entry_id"].tolist() == [entry.entry_id]
+    assert ReviewStore.open(session.results_dir, session.slide_id).get(entry.entry_id)
+
+    # the top tiles are the state's: the Top tiles dock edits them, the Review dock counts them
+    _, top = viewer.window.add_plugin_dock_widget(PLUGIN, "Top tiles")
+    top.k_spin.setValue(4)
+    assert state.top_tile_ids() == top.tile_ids() and len(top.tile_ids()) == 4
+    _, review = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
+    assert "0 of 4 top tiles reviewed" in review.progress_label.text()
+    top.k_spin.setValue(6)
+    assert "0 of 6 top tiles reviewed" in review.progress_label.text()
 
 
 @pytest.mark.gui

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_imilia._napari.notify import notify
+from napari_imilia._napari.roles import IMPORT_ROLE, LAYER_ROLE_KEY
 from napari_imilia.errors import ImiliaError
 from napari_imilia.trust.json_limits import ImportLimits, ImportProgress
 
 #: File name endings this reader opens (lower case).
 GEOJSON_SUFFIXES: tuple[str, ...] = (".geojson", ".geojson.gz", ".geojson.zip")
-#: Layer role of imported annotations (``LAYER_ROLE_KEY`` metadata).
-IMPORT_ROLE = "geojson_import"
 
 PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LayerDataTuple = tuple[Any, dict[str, Any], str]
@@ -66,7 +66,6 @@ def geojson_layer_data(
     limit or does not fit ``placement``'s slide. ``progress(done, total)`` follows the
     features read. Warnings of the reading (repaired polygons, dropped holes, skipped
     points) are in ``metadata['imilia_import_notes']``."""
-    from napari_imilia._napari.state import LAYER_ROLE_KEY
     from napari_imilia.export import read_geojson_file
     from napari_imilia.export.layer_geojson import EXPORT_KEY, MPP_KEY
     from napari_imilia.export.layers import objects_to_shapes
@@ -158,7 +157,6 @@ def read_geojson_layers(path: PathOrPaths) -> list:
     """One Shapes layer per readable file; a bad file gives an error notification and no
     layer (napari's empty-file sentinel ``[(None,)]`` when nothing could be read)."""
     from napari.utils import progress
-    from napari.utils.notifications import show_error, show_warning
 
     paths = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
     placement = current_placement()
@@ -173,9 +171,9 @@ def read_geojson_layers(path: PathOrPaths) -> list:
 
                 layer = geojson_layer_data(candidate, placement, progress=advance)
         except ImiliaError as error:
-            show_error(f"napari-imilia cannot import {candidate.name}: {error}")
+            notify("error", f"napari-imilia cannot import {candidate.name}: {error}")
             continue
         for note in layer[1]["metadata"]["imilia_import_notes"]:
-            show_warning(note)
+            notify("warning", note)
         layers.append(layer)
     return layers or [(None,)]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_imilia._napari.models import ModelCache
 from napari_imilia.errors import CheckpointError, ImiliaError
 from napari_imilia.predict.settings import PredictSettings
 from napari_imilia.progress import RunProgress
@@ -141,44 +142,6 @@ def read_model_summary(text: str) -> ModelSummary:
         demo=bool(config.get("demo", False)),
         members=len(weights),
     )
-
-
-class ModelCache:
-    """The last loaded model and extractor, reused while the panel's choices stay the same.
-
-    Used from one worker thread at a time (the panel runs one inference at a time).
-    """
-
-    def __init__(self) -> None:
-        self._model_key: tuple | None = None
-        self._model: Any = None
-        self._extractor_key: tuple | None = None
-        self._extractor: Any = None
-
-    def model(self, path: Path, device: str) -> Any:
-        from napari_imilia.mil import load_model
-
-        key = (str(path.resolve()), _mtime(path), device)
-        if key != self._model_key:
-            self._model, self._model_key = load_model(path, device=device), key
-        return self._model
-
-    def extractor(self, name: str, weights: str, device: str) -> Any:
-        from napari_imilia.features.extractors import create_extractor
-
-        weights_path = Path(weights).expanduser() if weights.strip() else None
-        key = (name, str(weights_path), _mtime(weights_path), device)
-        if key != self._extractor_key:
-            self._extractor = create_extractor(name, weights_path=weights_path, device=device)
-            self._extractor_key = key
-        return self._extractor
-
-
-def _mtime(path: Path | None) -> float | None:
-    try:
-        return None if path is None else path.stat().st_mtime
-    except OSError:
-        return None
 
 
 def run_inference(

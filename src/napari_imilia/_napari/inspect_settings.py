@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_imilia._napari.settings import settings_dir
 from napari_imilia.files import write_text_atomic
-from napari_imilia.interpret import InspectConfig
+
+if TYPE_CHECKING:
+    from napari_imilia.interpret import InspectConfig
 
 INSPECTOR_SETTINGS_NAME = "inspector_settings.json"
 
@@ -34,6 +37,8 @@ class InspectorSettings:
 
     def to_config(self) -> InspectConfig:
         """The ``InspectConfig`` of these choices (``ImiliaError`` if a file is missing)."""
+        from napari_imilia.interpret import InspectConfig
+
         return InspectConfig(
             cell_backend=self.cell_backend,
             cell_checkpoint=self.cell_checkpoint or None,

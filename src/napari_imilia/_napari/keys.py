@@ -4,10 +4,11 @@ The keys are napari actions (``napari.utils.action_manager``) bound on the viewe
 so they work while the canvas has focus, are listed (and can be changed) in napari's
 *Preferences → Shortcuts* under "Viewer key bindings", and keep a shortcut the user chose
 there. Alt+A / Alt+D / Alt+U also record verdicts while a Shapes layer is active (that
-layer's own A / D keys win over the viewer's). Each action uses the open dock when there is
-one (the Review dock's class and note, the Top tiles dock's list), else works on the
-session directly: verdicts on the selected tile with the remembered reviewer name, steps
-through the ``DEFAULT_K`` highest-scoring tiles.
+layer's own A / D keys win over the viewer's). Each action works on the viewer's state,
+whatever docks are open: verdicts on its review target (``recording.record_verdict``, with
+the class and note typed in the Review dock when one is open), steps through its top tiles
+(``ViewerState.top_tiles``, which the Top tiles dock edits), inspects the selected tile
+with its inspection choices and loaded tools (``ViewerState.inspections``).
 """
 
 from __future__ import annotations
@@ -17,71 +18,31 @@ from typing import Any
 
 from napari.viewer import Viewer
 
-from napari_imilia.errors import ImiliaError
+from napari_imilia._napari.layers.placement import centre_on_tile
+from napari_imilia._napari.link import link_viewer
+from napari_imilia._napari.notify import notify
+from napari_imilia._napari.recording import record_verdict as record_on_target
+from napari_imilia._napari.state import viewer_state
 from napari_imilia.review.progress import step_tile
 
 PACKAGE = "napari-imilia"
-#: Tiles N / P step through when the Top tiles dock is not open.
-DEFAULT_K = 10
 _REGISTERED: list[bool] = []
 
 
-def docked_widget(viewer: Any, cls_name: str) -> Any | None:
-    """The open napari-imilia dock widget of class ``cls_name`` in ``viewer``, or None."""
-    window = getattr(viewer, "window", None)
-    if window is None:
-        return None
-    for widget in window.dock_widgets.values():
-        if type(widget).__name__ == cls_name:
-            return widget
-    return None
-
-
-def _notify(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    show_info(message)
-
-
 def record_verdict(viewer: Any, verdict: str) -> list[Any]:
-    """Record ``verdict`` through the Review dock (its target, class and note) when open,
-    else on the session's selected tile; returns the entries saved."""
-    from napari_imilia._napari.docks.review.parts import load_reviewer
-    from napari_imilia._napari.state import viewer_state
-
-    panel = docked_widget(viewer, "ReviewPanel")
-    if panel is not None:
-        return panel.record(verdict)
-    session = viewer_state(viewer).session
-    if session is None or session.selected_tile_id is None:
-        _notify("napari-imilia: select a tile (N, Top tiles or a click) before a verdict")
-        return []
-    tile_id = session.selected_tile_id
-    current = [e for e in session.review.for_tile(tile_id) if e.target_kind == "tile"]
-    try:
-        if current:
-            return [session.update_review(current[-1].entry_id, verdict=verdict)]
-        return [session.add_review(verdict=verdict, tile_id=tile_id, reviewer=load_reviewer())]
-    except ImiliaError as error:
-        _notify(f"napari-imilia: review not saved: {error}")
-        return []
+    """Record ``verdict`` on the viewer's review target; returns the entries saved."""
+    return record_on_target(link_viewer(viewer), verdict)
 
 
 def step_top_tile(viewer: Any, step: int) -> str | None:
-    """Select the next (``step`` 1) or previous (-1) top tile and centre on it: the Top tiles
-    dock's list when open, else the ``DEFAULT_K`` highest-scoring tiles."""
-    from napari_imilia._napari.link import centre_on_tile
-    from napari_imilia._napari.state import viewer_state
-
-    top = docked_widget(viewer, "TopTilesWidget")
-    session = viewer_state(viewer).session
-    if top is not None:
-        top.select_next() if step > 0 else top.select_previous()
-        return None if session is None else session.selected_tile_id
-    if session is None or session.prediction is None:
-        _notify("napari-imilia: score the slide before stepping through its top tiles")
+    """Select the next (``step`` 1) or previous (-1) of the state's top tiles and centre on
+    it; returns its id (None, after a notification, without a scored slide)."""
+    state = viewer_state(viewer)
+    session = state.session
+    ids = state.top_tile_ids()
+    if session is None or not ids:
+        notify("info", "napari-imilia: score the slide before stepping through its top tiles")
         return None
-    ids = [str(t) for t in session.ranked_tiles(DEFAULT_K)["tile_id"]]
     tile_id = step_tile(ids, session.selected_tile_id, step)
     if tile_id is not None:
         session.select_tile(tile_id)
@@ -90,11 +51,9 @@ def step_top_tile(viewer: Any, step: int) -> str | None:
 
 
 def inspect_selected(viewer: Any) -> None:
-    """Inspect the selected tile in the Tile inspector dock (opened when closed)."""
-    inspector = docked_widget(viewer, "TileInspectorWidget")
-    if inspector is None:
-        _dock, inspector = viewer.window.add_plugin_dock_widget(PACKAGE, "Tile inspector")
-    inspector.inspect_tile()
+    """Inspect the selected tile with the state's choices and tools (no dock needed); the
+    viewer link shows its masks and legend."""
+    link_viewer(viewer).state.inspections.inspect()
 
 
 def _agree(viewer: Viewer) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from napari_imilia._napari.notify import notify
 from napari_imilia.errors import SlideError
 from napari_imilia.slide import Slide, open_slide
 from napari_imilia.slide.formats import SLIDE_SUFFIXES
@@ -60,7 +61,7 @@ def slide_layer_data(slide: Slide) -> LayerDataTuple:
     warning notification says so. The layer keeps ``slide`` (and its open file) alive.
     """
     if slide.mpp is None:
-        _notify("warning", f"{slide.mpp_warning or 'no pixel size'}: distances are in pixels")
+        notify("warning", f"{slide.mpp_warning or 'no pixel size'}: distances are in pixels")
         scale: tuple[float, float] = (1.0, 1.0)
         units: tuple[str, str] = ("pixel", "pixel")
     else:
@@ -108,13 +109,6 @@ def _is_slide_candidate(path: Path) -> bool:
 def _notify_unreadable(path: Path, error: SlideError) -> None:
     """Explain a declined file: an error for slide-only formats, a warning for plain TIFF."""
     if path.name.lower().endswith(SHARED_SUFFIXES):
-        _notify("warning", f"napari-imilia: {error}; trying napari's other readers")
+        notify("warning", f"napari-imilia: {error}; trying napari's other readers")
     else:
-        _notify("error", f"napari-imilia cannot open this slide: {error}")
-
-
-def _notify(level: str, message: str) -> None:
-    """Show a napari notification (napari imported here only, so the module stays light)."""
-    from napari.utils.notifications import show_error, show_warning
-
-    (show_error if level == "error" else show_warning)(message)
+        notify("error", f"napari-imilia cannot open this slide: {error}")

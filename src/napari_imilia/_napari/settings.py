@@ -1,10 +1,12 @@
-"""The Slide and model panel's remembered choices, in a small JSON file (no Qt).
+"""The Slide and model panel's remembered choices and the reviewer's name, in small JSON files
+(no Qt).
 
 napari's settings API is not open to plugins, so choices (model checkpoint, extractor and its
 weights, device, target MPP, tile size, results folder, recent slides) live in
 ``<user config dir>/napari-imilia/widget_settings.json``; ``$IMILIA_CONFIG_DIR`` overrides the
-folder (tests use it). The file is written atomically; a missing or unreadable file gives the
-defaults, and unknown keys are ignored.
+folder (tests use it). The reviewer name the Review dock and the canvas keys sign verdicts
+with is in ``review_settings.json`` beside it. The files are written atomically; a missing
+or unreadable file gives the defaults, and unknown keys are ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from napari_imilia.files import write_text_atomic
 #: Environment variable naming the folder of the settings file.
 CONFIG_ENV = "IMILIA_CONFIG_DIR"
 SETTINGS_NAME = "widget_settings.json"
+REVIEW_SETTINGS_NAME = "review_settings.json"
 #: Recent slides kept, most recent first.
 MAX_RECENT = 10
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -105,3 +108,18 @@ def save_settings(settings: PanelSettings, path: Path | None = None) -> Path:
     """Write ``settings`` as JSON, atomically; returns the file's path."""
     path = path or settings_path()
     return write_text_atomic(path, json.dumps(asdict(settings), indent=2) + "\n")
+
+
+def load_reviewer() -> str:
+    """The reviewer name saved last time ('' if none)."""
+    try:
+        data = json.loads((settings_dir() / REVIEW_SETTINGS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("reviewer", "")) if isinstance(data, dict) else ""
+
+
+def save_reviewer(name: str) -> None:
+    """Remember the reviewer name (atomic JSON write)."""
+    text = json.dumps({"reviewer": name}, indent=2, ensure_ascii=False) + "\n"
+    write_text_atomic(settings_dir() / REVIEW_SETTINGS_NAME, text)

@@ -26,9 +26,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.links import dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.geojson_reader import geojson_layer_data, placement_of_slide
-from napari_imilia._napari.link import link_viewer
+from napari_imilia._napari.notify import notify
 from napari_imilia.errors import ImiliaError
 from napari_imilia.review.bundle import COMPRESSION_SUFFIXES, export_review_bundle
 
@@ -39,12 +40,6 @@ COMPRESSION_LABELS: dict[str, str] = {
 }
 
 
-def _notify(level: str, message: str) -> None:
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning}.get(level, show_info)(message)
-
-
 class ExportPanel(QWidget):
     """The Export / import dock widget (npe2 ``napari-imilia.export_panel``)."""
 
@@ -53,7 +48,7 @@ class ExportPanel(QWidget):
         self.viewer = napari_viewer
         self.last_written: list[Path] = []
         self._build_ui()
-        self.link = link_viewer(napari_viewer)
+        self.link = dock_viewer_link(napari_viewer)
         self.link.state.session_changed.connect(self._on_session_changed)
         self._on_session_changed(self.link.ensure_session())
 
@@ -113,19 +108,19 @@ class ExportPanel(QWidget):
         """Write the bundle; returns the files written (empty after an error notification)."""
         session = self.session
         if session is None:
-            _notify("warning", "open a slide before exporting")
+            notify("warning", "open a slide before exporting")
             return []
         folder = self.export_folder()
         compression = self.compression_combo.currentData()
         try:
             written = export_review_bundle(session, folder, compression=compression)
         except (ImiliaError, OSError) as error:
-            _notify("error", f"export failed: {error}")
+            notify("error", f"export failed: {error}")
             return []
         self.last_written = written
         names = "\n".join(p.name for p in written)
         self.status_label.setText(f"Wrote {len(written)} files to {folder}:\n{names}")
-        _notify("info", f"exported {len(written)} files to {folder}")
+        notify("info", f"exported {len(written)} files to {folder}")
         return written
 
     def _choose_import(self) -> None:
@@ -146,10 +141,10 @@ class ExportPanel(QWidget):
         try:
             data, kwargs, _ = geojson_layer_data(path, placement)
         except ImiliaError as error:
-            _notify("error", f"cannot import {Path(path).name}: {error}")
+            notify("error", f"cannot import {Path(path).name}: {error}")
             return None
         for note in kwargs["metadata"]["imilia_import_notes"]:
-            _notify("warning", note)
+            notify("warning", note)
         layer = self.viewer.add_shapes(data, **kwargs)
         self.status_label.setText(f"Imported {layer.nshapes} shapes from {Path(path).name}")
         return layer

@@ -1,12 +1,13 @@
 """Heatmap dock: how the session's result is shown on the slide.
 
 The heatmap layer itself, its colorbar and caption, and the tile table layer are made by
-``_heatmap_layer.HeatmapLayers`` as soon as a result exists, whatever docks are open; this
-dock only changes what they show and how: the values (tile score, attention, each channel
-of a multi-channel model, or the tiles that drive the score: the extremes each channel
-selects, red where they push the slide score up, blue down), raw or rank-normalised (0 =
-lowest, 1 = highest), a threshold below which tiles are hidden, the colormap and the
-opacity. It shows the slide score with the model's name, short hash and a DEMO flag.
+the viewer link's ``layers.heatmap.HeatmapLayers`` as soon as a result exists, whatever
+docks are open; this dock only changes what they show and how: the values (tile score,
+attention, each channel of a multi-channel model, or the tiles that drive the score: the
+extremes each channel selects, red where they push the slide score up, blue down), raw or
+rank-normalised (0 = lowest, 1 = highest), a threshold below which tiles are hidden, the
+colormap and the opacity. It shows the slide score with the model's name, short hash and a
+DEMO flag.
 """
 
 from __future__ import annotations
@@ -25,19 +26,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.links import DockLinks
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.layers.heatmap import (
     DEFAULT_COLORMAP,
     DRIVE_COLUMN,
-    HEATMAP_ROLE,
-    TILE_TABLE_ROLE,
     HeatmapImage,
     HeatmapOptions,
     heatmap_image,
     tile_table_points,
 )
-from napari_imilia._napari.link import link_viewer
+from napari_imilia._napari.roles import HEATMAP_ROLE, TILE_TABLE_ROLE
 from napari_imilia.mil.channels import SCORE_PREFIX, channel_labels
 
 __all__ = [
@@ -85,7 +84,7 @@ class HeatmapWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._choices: dict[str, str] = dict(VALUE_COLUMNS)
-        self.link = link_viewer(napari_viewer)
+        self.link = dock_viewer_link(napari_viewer)
         self.layers = self.link.heatmap
         self._build_ui()
         self._links = DockLinks(self)

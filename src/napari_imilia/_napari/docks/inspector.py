@@ -1,14 +1,16 @@
-"""Tile inspector dock: cells, epithelium and markers of the selected tile, on the slide.
+"""Tile inspector dock: the choices of the viewer's tile inspections, and the markers of the
+inspection shown.
 
-Selecting a tile (a click on the canvas, the Top tiles list, or this dock's *Inspect*
-button) runs ``napari_imilia.interpret`` on it in a ``thread_worker`` (the viewer stays
-responsive): cell detection and classification with the chosen backend (classical, CellViT
-checkpoint, or an imported HistoPLUS JSON) and epithelium segmentation (stain heuristic or
-EpiSeg probe). Results are cached in the session's bounded LRU (``store_inspection``);
-selecting a cached tile shows it at once. Only the current tile's two Labels layers exist
-(``_inspect_layers``): cells coloured by class with a legend here, and the translucent
-epithelium. The dock lists the tile's markers: counts and densities per mm² per class, the
-epithelium fraction and intraepithelial immune cells. Errors become napari notifications.
+The choices (cell backend: classical, CellViT checkpoint or an imported HistoPLUS JSON;
+epithelium: stain heuristic or EpiSeg probe; device) are the viewer state's
+(``ViewerState.inspect_settings``, remembered on disk): this dock shows and edits them, and
+the ``I`` key uses them whether the dock is open or not. With *inspect when a tile is
+selected* checked, selecting a tile (a click on the canvas, the Top tiles list) inspects it;
+*Inspect* inspects the selected tile. Inspections run in the state's
+``InspectionRunner`` (a ``thread_worker``; the viewer stays responsive) with the models the
+state has loaded; the viewer link draws the cell and epithelium masks and their legend. The
+dock lists the shown tile's markers: counts and densities per mm² per class, the epithelium
+fraction and intraepithelial immune cells. Errors become notifications.
 """
 
 from __future__ import annotations
@@ -32,36 +34,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.links import DockLinks, track_worker
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
-from napari_imilia._napari.inspect_settings import (
-    InspectorSettings,
-    load_inspector_settings,
-    save_inspector_settings,
-)
-from napari_imilia._napari.layers.inspection import remove_inspection_layers, show_inspection
-from napari_imilia._napari.link import link_viewer
+from napari_imilia._napari.inspect_settings import InspectorSettings
+from napari_imilia._napari.notify import notify
 from napari_imilia._napari.settings import DEVICES
-from napari_imilia.errors import ImiliaError
-from napari_imilia.interpret import CELL_BACKENDS, InspectConfig, InspectTools, TileInspection
+from napari_imilia.interpret import CELL_BACKENDS, InspectConfig, TileInspection
 from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS, IMMUNE_CLASSES
 from napari_imilia.interpret.epithelium import METHODS
 
 MARKER_HEADERS = ("class", "count", "per mm² tissue", "intraepithelial")
-
-
-def inspect_in_thread(
-    slide: Any, row: dict[str, Any], config: InspectConfig, tools: InspectTools | None
-) -> tuple[InspectTools, TileInspection]:
-    """Worker body: load the tools if needed, then inspect one tile."""
-    tools = tools if tools is not None else InspectTools.load(config, slide)
-    return tools, tools.inspect(slide, row)
-
-
-def _notify(message: str, level: str = "info") -> None:
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning}.get(level, show_info)(message)
 
 
 def _number(value: float, digits: int = 0) -> str:
@@ -104,18 +86,15 @@ class TileInspectorWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.settings = load_inspector_settings()
-        self._session: Any = None
-        self._tools: InspectTools | None = None
-        self._tools_slide: Any = None
-        self.worker: Any = None
-        self._wanted: str | None = None
-        self._running: str | None = None
-        self.current: TileInspection | None = None
+        self.link = dock_viewer_link(napari_viewer)
+        self.state = self.link.state
+        self.inspections = self.state.inspections
+        self.settings = self.state.inspect_settings
         self._build_ui()
         self.links = DockLinks(self)
-        self.link = link_viewer(napari_viewer)
-        self.links.connect(self.link.state.session_changed, self._on_session_changed)
+        self.links.connect(self.state.session_changed, self._on_session_changed)
+        self.links.connect(self.inspections.shown, self._on_shown)
+        self.links.connect(self.inspections.status, self._on_status)
         self._on_session_changed(self.link.ensure_session())
 
     # ------------------------------------------------------------------------- UI
@@ -170,6 +149,11 @@ class TileInspectorWidget(QWidget):
         self.inspect_button.clicked.connect(lambda: self.inspect_tile())
         self.backend_combo.currentTextChanged.connect(self._update_enabled)
         self.epithelium_combo.currentTextChanged.connect(self._update_enabled)
+        for combo in (self.backend_combo, self.epithelium_combo, self.device_combo):
+            combo.currentTextChanged.connect(self._store_choices)
+        for edit in (self.checkpoint_edit, self.json_edit, self.probe_edit, self.weights_edit):
+            edit.editingFinished.connect(self._store_choices)
+        self.auto_check.toggled.connect(self._store_choices)
         self._update_enabled()
 
     def _with_browse(self, edit: QLineEdit, title: str) -> QWidget:
@@ -187,6 +171,7 @@ class TileInspectorWidget(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, title, edit.text())
         if path:
             edit.setText(path)
+            self._store_choices()
 
     def _update_enabled(self, *_: Any) -> None:
         backend = self.backend_combo.currentText()
@@ -196,8 +181,8 @@ class TileInspectorWidget(QWidget):
         self.probe_edit.setEnabled(episeg)
         self.weights_edit.setEnabled(episeg)
 
-    def current_config(self) -> InspectConfig:
-        """The choices in the dock as an ``InspectConfig`` (remembered on disk)."""
+    def _store_choices(self, *_: Any) -> InspectorSettings:
+        """Make the dock's choices the viewer's inspection choices (remembered on disk)."""
         self.settings = InspectorSettings(
             cell_backend=self.backend_combo.currentText(),
             cell_checkpoint=self.checkpoint_edit.text().strip(),
@@ -208,132 +193,65 @@ class TileInspectorWidget(QWidget):
             device=self.device_combo.currentText(),
             auto_inspect=self.auto_check.isChecked(),
         )
-        try:
-            save_inspector_settings(self.settings)
-        except OSError as error:
-            _notify(f"could not remember the inspector settings: {error}", "warning")
-        return self.settings.to_config()
+        if self.settings != self.state.inspect_settings:
+            try:
+                self.state.set_inspect_settings(self.settings)
+            except OSError as error:
+                notify("warning", f"could not remember the inspector settings: {error}")
+        return self.settings
 
-    # ------------------------------------------------------------------------- session
+    def current_config(self) -> InspectConfig:
+        """The choices in the dock as an ``InspectConfig`` (``ImiliaError`` if a file is
+        missing); they become the viewer's choices."""
+        return self._store_choices().to_config()
+
+    # ------------------------------------------------------------------------- state
     @property
     def session(self) -> Any:
-        return self.link.state.session
+        return self.state.session
+
+    @property
+    def current(self) -> TileInspection | None:
+        """The inspection shown on the canvas (the viewer state's)."""
+        return self.inspections.current
+
+    @property
+    def worker(self) -> Any:
+        """The inspection running now (the viewer state's), or None."""
+        return self.inspections.worker
 
     def _on_session_changed(self, session: Any) -> None:
-        self._session = session
-        self._tools = None
-        self._wanted = None
-        self._clear()
-        self.links.connect_session(
-            session,
-            {
-                "tile_selected": self._on_tile_selected,
-                "prediction_changed": self._on_prediction_changed,
-            },
-        )
+        self.links.connect_session(session, {"tile_selected": self._on_tile_selected})
+        self._on_shown(self.inspections.current)
         # a dock opened late shows the selected tile's inspection the session already holds
         selected = None if session is None else session.selected_tile_id
-        known = selected is not None and session.prediction is not None
-        cached = known and session.cached_inspection(selected) is not None
-        if known and (self.auto_check.isChecked() or cached):
+        if selected is None or session.prediction is None:
+            return
+        shown = self.current is not None and self.current.tile_id == str(selected)
+        cached = session.cached_inspection(selected) is not None
+        if not shown and (self.auto_check.isChecked() or cached):
             self.inspect_tile(str(selected))
-
-    def _on_prediction_changed(self, _result: Any) -> None:
-        self._wanted = None
-        self._clear()
 
     def _on_tile_selected(self, tile_id: Any) -> None:
         if tile_id is not None and self.auto_check.isChecked():
             self.inspect_tile(str(tile_id))
 
-    def _clear(self) -> None:
-        self.current = None
-        remove_inspection_layers(self.viewer)
-        self.summary_label.setText("")
-        self.legend_label.setText("")
-        self.markers_table.setRowCount(0)
-
     # ------------------------------------------------------------------------- inspecting
     def inspect_tile(self, tile_id: str | None = None) -> None:
-        """Show the inspection of ``tile_id`` (default: the selected tile), from the cache
-        when it was made with the current choices, else computed in a worker thread."""
-        session = self.session
-        if session is None or session.prediction is None:
-            _notify("napari-imilia: open a slide and score it before inspecting tiles")
-            return
-        tile_id = tile_id or session.selected_tile_id
-        if tile_id is None:
-            _notify("napari-imilia: select a tile first (click it, or use Top tiles)")
-            return
-        try:
-            config = self.current_config()
-        except ImiliaError as error:
-            _notify(f"napari-imilia: {error}", "error")
-            return
-        cached = session.cached_inspection(tile_id)
-        if cached is not None and cached.config == config:
-            self._wanted = tile_id
-            self._show(cached)
-            return
-        self._wanted = tile_id
-        if self.worker is None:
-            self._start(session, tile_id, config)
-        else:
-            self.status_label.setText(f"tile {tile_id} queued after {self._running}")
-
-    def _start(self, session: Any, tile_id: str, config: InspectConfig) -> None:
-        from napari.qt.threading import thread_worker
-
-        tools = self._tools
-        if tools is None or tools.config != config or self._tools_slide is not session.slide:
-            tools = None
-        row = session.tile_row(tile_id).to_dict()
-        # errors are shown by _on_error, not re-raised in the main thread
-        worker = thread_worker(inspect_in_thread, start_thread=False, ignore_errors=True)(
-            session.slide, row, config, tools
-        )
-        worker.returned.connect(partial(self._on_returned, session))
-        worker.errored.connect(partial(self._on_error, tile_id))
-        worker.finished.connect(self._on_finished)
-        track_worker(worker)
-        self.worker, self._running = worker, tile_id
-        self.status_label.setText(f"inspecting tile {tile_id} ({config.cell_backend} cells)…")
-        worker.start()
-
-    def _on_returned(self, session: Any, outcome: tuple[InspectTools, TileInspection]) -> None:
-        tools, inspection = outcome
-        if session is not self.session or session.prediction is None:
-            return
-        self._tools, self._tools_slide = tools, session.slide
-        session.store_inspection(inspection.tile_id, inspection)
-        if inspection.tile_id == self._wanted:
-            self._show(inspection)
-
-    def _on_error(self, tile_id: str, error: BaseException) -> None:
-        if isinstance(error, ImiliaError):
-            message = f"napari-imilia: cannot inspect tile {tile_id}: {error}"
-        else:
-            message = (
-                f"napari-imilia: inspecting tile {tile_id} failed ({type(error).__name__}: {error})"
-            )
-        self.status_label.setText(message)
-        if self._wanted == tile_id:
-            self._wanted = None
-        _notify(message, "error")
-
-    def _on_finished(self) -> None:
-        self.worker, finished = None, self._running
-        self._running = None
-        wanted = self._wanted
-        if wanted is not None and wanted != finished:
-            self.inspect_tile(wanted)
+        """Inspect ``tile_id`` (default: the selected tile) with the dock's choices."""
+        self._store_choices()
+        self.inspections.inspect(tile_id)
 
     # ------------------------------------------------------------------------- showing
-    def _show(self, inspection: TileInspection) -> None:
-        session = self.session
-        show_inspection(self.viewer, session, inspection)
-        self.current = inspection
-        self.status_label.setText(f"tile {inspection.tile_id} inspected")
+    def _on_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def _on_shown(self, inspection: TileInspection | None) -> None:
+        if inspection is None:
+            self.summary_label.setText("")
+            self.legend_label.setText("")
+            self.markers_table.setRowCount(0)
+            return
         self.summary_label.setText(markers_summary(inspection))
         self.legend_label.setText(legend_html(inspection))
         self._fill_table(inspection)
@@ -359,8 +277,3 @@ class TileInspectorWidget(QWidget):
             for c, text in enumerate(values):
                 self.markers_table.setItem(r, c, QTableWidgetItem(text))
         self.markers_table.resizeColumnsToContents()
-
-    def closeEvent(self, event: Any) -> None:
-        if self.worker is not None:
-            self.worker.quit()
-        super().closeEvent(event)

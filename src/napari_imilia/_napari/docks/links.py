@@ -1,30 +1,30 @@
-"""Signal connections of a dock to its viewer's session, dropped when the dock is destroyed,
-and inspection workers awaited at exit.
+"""How a dock joins its viewer: :func:`dock_viewer_link`, and its signal connections to the
+viewer's state and session, dropped when the dock is destroyed.
 
-A dock connects to ``ViewerState.session_changed`` and to its session's psygnal signals.
+Every dock starts from ``dock_viewer_link(viewer)``: the viewer link (which draws every layer
+from the viewer's state, whatever docks are open) with the review keys registered on the
+canvas. A dock connects to ``ViewerState.session_changed`` and to its session's psygnal signals.
 psygnal keeps the dock's Python object reachable after napari deletes the Qt widget, so a
 later signal would call into a deleted widget; ``DockLinks`` records every connection and
 drops them all on the widget's ``destroyed`` signal (through a function holding no
-reference to the widget). ``track_worker`` marks a worker thread as running until its
-``finished`` signal (delivered in the worker's own thread); at interpreter exit the running
-ones make the exit wait for Qt's thread pool (up to ``EXIT_WAIT_S``), so Qt is not torn
-down under a worker still emitting its signals.
+reference to the widget).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from qtpy.QtCore import Qt
+from napari_imilia._napari.keys import register_review_actions
+from napari_imilia._napari.link import ViewerLink, link_viewer
 
-#: Seconds to wait at exit for inspection workers still running.
-EXIT_WAIT_S = 10.0
-_RUNNING: set[threading.Event] = set()
+
+def dock_viewer_link(viewer: Any) -> ViewerLink:
+    """The viewer's link (see the module docstring), the review keys registered."""
+    register_review_actions()
+    return link_viewer(viewer)
 
 
 def _drop(connections: list[tuple[Any, Callable[..., Any]]], *_: Any) -> None:
@@ -63,26 +63,3 @@ class DockLinks:
             signal = getattr(session, name)
             signal.connect(slot)
             self._session.append((signal, slot))
-
-
-def track_worker(worker: Any) -> threading.Event:
-    """An event set when ``worker`` finishes (in its thread); awaited at exit until then."""
-    done = threading.Event()
-    _RUNNING.add(done)
-
-    def finished() -> None:
-        done.set()
-        _RUNNING.discard(done)
-
-    worker.finished.connect(finished, Qt.ConnectionType.DirectConnection)
-    return done
-
-
-@atexit.register
-def _await_running() -> None:
-    """At exit, let running inspection workers return (their thread still emits after
-    ``finished``, so wait for the thread pool, bounded by ``EXIT_WAIT_S``)."""
-    if any(not done.is_set() for done in list(_RUNNING)):
-        from qtpy.QtCore import QThreadPool
-
-        QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))

@@ -24,9 +24,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from napari_imilia._napari.docks.links import DockLinks
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
-from napari_imilia._napari.link import link_viewer
 from napari_imilia.interpret.cells.types import IMMUNE_CLASSES
 from napari_imilia.interpret.markers import MARKER_CLASSES, column_key
 
@@ -100,7 +99,7 @@ class PlotsWidget(QWidget):
         layout.addWidget(self.canvas, 1)
         self.marker_combo.currentIndexChanged.connect(self.redraw)
         self.links = DockLinks(self)
-        self.link = link_viewer(napari_viewer)
+        self.link = dock_viewer_link(napari_viewer)
         self.links.connect(self.link.state.session_changed, self._on_session_changed)
         self._on_session_changed(self.link.ensure_session())
 

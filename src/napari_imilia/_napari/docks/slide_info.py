@@ -10,7 +10,11 @@ from qtpy.QtCore import Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from napari_imilia.slide import PLAUSIBLE_MPP_RANGE
+from napari_imilia._napari.layers.placement import slide_layer
+from napari_imilia._napari.notify import notify
+from napari_imilia._napari.reader import slide_layer_data
+from napari_imilia.errors import SlideError
+from napari_imilia.slide import BACKEND_CHOICES, PLAUSIBLE_MPP_RANGE, open_slide
 
 THUMBNAIL_PX = 180
 #: What the slide MPP field proposes for a slide without one (µm/px, a 20x scan).
@@ -107,22 +111,16 @@ def reopen_with_mpp(viewer: Any, session: Any, um_per_px: float) -> Any | None:
     """Replace ``session``'s slide layer by the same file opened with ``um_per_px`` µm per
     level-0 px (so in µm); returns the new layer, or None after an error notification."""
     from napari.layers import Image
-    from napari.utils.notifications import show_error
-
-    from napari_imilia._napari.link import slide_layer
-    from napari_imilia._napari.reader import slide_layer_data
-    from napari_imilia.errors import SlideError
-    from napari_imilia.slide import BACKEND_CHOICES, open_slide
 
     if session is None:
-        show_error("napari-imilia: open a slide before setting its MPP")
+        notify("error", "napari-imilia: open a slide before setting its MPP")
         return None
     try:
         backend = getattr(session.slide, "backend", "auto")  # the library it was read with
         backend = backend if backend in BACKEND_CHOICES else "auto"
         slide = open_slide(session.slide.path, mpp=um_per_px, backend=backend)
     except SlideError as error:
-        show_error(f"napari-imilia: {error}")
+        notify("error", f"napari-imilia: {error}")
         return None
     old = slide_layer(viewer, session)
     data, kwargs, _ = slide_layer_data(slide)

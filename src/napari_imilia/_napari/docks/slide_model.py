@@ -1,13 +1,14 @@
 """Slide and model dock: open a slide, show its metadata, choose the model, Run / Cancel.
 
 Opening a slide (the *Open slide…* button, the recent list, drag and drop or *File → Open*)
-goes through our npe2 reader; the viewer link (``_viewer_link``) then creates the slide's
-``ReviewSession``, which loads an earlier result at once. *Run* scores the slide in a napari
-``thread_worker`` (``_inference.run_inference``: the same model, extractor, MPP and tile size
-reuse the earlier result instantly), reporting tiles done / total, tiles/s and ETA in the
-panel and in napari's activity bar; *Cancel* stops it between batches, and nothing is written
-(features and results are written atomically, only once complete). Every problem becomes a
-napari notification. Choices are remembered in ``_settings``'s JSON file.
+goes through our npe2 reader; the viewer link (``link``) then creates the slide's
+``ReviewSession``, which loads an earlier result at once. *Run* scores the slide in a
+napari ``thread_worker`` (``inference.run_inference``, with the models the viewer state has
+loaded: the same model, extractor, MPP and tile size reuse the earlier result instantly),
+reporting tiles done / total, tiles/s and ETA in the panel and in napari's activity bar;
+*Cancel* stops it between batches, and nothing is written (features and results are written
+atomically, only once complete). Every problem becomes a notification. Choices are
+remembered in ``settings``'s JSON file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.links import dock_viewer_link
 from napari_imilia._napari.docks.model_form import ModelForm
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.slide_info import (
@@ -44,11 +46,10 @@ from napari_imilia._napari.docks.slide_info import (
 from napari_imilia._napari.inference import (
     InferenceOutcome,
     InferenceRequest,
-    ModelCache,
     ProgressRate,
     run_inference,
 )
-from napari_imilia._napari.link import link_viewer
+from napari_imilia._napari.notify import notify
 from napari_imilia._napari.settings import PanelSettings, load_settings, save_settings
 from napari_imilia.review.session import ReviewSession
 
@@ -66,11 +67,10 @@ def stop_when_closed(cancel: threading.Event, slide_name: str, *_: Any) -> None:
     if cancel.is_set():
         return
     cancel.set()
-    from napari.utils.notifications import show_warning
-
-    show_warning(
+    notify(
+        "warning",
         f"napari-imilia: the viewer was closed while scoring {slide_name}; the run stops "
-        "and no feature or result file is written"
+        "and no feature or result file is written",
     )
 
 
@@ -87,7 +87,6 @@ class SlidePanel(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.settings: PanelSettings = load_settings()
-        self.cache = ModelCache()
         self.worker: Any = None
         self._cancel: threading.Event | None = None
         self._stop_on_close: Any = None
@@ -98,7 +97,9 @@ class SlidePanel(QWidget):
         self._relay = _ProgressRelay()
         self._relay.changed.connect(self._on_progress)
         self._build_ui()
-        self.link = link_viewer(napari_viewer)
+        self.link = dock_viewer_link(napari_viewer)
+        #: The viewer's loaded MIL model and extractor (its state's), reused between runs.
+        self.cache = self.link.state.models
         self.link.state.session_changed.connect(self._on_session_changed)
         root = self.settings.results_root
         self._on_session_changed(self.link.ensure_session(Path(root) if root else None))
@@ -174,9 +175,7 @@ class SlidePanel(QWidget):
         try:
             save_settings(self.settings)
         except OSError as error:
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"napari-imilia could not save its settings: {error}")
+            notify("warning", f"napari-imilia could not save its settings: {error}")
 
     # ------------------------------------------------------------------------- slide
     @property
@@ -187,16 +186,12 @@ class SlidePanel(QWidget):
         """Open ``path`` in the viewer through our reader (the link then makes the session)."""
         path = Path(path)
         if not path.is_file():
-            from napari.utils.notifications import show_error
-
-            show_error(f"slide not found: {path}")
+            notify("error", f"slide not found: {path}")
             return
         try:
             self.viewer.open(str(path), plugin="napari-imilia")
         except Exception as error:  # napari raises its own errors for unreadable files
-            from napari.utils.notifications import show_error
-
-            show_error(f"napari-imilia cannot open {path.name}: {error}")
+            notify("error", f"napari-imilia cannot open {path.name}: {error}")
 
     def set_slide_mpp(self, um_per_px: float) -> None:
         """Reopen the session's slide with ``um_per_px`` (µm per level-0 px) as its MPP; the
@@ -268,15 +263,12 @@ class SlidePanel(QWidget):
         """The Run request for the current session (None, with a notification, if no slide)."""
         session = self.session
         if session is None:
-            from napari.utils.notifications import show_warning
-
-            show_warning("open a slide first (Open slide…, or drop it on the canvas)")
+            notify("warning", "open a slide first (Open slide…, or drop it on the canvas)")
             return None
         slide = session.slide
         if slide.mpp is None:
-            from napari.utils.notifications import show_error
-
-            show_error(f"napari-imilia cannot score {slide.slide_id}: {missing_mpp_text(slide)}")
+            reason = missing_mpp_text(slide)
+            notify("error", f"napari-imilia cannot score {slide.slide_id}: {reason}")
             return None
         override = slide.mpp if slide.mpp_source == "override" else None
         return InferenceRequest(
@@ -340,16 +332,16 @@ class SlidePanel(QWidget):
             pbar.set_description(f"napari-imilia: {self._rate.describe()}")
 
     def _on_outcome(self, outcome: InferenceOutcome) -> None:
-        from napari.utils.notifications import show_error, show_info
-
         self.last_outcome = outcome
         if outcome.cancelled:
             self.status_label.setText("cancelled: nothing was written")
-            show_info("napari-imilia: inference cancelled; no feature or result file was written")
+            notify(
+                "info", "napari-imilia: inference cancelled; no feature or result file was written"
+            )
             return
         if outcome.error is not None:
             self.status_label.setText(f"failed: {outcome.error}")
-            show_error(f"napari-imilia: {outcome.error}")
+            notify("error", f"napari-imilia: {outcome.error}")
             return
         result = outcome.result
         session = self.session

@@ -1,5 +1,7 @@
 """Top tiles dock: the k highest- (or lowest-) scoring tiles, a thumbnail gallery, jumping.
 
+Which tiles are the top tiles is the viewer state's (``ViewerState.top_tiles``): this dock
+shows and edits it, and the N / P keys and the Review dock's count use it, open or not.
 Tiles are ranked by tile score, attention (ABMIL) or, for a multi-channel model, one
 channel's score (``score_<channel>`` of tiles.csv). Selecting a tile in the list (click,
 arrow keys, *Previous*/*Next* or the N / P keys) or in the gallery calls
@@ -32,14 +34,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.slide_info import rgb_pixmap
-from napari_imilia._napari.link import centre_on_tile, link_viewer
+from napari_imilia._napari.keys import step_top_tile
+from napari_imilia._napari.layers.placement import centre_on_tile
+from napari_imilia._napari.state import TopTiles
 from napari_imilia.mil.channels import SCORE_PREFIX, channel_labels
 from napari_imilia.tiling.grid import resize_tile
 
 THUMB_PX = 96
-DEFAULT_K = 10
 MAX_K = 500
 #: Thumbnails kept in memory (per widget), least recently used dropped.
 MAX_CACHED_THUMBS = 256
@@ -69,22 +73,26 @@ class TopTilesWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self._session: Any = None
         self._thumbs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._shown: set[str] = set()  # tiles whose gallery item shows its thumbnail
         self.thumb_worker: Any = None
+        self.link = dock_viewer_link(napari_viewer)
+        self.state = self.link.state
         self._build_ui()
-        self.link = link_viewer(napari_viewer)
-        self.link.state.session_changed.connect(self._on_session_changed)
+        self.links = DockLinks(self)
+        self.links.connect(self.state.session_changed, self._on_session_changed)
+        self.links.connect(self.state.top_tiles_changed, self._on_top_tiles_changed)
         self._on_session_changed(self.link.ensure_session())
 
     # ------------------------------------------------------------------------- UI
     def _build_ui(self) -> None:
+        top = self.state.top_tiles
         self.k_spin = QSpinBox()
         self.k_spin.setRange(1, MAX_K)
-        self.k_spin.setValue(DEFAULT_K)
+        self.k_spin.setValue(top.k)
         self.k_spin.setPrefix("k = ")
         self.bottom_check = QCheckBox("bottom k (lowest)")
+        self.bottom_check.setChecked(top.bottom)
         self.column_combo = QComboBox()
         self.column_combo.addItem("by tile score", "score")
         self.column_combo.addItem("by attention", "attention")
@@ -120,9 +128,9 @@ class TopTilesWidget(QWidget):
         layout.addWidget(self.gallery, 1)
 
         self.gallery_check.toggled.connect(self.gallery.setVisible)
-        self.k_spin.valueChanged.connect(self.refresh)
-        self.bottom_check.toggled.connect(self.refresh)
-        self.column_combo.currentIndexChanged.connect(self.refresh)
+        self.k_spin.valueChanged.connect(self._store_choice)
+        self.bottom_check.toggled.connect(self._store_choice)
+        self.column_combo.currentIndexChanged.connect(self._store_choice)
         self.list.currentRowChanged.connect(self._on_row_changed)
         self.gallery.itemClicked.connect(self._on_gallery_clicked)
         self.previous_button.clicked.connect(self.select_previous)
@@ -136,21 +144,37 @@ class TopTilesWidget(QWidget):
     # ------------------------------------------------------------------------- state
     @property
     def session(self) -> Any:
-        return self.link.state.session
+        return self.state.session
+
+    def _store_choice(self, *_: Any) -> None:
+        """Make the controls' k, bottom and column the viewer's top tiles (it refreshes)."""
+        column = self.column_combo.currentData() or self.state.top_tiles.column
+        choice = TopTiles(self.k_spin.value(), self.bottom_check.isChecked(), str(column))
+        self.state.set_top_tiles(choice)
+
+    def _on_top_tiles_changed(self, top: TopTiles) -> None:
+        """Show the viewer's top tiles (another dock may have changed them)."""
+        for widget in (self.k_spin, self.bottom_check):
+            widget.blockSignals(True)
+        self.k_spin.setValue(top.k)
+        self.bottom_check.setChecked(top.bottom)
+        for widget in (self.k_spin, self.bottom_check):
+            widget.blockSignals(False)
+        self.refresh()
 
     def tile_ids(self) -> list[str]:
         """The listed tiles' ids, in list order."""
         return [self.list.item(i).data(TILE_ID_ROLE) for i in range(self.list.count())]
 
     def _on_session_changed(self, session: Any) -> None:
-        if self._session is not None:
-            self._session.prediction_changed.disconnect(self._on_prediction_changed)
-            self._session.tile_selected.disconnect(self._on_tile_selected)
-        self._session = session
+        self.links.connect_session(
+            session,
+            {
+                "prediction_changed": self._on_prediction_changed,
+                "tile_selected": self._on_tile_selected,
+            },
+        )
         self._thumbs.clear()
-        if session is not None:
-            session.prediction_changed.connect(self._on_prediction_changed)
-            session.tile_selected.connect(self._on_tile_selected)
         self.refresh()
 
     def _on_prediction_changed(self, _result: Any) -> None:
@@ -170,12 +194,10 @@ class TopTilesWidget(QWidget):
             return
         tiles = session.tiles
         self._fill_columns(tiles, session.prediction.info)
-        column = self.column_combo.currentData()
-        if column not in tiles.columns:
-            column = "score"
-        bottom = self.bottom_check.isChecked()
-        ranked = session.ranked_tiles(self.k_spin.value(), bottom=bottom, column=column)
-        which = "lowest" if bottom else "highest"
+        top = self.state.top_tiles
+        column = top.column if top.column in tiles.columns else "score"
+        ranked = self.state.top_tile_table()
+        which = "lowest" if top.bottom else "highest"
         self.info_label.setText(f"{len(ranked)} {which} of {len(tiles)} tiles by {column}")
         rows = [row for _, row in ranked.iterrows()]
         for position, row in enumerate(rows, start=1):
@@ -198,7 +220,7 @@ class TopTilesWidget(QWidget):
             choices.append(("by attention", "attention"))
         labels = channel_labels(tiles, info)
         choices += [(f"by channel {label}", SCORE_PREFIX + label) for label in labels]
-        current = self.column_combo.currentData()
+        current = self.state.top_tiles.column
         self.column_combo.blockSignals(True)
         self.column_combo.clear()
         for text, column in choices:
@@ -214,11 +236,12 @@ class TopTilesWidget(QWidget):
             self.list.setCurrentRow(min(max(row, 0), self.list.count() - 1))
 
     def select_next(self) -> None:
-        self.select_row(self.list.currentRow() + 1)
+        """The next of the viewer's top tiles (as the N key)."""
+        step_top_tile(self.viewer, 1)
 
     def select_previous(self) -> None:
-        current = self.list.currentRow()
-        self.select_row(current - 1 if current > 0 else 0)
+        """The previous of the viewer's top tiles (as the P key)."""
+        step_top_tile(self.viewer, -1)
 
     def _on_row_changed(self, row: int) -> None:
         session = self.session

@@ -1,7 +1,7 @@
 """The heatmap on the canvas, shown whenever the viewer's session has a result.
 
-One :class:`HeatmapLayers` per viewer (made by the viewer link every dock uses, so it exists
-whatever docks are open) observes the session and, as soon as a prediction is set (a run
+One :class:`HeatmapLayers` per viewer (the viewer link's, so it exists whatever docks are
+open) observes the session the link gives it and, as soon as a prediction is set (a run
 ended, or a slide with a cached result was opened), shows:
 
 - the **heatmap** Image layer (role ``heatmap``): the tile grid, one pixel per tile, NaN
@@ -27,12 +27,20 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
-from napari_imilia._napari.state import LAYER_ROLE_KEY, layers_with_role
+from napari_imilia._napari.layers.placement import (
+    add_layer_keeping_selection,
+    world_layer_kwargs,
+    world_um_per_px,
+)
+from napari_imilia._napari.roles import (
+    HEATMAP_ROLE,
+    LAYER_ROLE_KEY,
+    TILE_TABLE_ROLE,
+    layers_with_role,
+)
 from napari_imilia.mil.channels import SCORE_PREFIX
 from napari_imilia.predict.heatmap import ScoreGrid, rank_normalise, score_grid
 
-HEATMAP_ROLE = "heatmap"
-TILE_TABLE_ROLE = "tile_table"
 #: Keys of the caption's lines above the colorbar in ``viewer.canvas.overlays``.
 CAPTION_OVERLAYS: tuple[str, ...] = tuple(f"imilia_heatmap_caption_{i}" for i in range(3))
 DRIVE_COLUMN = "drive"
@@ -132,15 +140,13 @@ class HeatmapLayers:
 
     options_changed = Signal(object)
 
-    def __init__(self, viewer: Any, state: Any) -> None:
+    def __init__(self, viewer: Any) -> None:
         self._viewer = weakref.ref(viewer)
         self.options = HeatmapOptions()
         self.colormap = DEFAULT_COLORMAP
         self.opacity = DEFAULT_OPACITY
         self._session: Any = None
-        state.session_changed.connect(self._on_session_changed)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        self._on_session_changed(state.session)
 
     # ----------------------------------------------------------------- state
     @property
@@ -190,7 +196,8 @@ class HeatmapLayers:
         else:
             self._apply_look()
 
-    def _on_session_changed(self, session: Any) -> None:
+    def set_session(self, session: Any) -> None:
+        """Show ``session``'s result (and follow its ``prediction_changed``); None: nothing."""
         if self._session is not None:
             self._session.prediction_changed.disconnect(self._on_prediction_changed)
         self._session = session
@@ -221,12 +228,6 @@ class HeatmapLayers:
     # ----------------------------------------------------------------- layers
     def refresh(self) -> None:
         """Recompute the heatmap pixels from the session's tiles and the options."""
-        from napari_imilia._napari.link import (
-            add_layer_keeping_selection,
-            world_layer_kwargs,
-            world_um_per_px,
-        )
-
         viewer, session = self.viewer, self._session
         if viewer is None or session is None or session.prediction is None:
             return
@@ -306,11 +307,6 @@ class HeatmapLayers:
             overlay.visible = True
 
     def _update_tile_table(self, tiles: pd.DataFrame) -> None:
-        from napari_imilia._napari.link import (
-            add_layer_keeping_selection,
-            world_layer_kwargs,
-        )
-
         viewer, session = self.viewer, self._session
         placement = world_layer_kwargs(viewer, session)
         features = tiles.reset_index(drop=True)
@@ -333,15 +329,3 @@ class HeatmapLayers:
             layer.data = tile_table_points(tiles)
             layer.features = features
             layer.scale = placement["scale"]
-
-
-_LAYERS: weakref.WeakKeyDictionary[Any, HeatmapLayers] = weakref.WeakKeyDictionary()
-
-
-def heatmap_layers(viewer: Any, state: Any) -> HeatmapLayers:
-    """The viewer's :class:`HeatmapLayers` (created on first use)."""
-    layers = _LAYERS.get(viewer)
-    if layers is None:
-        layers = HeatmapLayers(viewer, state)
-        _LAYERS[viewer] = layers
-    return layers

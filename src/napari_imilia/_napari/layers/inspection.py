@@ -1,7 +1,8 @@
 """napari Labels layers of one tile inspection, aligned on the slide layer.
 
-Two layers at most exist per viewer, tagged by role and reused tile after tile (only the
-current tile's arrays are held by layers):
+The viewer link shows the inspection its state's ``inspections`` shows, whatever docks are
+open. Two layers at most exist per viewer, tagged by role and reused tile after tile (only
+the current tile's arrays are held by layers):
 
 - ``inspection_cells``: the instance labels (one value per cell), each cell coloured by its
   class (``CELL_CLASS_COLORS``, a ``DirectLabelColormap``); ``layer.features`` is the cell
@@ -15,24 +16,28 @@ px, translate so that every label pixel's centre sits on the level-0 pixels it c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from napari_imilia._napari.link import (
+from napari_imilia._napari.layers.placement import (
     add_layer_keeping_selection,
-    remove_role_layers,
     slide_layer,
     world_um_per_px,
 )
-from napari_imilia._napari.state import LAYER_ROLE_KEY, layers_with_role
-from napari_imilia.interpret import EPITHELIUM_COLOR, TileInspection
-from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
+from napari_imilia._napari.roles import (
+    CELLS_ROLE,
+    EPITHELIUM_ROLE,
+    INSPECTION_ROLES,
+    LAYER_ROLE_KEY,
+    layers_with_role,
+    remove_role_layers,
+)
 
-CELLS_ROLE = "inspection_cells"
-EPITHELIUM_ROLE = "inspection_epithelium"
-INSPECTION_ROLES: tuple[str, ...] = (CELLS_ROLE, EPITHELIUM_ROLE)
+if TYPE_CHECKING:
+    from napari_imilia.interpret import TileInspection
+
 CELLS_OPACITY = 0.7
 EPITHELIUM_OPACITY = 0.35
 _TRANSPARENT = np.zeros(4, dtype=np.float32)
@@ -47,6 +52,8 @@ def cell_colormap(table: pd.DataFrame) -> Any:
     """``DirectLabelColormap``: each cell's label value -> its class colour; 0 transparent."""
     from napari.utils.colormaps import DirectLabelColormap
 
+    from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
+
     colors: dict[int | None, np.ndarray] = {None: _TRANSPARENT, 0: _TRANSPARENT}
     for label, name in zip(table["label"].tolist(), table["class_name"].tolist(), strict=True):
         colors[int(label)] = rgba(CELL_CLASS_COLORS.get(str(name), (128, 128, 128)))
@@ -55,6 +62,8 @@ def cell_colormap(table: pd.DataFrame) -> Any:
 
 def epithelium_colormap() -> Any:
     from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_imilia.interpret import EPITHELIUM_COLOR
 
     return DirectLabelColormap(
         color_dict={None: _TRANSPARENT, 0: _TRANSPARENT, 1: rgba(EPITHELIUM_COLOR)}
@@ -132,5 +141,6 @@ def show_inspection(viewer: Any, session: Any, inspection: TileInspection) -> tu
 
 
 def remove_inspection_layers(viewer: Any) -> None:
+    """Remove the cells and epithelium layers (no inspection shown)."""
     for role in INSPECTION_ROLES:
         remove_role_layers(viewer, role)

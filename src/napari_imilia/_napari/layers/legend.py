@@ -1,13 +1,14 @@
 """Legend of cell classes on the canvas while an inspection's cell masks are shown.
 
-One :class:`CellClassLegend` per viewer watches the cells layer of the Tile inspector (role
-``inspection_cells``). While that layer is in the viewer and visible, the canvas shows, top
-left, one line per class present in the tile: a swatch and the class name with its cell
-count, written in the class's colour (``CELL_CLASS_COLORS``, the colours of the masks) on a
-box light or dark enough for that colour to read; plus the epithelium's colour when its
-layer is shown. Each line is a napari text overlay in ``viewer.canvas.overlays`` (keys
-``imilia_legend_<i>``), stacked by napari's overlay tiling (set to vertical at the bottom
-left; napari stacks upwards there, so overlay 0 holds the last line).
+One :class:`CellClassLegend` per viewer (the viewer link's) watches the cells layer of the
+shown inspection (role ``inspection_cells``). While that layer is in the viewer and visible,
+the canvas shows, bottom left, one line per class present in the tile: a swatch and the
+class name with its cell count, written in the class's colour (``CELL_CLASS_COLORS``, the
+colours of the masks) on a box light or dark enough for that colour to read; plus the
+epithelium's colour when its layer is shown. Each line is a napari text overlay in
+``viewer.canvas.overlays`` (keys ``imilia_legend_<i>``), stacked by napari's overlay tiling
+(set to vertical at the bottom left; napari stacks upwards there, so overlay 0 holds the
+last line).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from napari_imilia._napari.state import LAYER_ROLE_KEY, layers_with_role
+from napari_imilia._napari.roles import (
+    CELLS_ROLE,
+    EPITHELIUM_ROLE,
+    LAYER_ROLE_KEY,
+    layers_with_role,
+)
 
-#: The roles of ``_inspect_layers`` (not imported: it loads the inspection code).
-CELLS_ROLE = "inspection_cells"
-EPITHELIUM_ROLE = "inspection_epithelium"
 LEGEND_PREFIX = "imilia_legend_"
 SWATCH = "■"
 POSITION = "bottom_left"
@@ -123,15 +126,3 @@ class CellClassLegend:
         while f"{LEGEND_PREFIX}{i}" in overlays:
             overlays[f"{LEGEND_PREFIX}{i}"].visible = False
             i += 1
-
-
-_LEGENDS: weakref.WeakKeyDictionary[Any, CellClassLegend] = weakref.WeakKeyDictionary()
-
-
-def cell_class_legend(viewer: Any) -> CellClassLegend:
-    """The viewer's :class:`CellClassLegend` (created on first use)."""
-    legend = _LEGENDS.get(viewer)
-    if legend is None:
-        legend = CellClassLegend(viewer)
-        _LEGENDS[viewer] = legend
-    return legend

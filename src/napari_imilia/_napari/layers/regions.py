@@ -1,6 +1,7 @@
 """The "Review regions" Shapes layer: drawn regions and the review entries they belong to.
 
-One layer per session (role ``review_regions``). Its vertices are world µm with the slide
+One layer per session (role ``review_regions``), made by the viewer link whatever docks are
+open. Its vertices are world µm with the slide
 layer's convention (:mod:`napari_imilia.export.layers`); ``layer.features['entry_id']``
 ties each shape to its review entry ('' for a shape drawn but not reviewed yet). The review
 store is the truth: :meth:`ReviewRegions.sync` redraws entries' regions (e.g. when a slide
@@ -11,6 +12,7 @@ drawn back with a warning; delete reviews from the Review panel's list).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from napari_imilia._napari.geojson_reader import edge_width_um
-from napari_imilia._napari.state import LAYER_ROLE_KEY, layers_with_role
+from napari_imilia._napari.layers.placement import add_layer_keeping_selection
+from napari_imilia._napari.notify import notify
+from napari_imilia._napari.roles import LAYER_ROLE_KEY, REGIONS_ROLE, layers_with_role
 from napari_imilia.errors import ImiliaError
 from napari_imilia.export.geojson_objects import COORD_DECIMALS
 from napari_imilia.export.layer_geojson import MPP_KEY
@@ -29,7 +33,6 @@ from napari_imilia.export.layers import (
     world_um_to_level0_xy,
 )
 
-REGIONS_ROLE = "review_regions"
 REGIONS_LAYER_NAME = "Review regions"
 #: Feature columns of the regions layer (all text).
 REGION_COLUMNS: tuple[str, ...] = ("entry_id", "verdict", "reviewer_class", "note", "reviewer")
@@ -52,23 +55,27 @@ class ReviewRegions:
     """Keeps one session's "Review regions" layer and its review entries in step."""
 
     def __init__(
-        self,
-        viewer: Any,
-        session: Any,
-        *,
-        notify: Callable[[str], None],
-        on_drawn: Callable[[int], None] | None = None,
+        self, viewer: Any, session: Any, *, on_drawn: Callable[[int], None] | None = None
     ) -> None:
-        """``notify(message)`` shows warnings; ``on_drawn(index)`` is told of new shapes."""
-        self.viewer = viewer
+        """``on_drawn(index)`` is told of new shapes. Holds ``viewer`` weakly."""
+        self._viewer = weakref.ref(viewer)
         self.session = session
-        self._notify = notify
         self._on_drawn = on_drawn
         self._syncing = False
+        self._recording = False
         self._removing: list[str] = []
         self.mpp = float(session.slide.mpp or 1.0)
         self.layer = self._make_layer()
         self.sync()
+
+    @property
+    def viewer(self) -> Any:
+        return self._viewer()
+
+    @property
+    def syncing(self) -> bool:
+        """True while the layer is being matched to the store (its events are not edits)."""
+        return self._syncing
 
     # ------------------------------------------------------------------ layer
     def _make_layer(self) -> Any:
@@ -92,22 +99,21 @@ class ReviewRegions:
                 "imilia_slide": slide.summary(),
             },
         )
-        previous = self.viewer.layers.selection.active
-        self.viewer.add_layer(layer)
-        if previous is not None and previous in self.viewer.layers:
-            self.viewer.layers.selection.active = previous
+        add_layer_keeping_selection(self.viewer, layer)
         layer.events.data.connect(self._on_data)
         return layer
 
     def close(self) -> None:
         """Disconnect and remove the layer (the entries stay in the store)."""
         self.layer.events.data.disconnect(self._on_data)
-        if self.layer in self.viewer.layers:
-            self.viewer.layers.remove(self.layer)
+        viewer = self.viewer
+        if viewer is not None and self.layer in viewer.layers:
+            viewer.layers.remove(self.layer)
 
     @property
     def alive(self) -> bool:
-        return self.layer in self.viewer.layers
+        viewer = self.viewer
+        return viewer is not None and self.layer in viewer.layers
 
     # ------------------------------------------------------------------ shapes <-> entries
     def entry_ids(self) -> list[str]:
@@ -142,16 +148,22 @@ class ReviewRegions:
     def record(self, index: int, **fields: Any) -> Any:
         """Save shape ``index`` as a review (a new entry, or its entry updated with
         ``fields`` and its current outline); returns the entry. A new entry names the
-        tile under the region's centre."""
+        tile under the region's centre. The layer is matched to the store once the shape is
+        tied to its entry (not in between, which would draw the new entry twice)."""
         vertices = self.level0_region(index)
         entry_id = self.entry_ids()[index]
-        if entry_id:
-            entry = self.session.update_review(entry_id, region=vertices, **fields)
-        else:
-            centre = np.mean(np.asarray(vertices), axis=0)
-            tile_id = self.session.tile_at(*centre)
-            entry = self.session.add_review(region=vertices, tile_id=tile_id, **fields)
-        self.set_entry(index, entry)
+        self._recording = True
+        try:
+            if entry_id:
+                entry = self.session.update_review(entry_id, region=vertices, **fields)
+            else:
+                centre = np.mean(np.asarray(vertices), axis=0)
+                tile_id = self.session.tile_at(*centre)
+                entry = self.session.add_review(region=vertices, tile_id=tile_id, **fields)
+            self.set_entry(index, entry)
+        finally:
+            self._recording = False
+        self.sync()
         return entry
 
     def set_entry(self, index: int, entry: Any) -> None:
@@ -172,7 +184,10 @@ class ReviewRegions:
 
     def sync(self) -> None:
         """Match the layer to the store: drop shapes of removed entries, draw entries'
-        regions that are missing, refresh text and colours of the others."""
+        regions that are missing, refresh text and colours of the others (not while a shape
+        is being recorded: :meth:`record` syncs when done)."""
+        if self._recording:
+            return
         entries = {e.entry_id: e for e in self.session.review.entries() if e.region is not None}
         self._syncing = True
         try:
@@ -209,9 +224,10 @@ class ReviewRegions:
         elif action.endswith("removed"):
             lost, self._removing = self._removing, []
             if lost:
-                self._notify(
+                notify(
+                    "warning",
                     f"{len(lost)} reviewed region(s) kept: delete reviews from the list in "
-                    "the Review panel"
+                    "the Review panel",
                 )
                 self.sync()
         elif action.endswith("added"):
@@ -242,7 +258,7 @@ class ReviewRegions:
             try:
                 self.session.update_review(ids[i], region=self.level0_region(i))
             except ImiliaError as error:
-                self._notify(f"region not saved: {error}")
+                notify("warning", f"region not saved: {error}")
                 self._redraw(i)
 
     def _redraw(self, index: int) -> None:

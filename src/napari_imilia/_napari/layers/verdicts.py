@@ -16,12 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_imilia._napari.layers.placement import (
+    add_layer_keeping_selection,
+    tile_outline_px,
+    world_layer_kwargs,
+)
 from napari_imilia._napari.layers.regions import VERDICT_COLORS
-from napari_imilia._napari.state import LAYER_ROLE_KEY, layers_with_role
+from napari_imilia._napari.roles import (
+    LAYER_ROLE_KEY,
+    VERDICTS_ROLE,
+    layers_with_role,
+    remove_role_layers,
+)
 from napari_imilia.errors import ImiliaError
 from napari_imilia.review.progress import tile_verdicts
 
-VERDICTS_ROLE = "reviewed_tiles"
 VERDICTS_LAYER_NAME = "Reviewed tiles"
 #: Outline width as a share of the tile width (the selected-tile outline uses 0.03).
 EDGE_WIDTH_SHARE = 0.05
@@ -48,13 +57,6 @@ def session_tile_verdicts(session: Any) -> dict[str, str]:
 def sync_verdict_layer(viewer: Any, session: Any) -> Any | None:
     """Make the "Reviewed tiles" layer show ``session``'s tile verdicts; returns the layer
     (None, and the layer removed, when no tile is reviewed)."""
-    from napari_imilia._napari.link import (
-        add_layer_keeping_selection,
-        remove_role_layers,
-        tile_outline_px,
-        world_layer_kwargs,
-    )
-
     verdicts = session_tile_verdicts(session)
     if not verdicts:
         remove_role_layers(viewer, VERDICTS_ROLE)

@@ -2,14 +2,13 @@
 with the model's call, note. Embedded in the Review and Cohort docks.
 
 The form grades the viewer's current slide (its ``ReviewSession``): Save writes the grade to
-the slide's ``slide_grade.json`` (through the viewer's open cohort when the slide is in it,
-so the cohort file is updated too) and announces it on :data:`GRADES`, so every other form
-and the cohort table showing that slide refresh.
+the slide's ``slide_grade.json`` (through the cohort under review in the viewer's state when
+the slide is in it, so the cohort file is updated too) and announces it on :data:`GRADES`, so
+every other form and the cohort table showing that slide refresh.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from psygnal import Signal
@@ -23,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.state import viewer_state
 from napari_imilia.review.grade import (
     ACTIVITIES,
     AGREEMENTS,
@@ -41,25 +41,12 @@ class _GradeEvents:
 
 
 GRADES = _GradeEvents()
-#: The cohort shown in each viewer (set by the Cohort dock), so a grade reaches its file.
-_VIEWER_COHORTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def set_viewer_cohort(viewer: Any, cohort: Any | None) -> None:
-    if cohort is None:
-        _VIEWER_COHORTS.pop(viewer, None)
-    else:
-        _VIEWER_COHORTS[viewer] = cohort
-
-
-def viewer_cohort(viewer: Any) -> Any | None:
-    return _VIEWER_COHORTS.get(viewer)
 
 
 def save_grade_for_session(viewer: Any, session: Any, grade: SlideGrade) -> SlideGrade:
-    """Save ``grade`` for the session's slide (via the viewer's cohort when it holds the
-    slide, else straight into ``slide_grade.json``) and emit ``GRADES.saved``."""
-    cohort = viewer_cohort(viewer)
+    """Save ``grade`` for the session's slide (via the cohort under review in the viewer when
+    it holds the slide, else straight into ``slide_grade.json``) and emit ``GRADES.saved``."""
+    cohort = viewer_state(viewer).cohort
     index = None
     if cohort is not None and cohort.results_root == session.results_root:
         index = next(

@@ -3,7 +3,9 @@ other, scored in the background, graded, and reported.
 
 Open a cohort from a folder (slides found recursively), a glob, a CSV (slide path column,
 optional label columns) or a results folder holding ``cohort.csv``; its state lives in a
-Qt-free :class:`~napari_imilia.cohort.review.Cohort` saved in the results folder. Double-click
+Qt-free :class:`~napari_imilia.cohort.review.Cohort` saved in the results folder, held as the
+cohort under review by the viewer's state (``ViewerState.cohort``: new sessions go to its
+results folder, grades saved in any dock reach its file). Double-click
 a row (or Next / Previous, keys Alt-N / Alt-P on the canvas, Page Down / Page Up in the dock)
 to open a slide: its layers replace the previous slide's and its cached result loads at
 once. "Score all" scores every unscored slide in a ``thread_worker`` (k of N, ETA, cancel),
@@ -35,13 +37,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.cohort.grade_form import GRADES, SlideGradeForm, set_viewer_cohort
-from napari_imilia._napari.docks.cohort.scoring import CohortScoringMixin, ProgressRelay, notify
+from napari_imilia._napari.docks.cohort.grade_form import GRADES, SlideGradeForm
+from napari_imilia._napari.docks.cohort.scoring import CohortScoringMixin, ProgressRelay
 from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableModel
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
-from napari_imilia._napari.link import latest_slide_layer, link_viewer
+from napari_imilia._napari.layers.placement import latest_slide_layer
+from napari_imilia._napari.notify import notify
 from napari_imilia._napari.reader import slide_from_metadata, slide_layer_data
-from napari_imilia._napari.state import LAYER_ROLE_KEY
+from napari_imilia._napari.roles import LAYER_ROLE_KEY
 from napari_imilia.cohort.review import STATUSES, Cohort
 from napari_imilia.errors import ImiliaError, SlideError
 from napari_imilia.review.session import ReviewSession
@@ -57,21 +61,36 @@ class CohortPanel(CohortScoringMixin, QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.cohort: Cohort | None = None
         self.worker: Any = None
         self.report_worker: Any = None
         self._cancel: threading.Event | None = None
         self._relay = ProgressRelay()
         self._relay.progress.connect(self._on_progress)
+        self.link = dock_viewer_link(napari_viewer)
+        self.state = self.link.state
         self._build_ui()
         self._bind_keys()
-        self.link = link_viewer(napari_viewer)
-        self.link.state.session_changed.connect(self._on_session_changed)
+        self.links = DockLinks(self)
+        self.links.connect(self.state.session_changed, self._on_session_changed)
+        self.links.connect(self.state.cohort_changed, self._show_cohort)
         GRADES.saved.connect(self._on_grade_saved)
-        self.grade_form.show_session(self.link.state.session)
+        self.grade_form.show_session(self.state.session)
+        if self.state.cohort is not None:  # a dock opened again shows the cohort under review
+            self._show_cohort()
+
+    @property
+    def cohort(self) -> Cohort | None:
+        """The cohort under review in this viewer (its state's)."""
+        return self.state.cohort
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
+        self._make_widgets()
+        self._lay_out()
+        self._connect_widgets()
+        self._update_buttons()
+
+    def _make_widgets(self) -> None:
         self.source_edit = QLineEdit()
         self.source_edit.setPlaceholderText("slide folder, glob, cohort CSV or results folder")
         self.browse_button = QPushButton("Folder…")
@@ -89,16 +108,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.model = CohortTableModel(self)
         self.proxy = CohortFilter(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        self.table.setSortingEnabled(True)  # cohort order until a header is clicked
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(220)
+        self.table = self._make_table()
         self.previous_button = QPushButton("◀ Previous slide")
         self.next_button = QPushButton("Next slide ▶")
         self.model_edit = QLineEdit()
@@ -116,38 +126,44 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.report_button = QPushButton("Write reports")
         self.grade_form = SlideGradeForm(self.viewer)
 
-        layout = QVBoxLayout(scroll_content(self))
-        row = QHBoxLayout()
-        for widget in (self.source_edit, self.browse_button, self.csv_button):
-            row.addWidget(widget)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.results_edit)
-        row.addWidget(self.open_button)
-        layout.addLayout(row)
-        layout.addWidget(self.summary_label)
-        row = QHBoxLayout()
-        row.addWidget(self.filter_edit)
-        row.addWidget(self.status_combo)
-        layout.addLayout(row)
-        layout.addWidget(self.table, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.previous_button)
-        row.addWidget(self.next_button)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.model_edit)
-        row.addWidget(QLabel("workers"))
-        row.addWidget(self.workers_spin)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        for widget in (self.score_button, self.cancel_button, self.report_button):
-            row.addWidget(widget)
-        layout.addLayout(row)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.progress_label)
-        layout.addWidget(self.grade_form)
+    def _make_table(self) -> QTableView:
+        table = QTableView()
+        table.setModel(self.proxy)
+        table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        table.setSortingEnabled(True)  # cohort order until a header is clicked
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        table.verticalHeader().setVisible(False)
+        table.setMinimumHeight(220)
+        return table
 
+    def _lay_out(self) -> None:
+        layout = QVBoxLayout(scroll_content(self))
+        rows: list[tuple[QWidget, ...]] = [
+            (self.source_edit, self.browse_button, self.csv_button),
+            (self.results_edit, self.open_button),
+            (self.summary_label,),
+            (self.filter_edit, self.status_combo),
+            (self.table,),
+            (self.previous_button, self.next_button),
+            (self.model_edit, QLabel("workers"), self.workers_spin),
+            (self.score_button, self.cancel_button, self.report_button),
+            (self.progress_bar,),
+            (self.progress_label,),
+            (self.grade_form,),
+        ]
+        for widgets in rows:
+            if len(widgets) == 1:
+                layout.addWidget(widgets[0], 1 if widgets[0] is self.table else 0)
+                continue
+            row = QHBoxLayout()
+            for widget in widgets:
+                row.addWidget(widget)
+            layout.addLayout(row)
+
+    def _connect_widgets(self) -> None:
         self.browse_button.clicked.connect(self._choose_folder)
         self.csv_button.clicked.connect(self._choose_csv)
         self.open_button.clicked.connect(self._open_from_fields)
@@ -162,7 +178,6 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.score_button.clicked.connect(self.score_all)
         self.cancel_button.clicked.connect(self.cancel_scoring)
         self.report_button.clicked.connect(self.write_reports)
-        self._update_buttons()
 
     def _bind_keys(self) -> None:
         self._canvas_keys: list[str] = []
@@ -181,8 +196,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         for key in self._canvas_keys:
             self.viewer.bind_key(key, None, overwrite=True)
         self.cancel_scoring()
-        set_viewer_cohort(self.viewer, None)
-        self.link.results_root = None  # new sessions use the saved results folder again
+        self.state.set_cohort(None)  # new sessions use the saved results folder again
         super().closeEvent(event)
 
     def _choose_folder(self) -> None:
@@ -218,17 +232,20 @@ class CohortPanel(CohortScoringMixin, QWidget):
         return cohort
 
     def set_cohort(self, cohort: Cohort | None) -> None:
+        """Review ``cohort`` in this viewer (None: no cohort) and show it."""
         self.cancel_scoring()
-        self.cohort = cohort
-        set_viewer_cohort(self.viewer, cohort)
-        self.link.results_root = None if cohort is None else cohort.results_root
+        self.state.set_cohort(cohort)  # shown through cohort_changed
+        for message in [] if cohort is None else cohort.warnings:
+            notify("warning", message)
+
+    def _show_cohort(self, *_: Any) -> None:
+        """Show the viewer's cohort under review (its state's)."""
+        cohort = self.cohort
         self.model.set_cohort(cohort)
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)  # room for the bold row
         if cohort is not None:
             self.results_edit.setText(str(cohort.results_root))
-            for message in cohort.warnings:
-                notify("warning", message)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -275,7 +292,6 @@ class CohortPanel(CohortScoringMixin, QWidget):
         except SlideError as error:  # changed since the cohort was read
             notify("error", f"{item.slide_id}: {error}")
             return False
-        self.link.results_root = cohort.results_root
         # one batch: napari cleans its scene graph (a full gc.collect) once, not per layer
         with self.viewer.layers.batched_update():
             self._remove_slide_layers()

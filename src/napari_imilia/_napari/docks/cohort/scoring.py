@@ -12,12 +12,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-
-def notify(level: str, message: str) -> None:
-    """A napari notification ('error', 'warning' or 'info')."""
-    from napari.utils import notifications
-
-    getattr(notifications, f"show_{level}")(message)
+from napari_imilia._napari.notify import notify
 
 
 class ProgressRelay(QObject):

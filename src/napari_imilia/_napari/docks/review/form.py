@@ -15,12 +15,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.review.parts import (
-    VERDICT_KEYS,
-    load_reviewer,
-    notify,
-    save_reviewer,
-)
+from napari_imilia._napari.docks.review.parts import VERDICT_KEYS
+from napari_imilia._napari.notify import notify
+from napari_imilia._napari.settings import load_reviewer, save_reviewer
 from napari_imilia.review import SUGGESTED_CLASSES, VERDICTS
 
 
@@ -34,6 +31,8 @@ class ReviewForm(QWidget):
 
     verdict_chosen = Signal(str)
     fields_edited = Signal()
+    #: Any change of the class, note or reviewer text (typing included).
+    fields_changed = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -69,6 +68,9 @@ class ReviewForm(QWidget):
         self.class_combo.lineEdit().editingFinished.connect(self.fields_edited.emit)
         self.note_edit.editingFinished.connect(self.fields_edited.emit)
         self.reviewer_edit.editingFinished.connect(self.remember_reviewer)
+        self.class_combo.editTextChanged.connect(lambda _=None: self.fields_changed.emit())
+        self.note_edit.textChanged.connect(lambda _=None: self.fields_changed.emit())
+        self.reviewer_edit.textChanged.connect(lambda _=None: self.fields_changed.emit())
 
     def fields(self) -> dict[str, str]:
         """``reviewer_class``, ``note`` and ``reviewer`` as typed (class and name stripped)."""

@@ -1,18 +1,13 @@
-"""Pieces of the Review dock: the remembered reviewer name, the entry list, notifications."""
+"""Pieces of the Review dock: the verdict keys, the entry list, the typed drafts."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
-from napari_imilia._napari.settings import settings_dir
-from napari_imilia.files import write_text_atomic
-
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
-REVIEW_SETTINGS_NAME = "review_settings.json"
 #: Panel key, canvas key per verdict.
 VERDICT_KEYS: dict[str, tuple[str, str]] = {
     "agree": ("A", "A"),
@@ -20,21 +15,6 @@ VERDICT_KEYS: dict[str, tuple[str, str]] = {
     "uncertain": ("U", "U"),
 }
 VERDICT_MARKS = {"agree": "✔", "disagree": "✘", "uncertain": "?"}
-
-
-def load_reviewer() -> str:
-    """The reviewer name saved last time ('' if none)."""
-    try:
-        data = json.loads((settings_dir() / REVIEW_SETTINGS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    return str(data.get("reviewer", "")) if isinstance(data, dict) else ""
-
-
-def save_reviewer(name: str) -> None:
-    """Remember the reviewer name (atomic JSON write)."""
-    text = json.dumps({"reviewer": name}, indent=2, ensure_ascii=False) + "\n"
-    write_text_atomic(settings_dir() / REVIEW_SETTINGS_NAME, text)
 
 
 def describe_entry(entry: Any) -> str:
@@ -49,12 +29,6 @@ def describe_entry(entry: Any) -> str:
     if entry.note:
         parts.append(entry.note if len(entry.note) <= 40 else entry.note[:39] + "…")
     return " · ".join(parts)
-
-
-def notify(level: str, message: str) -> None:
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning}.get(level, show_info)(message)
 
 
 class EntryList(QListWidget):

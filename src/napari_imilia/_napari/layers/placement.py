@@ -1,0 +1,105 @@
+"""Where napari-imilia's layers sit: level-0 pixels on the slide layer, in world µm.
+
+The slide layer's level-0 pixel ``i`` is centred at ``i * um_per_px`` in world coordinates
+(µm; row, col order), so a level-0 point (x, y) is world ``(y, x) * um_per_px``. Every layer
+drawn over a session's slide takes the slide layer's scale (µm per level-0 px) and units from
+here, is added without taking the user's layer selection, and the camera centres on a tile
+with :func:`centre_on_tile`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_imilia._napari.compat import canvas_size_px, viewer_camera
+from napari_imilia._napari.reader import slide_from_metadata
+
+#: When jumping to a tile, the camera shows about this many tile widths across.
+TILES_ACROSS_VIEW = 3.0
+
+
+def slide_layer(viewer: Any, session: Any | None) -> Any | None:
+    """The viewer's image layer showing ``session``'s slide, or None."""
+    if session is None:
+        return None
+    for layer in viewer.layers:
+        if slide_from_metadata(layer.metadata) is session.slide:
+            return layer
+    for layer in viewer.layers:  # a session opened from the same file
+        slide = slide_from_metadata(layer.metadata)
+        if slide is not None and Path(slide.path) == Path(session.slide.path):
+            return layer
+    return None
+
+
+def latest_slide_layer(viewer: Any) -> Any | None:
+    """The top-most layer made by our reader, or None."""
+    for layer in reversed(list(viewer.layers)):
+        if slide_from_metadata(layer.metadata) is not None:
+            return layer
+    return None
+
+
+def world_um_per_px(viewer: Any, session: Any) -> float:
+    """World units per level-0 pixel: the slide layer's scale (µm/px; 1 without an MPP)."""
+    layer = slide_layer(viewer, session)
+    if layer is not None:
+        return float(layer.scale[-1])
+    return float(session.slide.mpp or 1.0)
+
+
+def world_layer_kwargs(viewer: Any, session: Any) -> dict[str, Any]:
+    """``scale`` (µm per level-0 px) and ``units`` for a layer in level-0 pixel coordinates
+    that must sit on the session's slide layer (same units, so napari keeps them)."""
+    um_per_px = world_um_per_px(viewer, session)
+    kwargs: dict[str, Any] = {"scale": (um_per_px, um_per_px)}
+    layer = slide_layer(viewer, session)
+    if layer is not None:
+        kwargs["units"] = tuple(str(unit) for unit in layer.units)
+    return kwargs
+
+
+def tile_centre_world(tile: Any, um_per_px: float) -> tuple[float, float]:
+    """World (row, col) of a tile row's centre: level-0 centre ``x + (w - 1) / 2`` times µm/px."""
+    col = (float(tile["x"]) + (float(tile["width"]) - 1) / 2) * um_per_px
+    row = (float(tile["y"]) + (float(tile["height"]) - 1) / 2) * um_per_px
+    return row, col
+
+
+def level0_pixel_at(world_rc: Any, um_per_px: float) -> tuple[int, int]:
+    """The level-0 pixel (x, y) under the world point (…, row, col) (µm)."""
+    row, col = (float(v) for v in list(world_rc)[-2:])
+    return math.floor(col / um_per_px + 0.5), math.floor(row / um_per_px + 0.5)
+
+
+def tile_outline_px(tile: Any) -> np.ndarray:
+    """The tile's outer edge as a (4, 2) rectangle in level-0 pixel (row, col) coordinates."""
+    x, y = float(tile["x"]) - 0.5, float(tile["y"]) - 0.5
+    w, h = float(tile["width"]), float(tile["height"])
+    return np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]], dtype=np.float64)
+
+
+def add_layer_keeping_selection(viewer: Any, layer: Any) -> Any:
+    """Add ``layer`` without making it the active layer (the user's selection stays)."""
+    previous = viewer.layers.selection.active
+    viewer.add_layer(layer)
+    if previous is not None and previous in viewer.layers:
+        viewer.layers.selection.active = previous
+    return layer
+
+
+def centre_on_tile(viewer: Any, session: Any, tile_id: str) -> tuple[float, float]:
+    """Centre the camera on a tile and zoom so about three tiles fit; returns the world
+    centre (row, col) in µm."""
+    tile = session.tile_row(tile_id)
+    um_per_px = world_um_per_px(viewer, session)
+    centre = tile_centre_world(tile, um_per_px)
+    camera = viewer_camera(viewer)
+    camera.center = centre
+    tile_um = float(tile["width"]) * um_per_px
+    camera.zoom = min(canvas_size_px(viewer)) / (TILES_ACROSS_VIEW * tile_um)
+    return centre
