@@ -28,6 +28,7 @@ from napari_imilia._napari.layers.placement import (
 )
 from napari_imilia.errors import CheckpointError
 from napari_imilia.mil import create_model, save_model
+from napari_imilia.user_dirs import CONFIG_ENV
 
 EXTRACTOR = "imilia-stain-stats"
 
@@ -48,7 +49,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ----------------------------------------------------------------------------- settings
 def test_settings_round_trip_atomically_and_keep_recent_bounded(tmp_path, monkeypatch):
-    monkeypatch.setenv(_settings.CONFIG_ENV, str(tmp_path / "cfg"))
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg"))
     assert _settings.load_settings() == _settings.PanelSettings()  # no file: defaults
     settings = _settings.PanelSettings(model_path="/m.safetensors", device="cpu", tile_px=256)
     for i in range(_settings.MAX_RECENT + 3):

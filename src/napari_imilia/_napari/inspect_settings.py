@@ -1,6 +1,6 @@
 """The tile inspector's remembered choices, in a small JSON file (no Qt).
 
-``<settings_dir()>/inspector_settings.json`` (the folder of the Slide and model panel's
+``<config_dir()>/inspector_settings.json`` (the folder of the Slide and model panel's
 settings; ``$IMILIA_CONFIG_DIR`` overrides it) holds the cell backend, its checkpoint or
 HistoPLUS JSON, the epithelium method, the EpiSeg probe and its extractor's weights and the
 device. Written atomically; a missing or unreadable file gives the defaults.
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_imilia._napari.settings import settings_dir
 from napari_imilia.files import write_text_atomic
+from napari_imilia.user_dirs import config_dir
 
 if TYPE_CHECKING:
     from napari_imilia.interpret import InspectConfig
@@ -51,7 +51,7 @@ class InspectorSettings:
 
 
 def inspector_settings_path() -> Path:
-    return settings_dir() / INSPECTOR_SETTINGS_NAME
+    return config_dir() / INSPECTOR_SETTINGS_NAME
 
 
 def load_inspector_settings(path: Path | None = None) -> InspectorSettings:

@@ -23,8 +23,8 @@ from typing import Any
 
 from napari_imilia._napari.link import ViewerLink
 from napari_imilia._napari.notify import notify
-from napari_imilia._napari.settings import load_reviewer
 from napari_imilia.errors import ImiliaError
+from napari_imilia.review.reviewer import load_reviewer
 
 
 def record_verdict(link: ViewerLink, verdict: str) -> list[Any]:

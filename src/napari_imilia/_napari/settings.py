@@ -1,12 +1,11 @@
-"""The Slide and model panel's remembered choices and the reviewer's name, in small JSON files
-(no Qt).
+"""The Slide and model panel's remembered choices, in a small JSON file (no Qt).
 
 napari's settings API is not open to plugins, so choices (model checkpoint, extractor and its
 weights, device, target MPP, tile size, results folder, recent slides) live in
-``<user config dir>/napari-imilia/widget_settings.json``; ``$IMILIA_CONFIG_DIR`` overrides the
-folder (tests use it). The reviewer name the Review dock and the canvas keys sign verdicts
-with is in ``review_settings.json`` beside it. The files are written atomically; a missing
-or unreadable file gives the defaults, and unknown keys are ignored.
+``widget_settings.json`` in :func:`napari_imilia.user_dirs.config_dir` (``$IMILIA_CONFIG_DIR``
+overrides the folder; tests use it); the reviewer's name is kept by ``review.reviewer``. The
+file is written atomically; a missing or unreadable file gives the defaults, and unknown keys
+are ignored.
 """
 
 from __future__ import annotations
@@ -18,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from napari_imilia.files import write_text_atomic
+from napari_imilia.user_dirs import config_dir
 
-#: Environment variable naming the folder of the settings file.
-CONFIG_ENV = "IMILIA_CONFIG_DIR"
 SETTINGS_NAME = "widget_settings.json"
-REVIEW_SETTINGS_NAME = "review_settings.json"
 #: Recent slides kept, most recent first.
 MAX_RECENT = 10
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -34,7 +31,7 @@ class PanelSettings:
 
     ``model_path`` empty means the bundled demo model; ``extractor`` empty means the one the
     model was trained on; ``target_mpp`` (µm/px) and ``tile_px`` 0 mean the model's values;
-    ``results_root`` empty means ``review.session.default_results_root()``.
+    ``results_root`` empty means ``user_dirs.default_results_root()``.
     """
 
     model_path: str = ""
@@ -53,20 +50,8 @@ class PanelSettings:
         self.recent_slides = [path, *(p for p in self.recent_slides if p != path)][:MAX_RECENT]
 
 
-def settings_dir() -> Path:
-    """``$IMILIA_CONFIG_DIR``, else the platform's user config folder for napari-imilia."""
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return Path(env).expanduser()
-    try:
-        from platformdirs import user_config_dir
-    except ImportError:  # platformdirs comes with napari, but do not depend on it
-        return Path.home() / ".config" / "napari-imilia"
-    return Path(user_config_dir("napari-imilia", appauthor=False))
-
-
 def settings_path() -> Path:
-    return settings_dir() / SETTINGS_NAME
+    return config_dir() / SETTINGS_NAME
 
 
 def load_settings(path: Path | None = None) -> PanelSettings:
@@ -108,18 +93,3 @@ def save_settings(settings: PanelSettings, path: Path | None = None) -> Path:
     """Write ``settings`` as JSON, atomically; returns the file's path."""
     path = path or settings_path()
     return write_text_atomic(path, json.dumps(asdict(settings), indent=2) + "\n")
-
-
-def load_reviewer() -> str:
-    """The reviewer name saved last time ('' if none)."""
-    try:
-        data = json.loads((settings_dir() / REVIEW_SETTINGS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    return str(data.get("reviewer", "")) if isinstance(data, dict) else ""
-
-
-def save_reviewer(name: str) -> None:
-    """Remember the reviewer name (atomic JSON write)."""
-    text = json.dumps({"reviewer": name}, indent=2, ensure_ascii=False) + "\n"
-    write_text_atomic(settings_dir() / REVIEW_SETTINGS_NAME, text)

@@ -110,7 +110,7 @@ class Cohort:
         or the slides' ``slide_grade.json``) are kept; new slides are appended. A results
         folder holding only ``cohort_review.json`` reopens that cohort. A damaged cohort
         file is moved aside with a warning, never overwritten."""
-        from napari_imilia.review.session import default_results_root
+        from napari_imilia.user_dirs import default_results_root
 
         source_path = Path(os.fspath(source)).expanduser()
         saved_only = (source_path / COHORT_FILE).is_file() and not (

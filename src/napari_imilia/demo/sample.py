@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.files import atomic_path, sha256_file, write_text_atomic
+from napari_imilia.user_dirs import cache_dir
 
 if TYPE_CHECKING:
     from napari_imilia.demo.synthetic.scene import Scene
@@ -43,16 +43,9 @@ _APERIO = "Aperio Image Library v12.0.15"
 
 
 def default_cache_dir() -> Path:
-    """``$IMILIA_CACHE_DIR``, else the platform's user cache folder for napari-imilia."""
-    if os.environ.get("IMILIA_CACHE_DIR"):
-        return Path(os.environ["IMILIA_CACHE_DIR"]).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-        return base / "napari-imilia" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "napari-imilia"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "napari-imilia"
+    """Where the sample slide is generated: :func:`napari_imilia.user_dirs.cache_dir`
+    (``$IMILIA_CACHE_DIR``, else the platform's user cache folder)."""
+    return cache_dir()
 
 
 def truth_path(slide_path: str | os.PathLike[str]) -> Path:

@@ -25,18 +25,11 @@ from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.review.entry import ReviewEntry
 from napari_imilia.review.store import ReviewStore
 from napari_imilia.trust.paths import path_inside
+from napari_imilia.user_dirs import default_results_root
 
 #: Environment variable naming the default folder for results (one subfolder per slide).
-RESULTS_ENV = "IMILIA_RESULTS_DIR"
 #: Inspections kept in memory per session; older ones are dropped (least recently used).
 DEFAULT_MAX_INSPECTIONS = 16
-
-
-def default_results_root() -> Path:
-    """Folder for results when none is given: ``$IMILIA_RESULTS_DIR`` or
-    ``~/napari-imilia-results``."""
-    env = os.environ.get(RESULTS_ENV)
-    return Path(env).expanduser() if env else Path.home() / "napari-imilia-results"
 
 
 class ReviewSession:

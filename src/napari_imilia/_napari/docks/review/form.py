@@ -17,8 +17,9 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._napari.docks.review.parts import VERDICT_KEYS
 from napari_imilia._napari.notify import notify
-from napari_imilia._napari.settings import load_reviewer, save_reviewer
+from napari_imilia.errors import ImiliaError
 from napari_imilia.review import SUGGESTED_CLASSES, VERDICTS
+from napari_imilia.review.reviewer import load_reviewer, save_reviewer
 
 
 class ReviewForm(QWidget):
@@ -93,5 +94,5 @@ class ReviewForm(QWidget):
         if name and name != load_reviewer():
             try:
                 save_reviewer(name)
-            except OSError as error:
+            except (OSError, ImiliaError) as error:
                 notify("warning", f"reviewer name not remembered: {error}")
