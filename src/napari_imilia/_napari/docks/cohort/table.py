@@ -34,7 +34,7 @@ def _value(item: Any, column: str) -> Any:
     if column == "slide":
         return item.slide_id
     if column == "score":
-        return item.score
+        return item.shown_score  # None where a blinded study hides the model
     if column == "status":
         return item.status
     if column == "Nancy":
@@ -84,6 +84,8 @@ class CohortTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if value is None:
                 return ""
+            if column == "score" and item.model_hidden:
+                return "hidden"
             return f"{value:.4f}" if column == "score" else str(value)
         if role == SORT_ROLE:
             if column in ("score", "Nancy", "tiles"):
