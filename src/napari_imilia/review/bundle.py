@@ -205,6 +205,4 @@ def slide_grade_frame(session: Any) -> pd.DataFrame | None:
     if grade is None:
         return None
     row = {k: v for k, v in grade.to_dict().items() if k != "items"}
-    return pd.DataFrame([{"slide_id": session.slide_id, **row}]).astype(
-        {"nancy": "Int64"}
-    )
+    return pd.DataFrame([{"slide_id": session.slide_id, **row}]).astype({"nancy": "Int64"})

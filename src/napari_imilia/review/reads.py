@@ -141,7 +141,12 @@ def append_read(slide_dir: str | os.PathLike[str], read: GradeRead) -> GradeRead
     data = (json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     is_new = not path.exists()
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o666)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as error:  # a symlink (O_NOFOLLOW), no permission, disk gone
+        raise DataError(
+            f"{path} cannot be written ({error.strerror or error}); the grade was not saved"
+        ) from error
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
