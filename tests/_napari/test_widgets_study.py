@@ -72,7 +72,8 @@ def test_blinded_walk_hides_the_model_until_the_grade(make_napari_viewer, study_
     score = cohort[cohort.index_of(order[0])].score
     # nothing shows the model: no prediction, no heatmap or tile table, no score text
     assert session.prediction is None and state.model_hidden
-    assert not layers_with_role(viewer, HEATMAP_ROLE) and not layers_with_role(viewer, TILE_TABLE_ROLE)
+    assert not layers_with_role(viewer, HEATMAP_ROLE)
+    assert not layers_with_role(viewer, TILE_TABLE_ROLE)
     texts = dock_texts(viewer)
     for item in cohort.items:
         if item.score is not None:

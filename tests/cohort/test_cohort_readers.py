@@ -84,7 +84,8 @@ def test_an_old_cohort_file_keeps_its_grades_and_place(scored_copy: Path) -> Non
     cohort = Cohort.open(scored_copy, reader="Dr New")
     item = cohort[2]
     assert cohort[cohort.current_index].slide_id == "case_04"
-    assert item.grade.note == "old copy" and item.status == "reviewed" and item.reads.reads[0].legacy
+    assert item.grade.note == "old copy" and item.status == "reviewed"
+    assert item.reads.reads[0].legacy and item.reads.reads[0].reader == "Dr Old"
     cohort.set_current(3)  # saved in the new form: the old copy stays as a legacy grade
     again = Cohort.open(scored_copy, reader="Dr New")
     assert again[2].grade.note == "old copy" and again[again.current_index].slide_id == "case_02"

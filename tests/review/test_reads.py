@@ -71,10 +71,11 @@ def test_bad_lines_are_skipped_with_a_reason(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere.jsonl"
     outside.write_text("")
     (folder / READS_DIR / f"{reader_key('Dr C')}.jsonl").symlink_to(outside)
-    with pytest.raises(DataError, match="not a regular file|cannot be written"):
+    with pytest.raises(DataError, match=r"not a regular file|cannot be written"):
         append_read(folder, _read("Dr C", 0))
     assert outside.read_text() == ""  # nothing appended through the link
-    assert any("Dr C" in w or "cannot be read" in w for w in load_slide_reads(folder, SLIDE).warnings)
+    warnings = load_slide_reads(folder, SLIDE).warnings
+    assert any("cannot be read" in w for w in warnings)
     with pytest.raises(DataError, match="phase"):
         append_read(folder, _read("Dr A", 2, "during-AI"))
     with pytest.raises(DataError, match="0-10"):
@@ -86,10 +87,8 @@ def test_an_old_slide_grade_file_is_one_readers_grade(tmp_path: Path) -> None:
     folder.mkdir()
     old = {"nancy": 3, "activity": "", "model_agreement": "agree", "note": "abscess",
            "reviewer": "Dr Old", "updated_utc": "2025-01-02T03:04:05Z"}  # fmt: skip
-    (folder / GRADE_FILE).write_text(
-        json.dumps({"format": "napari-imilia-slide-grade", "schema_version": 1,
-                    "slide_id": SLIDE, "grade": old})  # fmt: skip
-    )
+    header = {"format": "napari-imilia-slide-grade", "schema_version": 1, "slide_id": SLIDE}
+    (folder / GRADE_FILE).write_text(json.dumps({**header, "grade": old}))
     reads = load_slide_reads(folder, SLIDE)
     (legacy,) = reads.reads
     assert legacy.legacy and legacy.reader == "Dr Old" and legacy.phase == POST_AI
