@@ -99,6 +99,7 @@ def _html(cohort: Cohort, metrics: dict[str, Any], worst: pd.DataFrame) -> str:
         H.key_values(
             [*_design(cohort), ("slides", metrics["n_slides"]), ("reads", metrics["n_reads"])]
         ),
+        _caution(metrics["n_slides"]),
         "<h2>Between readers (and the model's call)</h2>",
         _table(
             metrics["pairs"],
@@ -141,6 +142,20 @@ def _html(cohort: Cohort, metrics: dict[str, Any], worst: pd.DataFrame) -> str:
         '&middot; <a href="cohort_report.html">cohort report</a></p>',
     ]
     return H.page("Reader study", "".join(body))
+
+
+#: Below this many slides the report warns that its intervals are wide and unstable.
+FEW_SLIDES = 10
+
+
+def _caution(n_slides: int) -> str:
+    if n_slides >= FEW_SLIDES:
+        return ""
+    return (
+        f'<p class="missing">Only {n_slides} slide(s): kappas, ICC and their bootstrap '
+        "intervals are unstable at this size; read them as a check of the set-up, not as "
+        "results.</p>"
+    )
 
 
 def _overall_table(metrics: dict[str, Any]) -> str:

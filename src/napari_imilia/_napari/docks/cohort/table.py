@@ -82,10 +82,10 @@ class CohortTableModel(QAbstractTableModel):
         column = COLUMNS[index.column()]
         value = _value(item, column)
         if role == Qt.ItemDataRole.DisplayRole:
+            if column == "score" and item.model_hidden and item.scored:
+                return "hidden"
             if value is None:
                 return ""
-            if column == "score" and item.model_hidden:
-                return "hidden"
             return f"{value:.4f}" if column == "score" else str(value)
         if role == SORT_ROLE:
             if column in ("score", "Nancy", "tiles"):
