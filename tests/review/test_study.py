@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from napari_imilia.errors import DataError, ImiliaError
+from napari_imilia.review.bundle import slide_grade_frame
 from napari_imilia.review.drafts import save_draft
 from napari_imilia.review.grade import SlideGrade
-from napari_imilia.review.grading import commit_grade, grading_state
+from napari_imilia.review.grading import commit_grade, grading_state, shown_grade
 from napari_imilia.review.reads import POST_AI, PRE_AI, load_slide_reads
+from napari_imilia.review.reviewer import save_reviewer
 from napari_imilia.review.session import ReviewSession
 from napari_imilia.review.study import (
     STUDY_FILE,
@@ -68,6 +70,21 @@ def test_blinded_second_read_keeps_both_reads(tmp_path: Path) -> None:
     save_draft(tmp_path / "s05", "s05", "A", SlideGrade(nancy=0), PRE_AI)
     progress = reader_progress(load_study(tmp_path), tmp_path, "A")
     assert progress.text() == "1 of 10 read, 1 read again after the model, 1 draft"
+
+
+def test_in_a_study_a_reader_is_shown_only_their_own_grade(tmp_path: Path) -> None:
+    commit_grade(tmp_path, "s01", "B", SlideGrade(nancy=4))  # before the study
+    assert shown_grade(tmp_path, "s01", "A").nancy == 4  # no study: the newest by anyone
+    create_study(tmp_path, SLIDES, ["A", "B"], seed=1)
+    commit_grade(tmp_path, "s02", "B", SlideGrade(nancy=3))
+    assert shown_grade(tmp_path, "s02", "A") is None  # B's grade stays B's
+    commit_grade(tmp_path, "s02", "A", SlideGrade(nancy=1))
+    assert shown_grade(tmp_path, "s02", "A").nancy == 1
+    assert shown_grade(tmp_path, "s02", "B").nancy == 3
+    session = SimpleNamespace(results_root=tmp_path, slide_id="s02")
+    save_reviewer("A")
+    (row,) = slide_grade_frame(session).to_dict("records")  # the Export dock's bundle
+    assert row["nancy"] == 1 and row["reviewer"] == "A"
 
 
 def test_without_second_read_the_blind_grade_is_final(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ napari grade form both go through here, so the study's rules hold whatever the r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from napari_imilia.review.reads import (
     PRE_AI,
     GradeRead,
     append_read,
+    latest_grade,
     load_slide_reads,
 )
 from napari_imilia.review.study import Study, commit_phase, load_study
@@ -113,3 +115,21 @@ def commit_grade(
     saved = append_read(folder, read)
     clear_draft(folder, reader)
     return saved
+
+
+def shown_grade(
+    results_root: str | os.PathLike[str], slide_id: str, reader: str
+) -> SlideGrade | None:
+    """The grade of ``slide_id`` that may be shown to ``reader``: in a study, their own
+    newest (other readers' stay theirs; a study that cannot be read counts as one), else
+    the newest by anyone (:func:`~napari_imilia.review.reads.latest_grade`)."""
+    folder = path_inside(results_root, slide_id)
+    try:
+        study = load_study(results_root)
+        in_study = study is not None and study.includes(slide_id)
+    except DataError:
+        in_study = True
+    if not in_study:
+        return latest_grade(folder, slide_id)
+    read = load_slide_reads(folder, slide_id, reader=reader).latest(reader)
+    return None if read is None else dataclasses.replace(read.grade, updated_utc=read.utc)
