@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "napari_imilia._cli.inspect",
     "napari_imilia._cli.info",
     "napari_imilia._cli.report",
+    "napari_imilia._cli.study",
     "napari_imilia._cli.catalogues",
     "napari_imilia._cli.train",
     "napari_imilia._cli.score",

@@ -82,8 +82,9 @@ def test_open_step_with_keys_grade_and_filter(
     assert panel.summary_label.text().startswith(f"1 of {N_SLIDES + 1} reviewed")
     assert review.grade_form.nancy_combo.currentData() == 3  # the Review dock follows
     saved = json.loads((scored_copy / COHORT_FILE).read_text())
-    assert saved["slides"][1]["grade"]["note"] == "crypt abscesses"
-    assert (scored_copy / "case_00" / "slide_grade.json").is_file()
+    assert "grade" not in saved["slides"][1]  # no copy to go stale: the reader's journal
+    (journal,) = (scored_copy / "case_00" / "grades").glob("*.jsonl")
+    assert json.loads(journal.read_text())["read"]["grade"]["note"] == "crypt abscesses"
 
     panel.status_combo.setCurrentIndex(panel.status_combo.findData("reviewed"))
     assert panel.proxy.rowCount() == 1

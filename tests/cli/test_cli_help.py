@@ -36,6 +36,7 @@ def test_subcommands_in_help_order_each_from_its_module() -> None:
         "inspect",
         "info",
         "report",
+        "study",
         "models",
         "extractors",
         "train",

@@ -21,6 +21,7 @@ from napari_imilia.review.grade import (
     load_slide_grade,
     nancy_label,
 )
+from napari_imilia.review.reads import latest_grade
 from support.cohort_data import N_SLIDES, cohort_data, scored_results  # noqa: F401 (fixtures)
 
 
@@ -119,7 +120,8 @@ def test_grade_restart_and_recover(scored_copy: Path) -> None:
     assert again[second].grade.effective_activity == "active"  # set by hand, not from Nancy 1
     assert again[first].status == "reviewed" and again[first + 1].status == "in review"
     assert again.summary_text() == f"2 of {N_SLIDES + 1} reviewed, {N_SLIDES} scored, 1 error"
-    assert load_slide_grade(scored_copy / "case_00", "case_00") == again[first].grade
+    assert latest_grade(scored_copy / "case_00", "case_00") == again[first].grade
+    assert not (scored_copy / "case_00" / GRADE_FILE).exists()  # reads, not the old file
 
     # the cohort file damaged: a clear error, the file kept aside, grades come back
     path = scored_copy / COHORT_FILE

@@ -19,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "model and extractor hashes, top tiles with cell and epithelium overlays, "
             "markers, verdicts, grade, notes) and RESULTS_DIR/cohort_report.html, .json and "
             ".csv (review table, ROC-AUC with bootstrap 95%% CI, confusion matrix, Cohen's "
-            "kappa, Spearman of score against the Nancy grade). Self-contained files: they "
+            "kappa, Spearman of score against the Nancy grade) and, for a reader study (imilia "
+            "study) or two readers or more, RESULTS_DIR/reader_study.html, .json and .csv "
+            "(agreement between readers and with the model, pre-AI against post-AI, the "
+            "slides readers disagree on, one CSV row per read). Self-contained files: they "
             "open in a browser with no network. RESULTS_DIR is the folder imilia predict "
             "wrote into (with cohort.csv) or a cohort reviewed in napari (cohort_review.json)."
         ),
@@ -73,6 +76,8 @@ def load_cohort(results: Path, labels: str | None) -> Cohort:
 def run(args: argparse.Namespace) -> int:
     from napari_imilia.errors import ImiliaError
     from napari_imilia.report import write_cohort_report, write_reports
+    from napari_imilia.report.reader_study_page import has_reader_study
+    from napari_imilia.report.reader_study_page import write_reader_study_report as write_study
 
     if args.top_tiles < 0:
         raise ImiliaError(f"--top-tiles must be 0 or more, got {args.top_tiles}")
@@ -81,11 +86,17 @@ def run(args: argparse.Namespace) -> int:
     cohort = load_cohort(Path(args.results).expanduser(), args.labels)
     if args.no_slide_pages:
         written = write_cohort_report(cohort, threshold=args.threshold)
+        if has_reader_study(cohort):
+            written.update(write_study(cohort, threshold=args.threshold))
     else:
         written = write_reports(cohort, top_k=args.top_tiles, threshold=args.threshold)
-    pages = len(written) - 3
+    pages = len(
+        [k for k in written if k not in ("csv", "json", "html") and not k.startswith("study_")]
+    )
     for warning in cohort.warnings:
         print(f"warning: {warning}")
     print(f"{cohort.summary_text()}; {pages} slide report(s)")
     print(f"cohort report: {written['html']}")
+    if "study_html" in written:
+        print(f"reader study report: {written['study_html']}")
     return 0

@@ -16,7 +16,13 @@ with the viewer). It holds:
 - ``top_tiles``: which tiles are "the top tiles" (N / P keys, Top tiles dock, review count);
 - ``review_target`` ('tile' or 'region') and ``review_draft``: what a verdict applies to,
   and the class, note and reviewer typed in the open Review dock (None without one);
-- ``link``: the viewer link that draws every layer from this state (``link.link_viewer``).
+- ``link``: the viewer link that draws every layer from this state (``link.link_viewer``);
+- blinding: in a blinded reader study (``review.study``) the open slide's model output is
+  withheld from the reader (the workspace's reviewer identity) until they commit their grade
+  of it. :meth:`ViewerState.set_session` withholds it before any dock or layer sees the
+  session, :meth:`ViewerState.refresh_blinding` reveals it once the grade is committed (or
+  the reviewer changed), so no layer, dock or table has to know about studies: they show
+  ``session.prediction``, which reads None while withheld.
 
 Docks, keys and the link read it and edit it; none keeps a copy another one needs.
 """
@@ -71,8 +77,11 @@ class ViewerState:
 
     Signals: ``session_changed(session or None)``, ``cohort_changed(cohort or None)``,
     ``top_tiles_changed(TopTiles)``, ``verdicts_recorded(entries)`` (after a verdict from a
-    key or the Review dock was saved).
+    key or the Review dock was saved), ``blinding_changed(session)`` (the model was hidden
+    or shown on the open slide).
     """
+
+    blinding_changed = Signal(object)
 
     session_changed = Signal(object)
     cohort_changed = Signal(object)
@@ -96,11 +105,41 @@ class ViewerState:
         old = self.session
         if old is session:
             return
+        if session is not None:
+            self._apply_blinding(session)
         self.session = session
         self.review_target = "tile"
         if old is not None:
             old.close()
         self.session_changed.emit(session)
+
+    # ------------------------------------------------------------------ blinding
+    @property
+    def model_hidden(self) -> bool:
+        """True while the open slide's model output is withheld from the reader."""
+        return self.session is not None and bool(self.session.withheld_reason)
+
+    def refresh_blinding(self) -> None:
+        """Hide or show the open slide's model output as the reader study says now (call
+        after a grade was committed, or when the reviewer identity changed)."""
+        if self.session is not None:
+            self._apply_blinding(self.session)
+            self.blinding_changed.emit(self.session)
+
+    @staticmethod
+    def _apply_blinding(session: ReviewSession) -> None:
+        from napari_imilia.errors import ImiliaError
+        from napari_imilia.review.reviewer import load_reviewer
+        from napari_imilia.review.study import blinding_reason
+
+        try:
+            reason = blinding_reason(session.results_root, session.slide_id, load_reviewer())
+        except (ImiliaError, OSError) as error:  # unsure: hide rather than unblind
+            reason = f"the reader study cannot be checked ({error}); the model stays hidden"
+        if reason:
+            session.withhold_prediction(reason)
+        else:
+            session.reveal_prediction()
 
     def set_cohort(self, cohort: Cohort | None) -> None:
         """The cohort under review (None: none); new sessions go to its results folder."""

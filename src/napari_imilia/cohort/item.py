@@ -7,13 +7,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from napari_imilia.review.drafts import has_draft
 from napari_imilia.review.grade import SlideGrade
+from napari_imilia.review.reads import SlideReads, load_slide_reads
+from napari_imilia.review.study import Study, model_hidden
+from napari_imilia.slide.discover import FoundSlide
+from napari_imilia.trust.paths import absolute_path
+
+#: Columns of :func:`review_table`.
+TABLE_COLUMNS: tuple[str, ...] = (
+    "slide_id",
+    "score",
+    "n_tiles",
+    "status",
+    "nancy",
+    "activity",
+    "model_agreement",
+    "reviewer",
+    "note",
+    "error",
+    "path",
+)
 
 
 @dataclass
 class CohortItem:
     """One slide of the cohort. ``score`` (0-1) and ``n_tiles`` come from its cached result;
-    ``labels``: the cohort CSV's label columns; ``error``: why the status is 'error'."""
+    ``labels``: the cohort CSV's label columns; ``error``: why the status is 'error'.
+    ``grade``: the grade shown to the cohort's reader (their own in a study, else the newest
+    by anyone); ``reads``: every reader's grades; ``model_hidden``: the score must not be
+    shown to the reader (blinded study, not yet graded by them); ``has_draft``: the reader
+    keeps an unsaved grade of it; ``legacy_grade``: the copy an old cohort file kept."""
 
     path: str
     slide_id: str
@@ -26,6 +52,15 @@ class CohortItem:
     score_error: str = ""
     file_error: str = ""
     has_tile_reviews: bool = False
+    reads: SlideReads | None = None
+    model_hidden: bool = False
+    has_draft: bool = False
+    legacy_grade: SlideGrade | None = None
+
+    @property
+    def shown_score(self) -> float | None:
+        """The score, or None where the model is hidden from the reader."""
+        return None if self.model_hidden else self.score
 
     @property
     def error(self) -> str:
@@ -53,13 +88,13 @@ class CohortItem:
             "labels": dict(self.labels),
             "opened_utc": self.opened_utc,
             "score_error": self.score_error,
-            "grade": None if self.grade is None else self.grade.to_dict(),
+            **({} if self.legacy_grade is None else {"legacy_grade": self.legacy_grade.to_dict()}),
         }
 
 
 def item_from_record(record: dict[str, Any]) -> CohortItem:
     """A ``CohortItem`` from its record in the cohort file (``ValueError``/``KeyError`` if bad)."""
-    grade = record.get("grade")
+    grade = record.get("legacy_grade", record.get("grade"))  # schema 1 kept a copy
     labels = record.get("labels") or {}
     if not isinstance(labels, dict):
         raise ValueError(f"labels of {record.get('slide_id')!r} are not an object")
@@ -67,10 +102,102 @@ def item_from_record(record: dict[str, Any]) -> CohortItem:
         path=str(record["path"]),
         slide_id=str(record["slide_id"]),
         labels={str(k): str(v) for k, v in labels.items()},
-        grade=None if grade is None else SlideGrade.from_dict(grade),
+        legacy_grade=None if grade is None else SlideGrade.from_dict(grade),
         opened_utc=str(record.get("opened_utc") or ""),
         score_error=str(record.get("score_error") or ""),
     )
+
+
+def add_sources(items: list[CohortItem], sources: list[FoundSlide]) -> None:
+    """Append the slides of ``sources`` not in ``items`` yet; labels of known ones merged."""
+    from napari_imilia.slide import slide_id_for
+
+    known = {absolute_path(item.path): item for item in items}
+    for source in sources:  # absolute paths (the finder's); a saved cohort's may not be
+        item = known.get(absolute_path(source.path))
+        if item is not None:
+            item.labels = {**item.labels, **source.labels}
+            continue
+        item = CohortItem(path=source.path, slide_id=slide_id_for(source.path))
+        item.labels = dict(source.labels)
+        items.append(item)
+        known[absolute_path(source.path)] = item
+
+
+def merge_saved_records(
+    ours: list[dict[str, Any]], on_disk: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Our slide records with what another process saved meanwhile taken in: the earliest
+    ``opened_utc``, labels ours over theirs, and slides only they have appended."""
+    theirs = {r.get("path"): r for r in on_disk if isinstance(r, dict)}
+    merged = []
+    for record in ours:
+        other = theirs.pop(record["path"], None)
+        if isinstance(other, dict):
+            opened = [t for t in (record["opened_utc"], other.get("opened_utc")) if t]
+            record = {**record, "opened_utc": min(opened) if opened else ""}
+            if isinstance(other.get("labels"), dict):
+                record["labels"] = {**other["labels"], **record["labels"]}
+        merged.append(record)
+    for record in theirs.values():
+        try:
+            merged.append(item_from_record(record).record())
+        except (ValueError, KeyError, TypeError):
+            continue
+    return merged
+
+
+def read_grades(
+    item: CohortItem, folder: Path, study: Study | None, reader: str, *, hide_all: bool = False
+) -> None:
+    """Fill ``item``'s reads, shown grade, draft flag and blinding from ``folder``."""
+    reads = load_slide_reads(folder, item.slide_id, legacy=item.legacy_grade)
+    item.reads = reads
+    in_study = study is not None and study.includes(item.slide_id)
+    shown = reads.latest(reader) if in_study else reads.latest()
+    item.grade = None if shown is None else shown.grade
+    own = SlideReads(item.slide_id, reads.of(reader))
+    item.model_hidden = hide_all or model_hidden(study, own, reader)
+    item.has_draft = has_draft(folder, reader)
+
+
+def reading_order(items: list[CohortItem], study: Study | None, reader: str) -> list[int]:
+    """Indices of ``items`` in the order ``reader`` reads them: in a study, the study's
+    slides in the reader's recorded order, then the others in cohort order."""
+    if study is None:
+        return list(range(len(items)))
+    where = {item.slide_id: i for i, item in reversed(list(enumerate(items)))}
+    first = [where[s] for s in study.order_for(reader) if s in where]
+    return first + [i for i in range(len(items)) if i not in set(first)]
+
+
+def review_table(items: list[CohortItem]) -> pd.DataFrame:
+    """One row per slide, columns :data:`TABLE_COLUMNS` plus the CSV labels (prefixed
+    ``label_``); the score is left out where the model is hidden from the reader."""
+    rows = []
+    for item in items:
+        grade = item.grade or SlideGrade()
+        rows.append(
+            {
+                "slide_id": item.slide_id,
+                "score": item.shown_score,
+                "n_tiles": item.n_tiles,
+                "status": item.status,
+                "nancy": grade.nancy,
+                "activity": grade.effective_activity,
+                "model_agreement": grade.model_agreement,
+                "reviewer": grade.reviewer,
+                "note": grade.note,
+                "error": item.error,
+                "path": item.path,
+                **{f"label_{k}": v for k, v in item.labels.items()},
+            }
+        )
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TABLE_COLUMNS))
+    table["score"] = pd.to_numeric(table["score"], errors="coerce")
+    table["n_tiles"] = pd.to_numeric(table["n_tiles"], errors="coerce").astype("Int64")
+    table["nancy"] = pd.to_numeric(table["nancy"], errors="coerce").astype("Int64")
+    return table
 
 
 def read_slide_json(folder: Path, slide_id: str) -> dict[str, Any] | None:

@@ -1,12 +1,17 @@
 """``Cohort``: a list of slides with their scores, review status and grades (no Qt).
 
-A cohort lives in a results folder (``results_root``, one ``<slide_id>/`` subfolder per slide
-as ``imilia predict`` writes) and persists as ``results_root/cohort_review.json``, written
-atomically after every change: the slide list, each slide's CSV labels, when it was opened for
-review, its grade and its last scoring error. Scores and tile counts are read from the
-slides' cached results (``<slide_id>/slide.json``), grades also from each slide's
-``slide_grade.json`` (the newer copy wins), so the file and the results never disagree for
-long and no grade is lost when one of them is damaged.
+A cohort lives in a results folder (``results_root``, one ``<slide_id>/`` subfolder per slide)
+and persists as ``results_root/cohort_review.json``, written atomically after every change:
+the slides, their CSV labels, when each was first opened and its last scoring error. The rest
+is read from where its one writer keeps it: scores from ``<slide_id>/slide.json``, grades from
+each reader's journal (:mod:`napari_imilia.review.reads`), the study from ``study.json`` and
+each reader's current slide from their own file (:mod:`napari_imilia.cohort.cursor`), so two
+processes sharing the folder lose neither grades nor each other's place. The grade copies an
+old cohort file kept are read as legacy grades.
+
+The cohort is seen by one reader (``reader``: the workspace's reviewer identity). Outside a
+study a slide shows its newest grade by anyone; in a study, the reader's own, and in a
+blinded study the model stays hidden (``CohortItem.model_hidden``) until they commit theirs.
 
 Status of a slide, first match: ``error`` (file missing or unreadable, slide id used by an
 earlier slide, or its scoring failed: ``error`` says why), ``reviewed`` (graded), ``in
@@ -26,37 +31,34 @@ from typing import Any
 import pandas as pd
 from psygnal import Signal
 
+from napari_imilia.cohort.cursor import load_cursor, save_cursor
 from napari_imilia.cohort.item import (
+    TABLE_COLUMNS,
     CohortItem,
+    add_sources,
     item_from_record,
+    merge_saved_records,
+    read_grades,
     read_slide_json,
+    reading_order,
+    review_table,
     unreadable_reason,
 )
-from napari_imilia.errors import DataError
+from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
-from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade, save_slide_grade
-from napari_imilia.slide.discover import FoundSlide, discover_slides
-from napari_imilia.trust.paths import absolute_path
+from napari_imilia.review.grade import SlideGrade
+from napari_imilia.review.grading import commit_grade
+from napari_imilia.review.reads import GradeRead
+from napari_imilia.review.reviewer import load_reviewer
+from napari_imilia.review.study import Study, load_study
+from napari_imilia.slide.discover import discover_slides
+from napari_imilia.trust.paths import absolute_path, path_inside
 
 COHORT_FILE = "cohort_review.json"
 COHORT_FORMAT = "napari-imilia-cohort"
-COHORT_SCHEMA_VERSION = 1
+COHORT_SCHEMA_VERSION = 2
 STATUSES: tuple[str, ...] = ("not scored", "scored", "in review", "reviewed", "error")
-#: Columns of :meth:`Cohort.table`.
-TABLE_COLUMNS: tuple[str, ...] = (
-    "slide_id",
-    "score",
-    "n_tiles",
-    "status",
-    "nancy",
-    "activity",
-    "model_agreement",
-    "reviewer",
-    "note",
-    "error",
-    "path",
-)
 
 
 class CohortFileError(DataError):
@@ -68,8 +70,8 @@ class CohortFileError(DataError):
 
 
 def _move_aside(path: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    backup, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    stamp, n = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"), 1
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
     while backup.exists():
         backup, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
     os.replace(path, backup)
@@ -80,19 +82,28 @@ class Cohort:
     """The slides of a study and their review; see the module docstring.
 
     Create with :meth:`build` (from a folder, glob, CSV or results folder) or :meth:`open`
-    (the saved ``cohort_review.json``). Signals: ``item_changed(index)``,
-    ``current_changed(index)``. Methods are thread-safe (scoring updates from a worker).
+    (the saved ``cohort_review.json``). ``reader``: who sees it (default: the saved
+    reviewer identity). Signals: ``item_changed(index)``, ``current_changed(index)``.
+    Methods are thread-safe (scoring updates from a worker).
     """
 
     item_changed = Signal(int)
     current_changed = Signal(int)
 
-    def __init__(self, results_root: str | os.PathLike[str], items: list[CohortItem]) -> None:
+    def __init__(
+        self,
+        results_root: str | os.PathLike[str],
+        items: list[CohortItem],
+        reader: str | None = None,
+    ) -> None:
         self.results_root = Path(results_root)
         self.items = items
         self.source = ""
         self.current_index: int | None = None
         self.warnings: list[str] = []
+        self.reader = load_reviewer() if reader is None else reader
+        self.study: Study | None = None
+        self.study_error = ""
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ creating / saving
@@ -102,14 +113,16 @@ class Cohort:
 
     @classmethod
     def build(
-        cls, source: str | os.PathLike[str], results_root: str | os.PathLike[str] | None = None
+        cls,
+        source: str | os.PathLike[str],
+        results_root: str | os.PathLike[str] | None = None,
+        reader: str | None = None,
     ) -> Cohort:
         """The cohort of the slides named by ``source`` with results in ``results_root``
         (default: ``source`` itself when it is a results folder holding ``cohort.csv``, else
-        ``$IMILIA_RESULTS_DIR``). Grades and review state already saved there (cohort file
-        or the slides' ``slide_grade.json``) are kept; new slides are appended. A results
-        folder holding only ``cohort_review.json`` reopens that cohort. A damaged cohort
-        file is moved aside with a warning, never overwritten."""
+        ``$IMILIA_RESULTS_DIR``), seen by ``reader``. Review state already saved there is
+        kept; new slides are appended. A results folder holding only ``cohort_review.json``
+        reopens that cohort. A damaged cohort file is moved aside with a warning."""
         from napari_imilia.user_dirs import default_results_root
 
         source_path = Path(os.fspath(source)).expanduser()
@@ -117,7 +130,7 @@ class Cohort:
             source_path / "cohort.csv"
         ).is_file()
         if saved_only and (results_root is None or Path(results_root) == source_path):
-            return cls.open(source_path)  # a cohort saved here before it was scored
+            return cls.open(source_path, reader)  # a cohort saved before it was scored
         if results_root is None:
             is_results = source_path.is_dir() and (source_path / "cohort.csv").is_file()
             results_root = source_path if is_results else default_results_root()
@@ -126,22 +139,23 @@ class Cohort:
         saved: Cohort | None = None
         if (root / COHORT_FILE).exists():
             try:
-                saved = cls.open(root)
+                saved = cls.open(root, reader)
             except CohortFileError as error:
                 warnings.warn(str(error), stacklevel=2)
                 saved = None
-        cohort = saved or cls(root, [])
+        cohort = saved or cls(root, [], reader)
         if not cohort.source:
             cohort.source = os.fspath(source)
-        cohort._add_sources(sources)
+        add_sources(cohort.items, sources)
         cohort.refresh()
         cohort.save()
         return cohort
 
     @classmethod
-    def open(cls, results_root: str | os.PathLike[str]) -> Cohort:
-        """The cohort saved in ``results_root/cohort_review.json``. A damaged file is moved
-        aside and ``CohortFileError`` says where it went and how to rebuild."""
+    def open(cls, results_root: str | os.PathLike[str], reader: str | None = None) -> Cohort:
+        """The cohort saved in ``results_root/cohort_review.json``, seen by ``reader`` (default:
+        the saved reviewer identity). A damaged file is moved aside and ``CohortFileError``
+        says where it went and how to rebuild."""
         root = Path(results_root).expanduser()
         path = root / COHORT_FILE
         if not path.is_file():
@@ -166,10 +180,13 @@ class Cohort:
             raise cls._corrupt(path, exc) from exc
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise cls._corrupt(path, exc) from exc
-        cohort = cls(root, items)
+        cohort = cls(root, items, reader)
         cohort.source = str(data.get("source", ""))
-        current = data.get("current_slide_id")
-        cohort.current_index = cohort.index_of(current) if current else None
+        current = load_cursor(root, cohort.reader) or data.get("current_slide_id")
+        try:
+            cohort.current_index = cohort.index_of(current) if isinstance(current, str) else None
+        except DataError:
+            cohort.current_index = None
         cohort.refresh()
         return cohort
 
@@ -179,47 +196,39 @@ class Cohort:
         return CohortFileError(
             f"cohort file {path} could not be read ({type(exc).__name__}: {exc}); it was "
             f"kept as {backup.name}. Build the cohort again from its slides: the grades are "
-            f"also saved in each slide's {GRADE_FILE} and come back",
+            "kept in each slide's folder and come back",
             backup,
         )
 
     def save(self) -> Path:
-        """Write ``cohort_review.json`` atomically; returns its path."""
+        """Write ``cohort_review.json`` atomically, taking in what another process saved
+        there meanwhile (slides first opened, labels); returns its path."""
         with self._lock:
-            current = None if self.current_index is None else self.items[self.current_index]
+            records = [item.record() for item in self.items]
+            try:
+                on_disk = json.loads(self.path.read_text(encoding="utf-8"))["slides"]
+                records = merge_saved_records(records, on_disk)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # nothing saved yet, or unreadable: ours is all there is
             data = {
                 "format": COHORT_FORMAT,
                 "schema_version": COHORT_SCHEMA_VERSION,
                 "source": self.source,
                 "updated_utc": utc_now(),
-                "current_slide_id": None if current is None else current.slide_id,
-                "slides": [item.record() for item in self.items],
+                "slides": records,
             }
             text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
             return write_text_atomic(self.path, text)
 
-    def _add_sources(self, sources: list[FoundSlide]) -> None:
-        from napari_imilia.slide import slide_id_for
-
-        known = {absolute_path(item.path): item for item in self.items}
-        for source in sources:  # absolute paths (the finder's); a saved cohort's may not be
-            item = known.get(absolute_path(source.path))
-            if item is not None:
-                item.labels = {**item.labels, **source.labels}
-                continue
-            item = CohortItem(path=source.path, slide_id=slide_id_for(source.path))
-            item.labels = dict(source.labels)
-            self.items.append(item)
-            known[absolute_path(source.path)] = item
-
     # ------------------------------------------------------------------ reading results
     def slide_dir(self, index: int) -> Path:
         """The results folder of slide ``index`` (``results_root/<slide_id>``)."""
-        return self.results_root / self.items[index].slide_id
+        return path_inside(self.results_root, self.items[index].slide_id)
 
     def refresh(self, indices: list[int] | None = None) -> None:
-        """Re-read scores, grades, tile reviews and file errors from the disk."""
+        """Re-read scores, grades, the study, tile reviews and file errors from the disk."""
         with self._lock:
+            self._load_study()
             first_owner: dict[str, str] = {}
             for item in self.items:
                 first_owner.setdefault(item.slide_id, item.path)
@@ -228,7 +237,11 @@ class Cohort:
 
     def _refresh_item(self, index: int, first_owner: dict[str, str]) -> None:
         item = self.items[index]
-        folder = self.slide_dir(index)
+        try:
+            folder = self.slide_dir(index)
+        except ImiliaError as error:  # an id leading outside the results folder
+            item.file_error, item.score = str(error), None
+            return
         item.file_error = ""
         owner = first_owner.get(item.slide_id, item.path)
         if Path(owner) != Path(item.path):
@@ -244,15 +257,21 @@ class Cohort:
         item.model = "" if info is None else str(info.get("model", ""))
         if item.score is not None:
             item.score_error = ""
+        duplicate = Path(owner) != Path(item.path)
+        if not duplicate:  # a slide moved away keeps its grades
+            read_grades(item, folder, self.study, self.reader, hide_all=bool(self.study_error))
         if not item.file_error:
-            saved = load_slide_grade(folder, item.slide_id) if folder.is_dir() else None
-            if saved is not None and (
-                item.grade is None or saved.updated_utc >= item.grade.updated_utc
-            ):
-                item.grade = saved
             item.has_tile_reviews = (folder / "review.json").is_file()
         if not item.file_error and item.score is None and not item.score_error:
             item.file_error = unreadable_reason(item.path)
+
+    def _load_study(self) -> None:
+        try:
+            self.study, self.study_error = load_study(self.results_root), ""
+        except ImiliaError as error:  # hide the model rather than unblind by accident
+            self.study, self.study_error = None, str(error)
+            if self.study_error not in self.warnings:
+                self.warnings.append(self.study_error)
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -290,34 +309,8 @@ class Cohort:
 
     def table(self) -> pd.DataFrame:
         """The review table: one row per slide, columns :data:`TABLE_COLUMNS` plus the CSV
-        labels (prefixed ``label_``)."""
-        rows = []
-        for item in self.items:
-            grade = item.grade or SlideGrade()
-            rows.append(
-                {
-                    "slide_id": item.slide_id,
-                    "score": item.score,
-                    "n_tiles": item.n_tiles,
-                    "status": item.status,
-                    "nancy": grade.nancy,
-                    "activity": grade.effective_activity,
-                    "model_agreement": grade.model_agreement,
-                    "reviewer": grade.reviewer,
-                    "note": grade.note,
-                    "error": item.error,
-                    "path": item.path,
-                    **{f"label_{k}": v for k, v in item.labels.items()},
-                }
-            )
-        table = pd.DataFrame(rows)
-        if table.empty:
-            table = pd.DataFrame(columns=list(TABLE_COLUMNS))
-        for column in ("score",):
-            table[column] = pd.to_numeric(table[column], errors="coerce")
-        table["n_tiles"] = pd.to_numeric(table["n_tiles"], errors="coerce").astype("Int64")
-        table["nancy"] = pd.to_numeric(table["nancy"], errors="coerce").astype("Int64")
-        return table
+        labels (prefixed ``label_``); the score is left out where the model is hidden."""
+        return review_table(self.items)
 
     # ------------------------------------------------------------------ changes
     def set_current(self, index: int | None) -> None:
@@ -329,31 +322,47 @@ class Cohort:
                     item.opened_utc = utc_now()
             self.current_index = index
             self.save()
+            current = None if index is None else self.items[index].slide_id
+            try:
+                save_cursor(self.results_root, self.reader, current)
+            except OSError as error:  # read-only results: the place is not remembered
+                self.warnings.append(f"your place in the cohort is not saved: {error}")
         if index is not None:
             self.item_changed.emit(index)
         self.current_changed.emit(-1 if index is None else index)
 
     def step(self, delta: int, *, skip_errors: bool = True) -> int | None:
-        """Index ``delta`` slides from the current one (from the start when none is
-        current), skipping slides in error; None past either end."""
-        if not self.items:
+        """Index of the slide ``delta`` steps from the current one in the reader's order
+        (:func:`~napari_imilia.cohort.item.reading_order`: in a study, the reader's
+        shuffled order first), skipping slides in error; None past either end."""
+        order = reading_order(self.items, self.study, self.reader)
+        if skip_errors:
+            order = [i for i in order if not self.items[i].file_error or i == self.current_index]
+        if not order:
             return None
-        index = self.current_index
-        index = (-1 if delta > 0 else len(self.items)) if index is None else index
-        while True:
-            index += 1 if delta > 0 else -1
-            if not 0 <= index < len(self.items):
-                return None
-            if not (skip_errors and self.items[index].file_error):
-                return index
+        at = order.index(self.current_index) if self.current_index in order else None
+        at = (-1 if delta > 0 else len(order)) if at is None else at
+        at += 1 if delta > 0 else -1
+        return order[at] if 0 <= at < len(order) else None
 
-    def set_grade(self, index: int, grade: SlideGrade) -> SlideGrade:
-        """Save slide ``index``'s grade in its ``slide_grade.json`` and in the cohort file."""
+    def set_grade(
+        self,
+        index: int,
+        grade: SlideGrade,
+        *,
+        reader: str | None = None,
+        started_utc: str = "",
+    ) -> GradeRead:
+        """Commit ``reader``'s (default: ``grade.reviewer``, else the cohort's reader) grade
+        of slide ``index`` (:func:`~napari_imilia.review.grading.commit_grade`: a read in
+        their journal, in the phase the study gives it; their draft dropped)."""
         with self._lock:
             item = self.items[index]
-            saved = save_slide_grade(self.slide_dir(index), item.slide_id, grade)
-            item.grade = saved
-            self.save()
+            who = reader if reader is not None else (grade.reviewer or self.reader)
+            saved = commit_grade(
+                self.results_root, item.slide_id, who, grade, started_utc=started_utc
+            )
+            self.refresh([index])
         self.item_changed.emit(index)
         return saved
 

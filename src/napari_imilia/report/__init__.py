@@ -11,6 +11,7 @@ from pathlib import Path
 
 from napari_imilia.cohort.review import Cohort
 from napari_imilia.report.cohort_report import report_table, table_metrics, write_cohort_report
+from napari_imilia.report.reader_study_page import has_reader_study, write_reader_study_report
 from napari_imilia.report.slide_report import DEFAULT_TOP_TILES, write_slide_report
 
 
@@ -18,8 +19,9 @@ def write_reports(
     cohort: Cohort, *, top_k: int = DEFAULT_TOP_TILES, threshold: float = 0.5
 ) -> dict[str, Path]:
     """A report page per scored slide, then the cohort report (which links them); returns
-    the files by name ('<slide_id>', 'csv', 'json', 'html'). A slide whose page fails is
-    listed under 'errors' in ``cohort.warnings``, the others go on."""
+    the files by name ('<slide_id>', 'csv', 'json', 'html'; and 'study_csv', 'study_json',
+    'study_html' for the reader-study report when the cohort has a study or two readers or
+    more). A slide whose page fails is listed in ``cohort.warnings``, the others go on."""
     from napari_imilia.errors import ImiliaError
 
     written: dict[str, Path] = {}
@@ -32,6 +34,8 @@ def write_reports(
             )
         except ImiliaError as error:
             cohort.warnings.append(f"{item.slide_id}: no report: {error}")
+    if has_reader_study(cohort):
+        written.update(write_reader_study_report(cohort, threshold=threshold))
     written.update(write_cohort_report(cohort, threshold=threshold))
     return written
 
@@ -41,6 +45,7 @@ __all__ = [
     "report_table",
     "table_metrics",
     "write_cohort_report",
+    "write_reader_study_report",
     "write_reports",
     "write_slide_report",
 ]

@@ -18,7 +18,9 @@ import pandas as pd
 from napari_imilia.errors import ImiliaError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
-from napari_imilia.review.grade import NANCY_GRADES, SlideGrade, load_slide_grade
+from napari_imilia.report.reader_study_page import reads_html
+from napari_imilia.review.grade import NANCY_GRADES, SlideGrade
+from napari_imilia.review.reads import latest_grade
 
 #: Tiles shown with their overlays, best first.
 DEFAULT_TOP_TILES = 4
@@ -156,7 +158,8 @@ def write_slide_report(
             body.append(f'<div class="figs">{figures}</div>')
             body += ["<h2>Markers of the top tiles</h2>", H.table(markers, digits=3)]
     body.append("<h2>Slide grade</h2>")
-    body.append(_grade_html(load_slide_grade(results_dir, slide_id)))
+    body.append(_grade_html(latest_grade(results_dir, slide_id)))
+    body.append(reads_html(results_dir, slide_id))
     reviews = _reviews(results_dir, slide_id)
     body.append("<h2>Reviewer's verdicts on tiles and regions</h2>")
     body.append(H.table(reviews) if len(reviews) else '<p class="muted">No tile verdicts.</p>')

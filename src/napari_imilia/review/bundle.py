@@ -41,7 +41,8 @@ from napari_imilia.interpret.cells.types import TileCells
 from napari_imilia.interpret.epithelium.geojson import epithelium_to_features
 from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
 from napari_imilia.review.exports import reviews_table, reviews_to_features
-from napari_imilia.review.grade import load_slide_grade
+from napari_imilia.review.grading import shown_grade
+from napari_imilia.review.reviewer import load_reviewer
 from napari_imilia.trust.paths import path_inside
 
 #: Compression choices of :func:`export_review_bundle` -> file name ending.
@@ -199,11 +200,10 @@ def export_review_bundle(
 
 
 def slide_grade_frame(session: Any) -> pd.DataFrame | None:
-    """The slide's grade (``slide_grade.json`` in its results folder) as a one-row table,
-    or None when it was not graded."""
-    grade = load_slide_grade(session.results_dir, session.slide_id)
+    """The slide's grade shown to the reviewer (:func:`~napari_imilia.review.grading.shown_grade`:
+    their own in a reader study, else the newest by anyone) as a one-row table, or None."""
+    grade = shown_grade(session.results_root, session.slide_id, load_reviewer())
     if grade is None:
         return None
-    return pd.DataFrame([{"slide_id": session.slide_id, **grade.to_dict()}]).astype(
-        {"nancy": "Int64"}
-    )
+    row = {k: v for k, v in grade.to_dict().items() if k != "items"}
+    return pd.DataFrame([{"slide_id": session.slide_id, **row}]).astype({"nancy": "Int64"})

@@ -1,9 +1,10 @@
 """The pathologist's slide-level grade: Nancy histological index, activity, agreement (no Qt).
 
-One ``SlideGrade`` per slide, saved atomically as ``slide_grade.json`` in the slide's results
-folder (``results_root/<slide_id>``, beside the tile review's ``review.json``), so it travels
-with the slide's review and survives a crash. The cohort file keeps a copy (see
-:mod:`napari_imilia.cohort.review`); the newer of the two wins when they differ.
+A ``SlideGrade`` is what a reader says about a slide. Each reader's grades are kept in their
+own journal in the slide's results folder (:mod:`napari_imilia.review.reads`), with the
+reader, the phase (before or after the model was shown) and time stamps; every grade is kept
+and the latest is shown. Grades saved before reads existed, one ``slide_grade.json`` per slide
+(:func:`load_slide_grade`), are read as one reader's grade and never rewritten.
 
 Nancy index (Marchal-Bressenot et al., Gut 2017; "A practical guide to assess the Nancy
 histological index for UC", Gut 2016), decided top-down: ulceration gives grade 4, else a
@@ -17,18 +18,15 @@ import dataclasses
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from napari_imilia.errors import DataError
-from napari_imilia.files import write_text_atomic
-from napari_imilia.review.entry import utc_now
 
 GRADE_FILE = "slide_grade.json"
 GRADE_FORMAT = "napari-imilia-slide-grade"
-GRADE_SCHEMA_VERSION = 1
 #: Nancy histological index: grade -> (short name, definition shown to the reviewer).
 NANCY_GRADES: dict[int, tuple[str, str]] = {
     0: ("no significant disease", "no or mild increase of the chronic inflammatory infiltrate"),
@@ -57,6 +55,12 @@ NANCY_GRADES: dict[int, tuple[str, str]] = {
 NANCY_ACTIVE_FROM = 2
 ACTIVITIES: tuple[str, ...] = ("active", "inactive")
 AGREEMENTS: tuple[str, ...] = ("agree", "disagree")
+#: Per-item index grades (``SlideGrade.items``): longest item name, highest item grade.
+MAX_ITEM_NAME_CHARS = 64
+MAX_ITEM_GRADE = 10
+MAX_ITEMS = 32
+#: Longest note kept (characters).
+MAX_NOTE_CHARS = 10_000
 
 
 def nancy_label(grade: int) -> str:
@@ -76,7 +80,9 @@ def activity_for_nancy(grade: int | None) -> str:
 class SlideGrade:
     """A slide's grade. ``nancy``: 0-4 or None; ``activity``: 'active', 'inactive' or ''
     (unset: follows the Nancy grade); ``model_agreement``: 'agree', 'disagree' or '' with
-    the model's call on the slide; ``note`` and ``reviewer`` free text; ``updated_utc`` ISO."""
+    the model's call on the slide; ``note`` and ``reviewer`` free text; ``updated_utc`` ISO;
+    ``items``: per-item index grades by item name (e.g. Nancy or Robarts items), 0 to
+    :data:`MAX_ITEM_GRADE`, empty until a form fills them."""
 
     nancy: int | None = None
     activity: str = ""
@@ -84,6 +90,7 @@ class SlideGrade:
     note: str = ""
     reviewer: str = ""
     updated_utc: str = ""
+    items: dict[str, int] = field(default_factory=dict)
 
     @property
     def effective_activity(self) -> str:
@@ -94,6 +101,17 @@ class SlideGrade:
     def is_graded(self) -> bool:
         """True when the reviewer gave a Nancy grade or an activity."""
         return self.nancy is not None or bool(self.activity)
+
+    @property
+    def is_blank(self) -> bool:
+        """True when nothing at all was filled in (no grade, agreement, note or item)."""
+        return not (self.is_graded or self.model_agreement or self.note.strip() or self.items)
+
+    def same_content(self, other: SlideGrade | None) -> bool:
+        """True when ``other`` says the same (reviewer and time stamp aside)."""
+        other = other or SlideGrade()
+        keys = ("nancy", "activity", "model_agreement", "note", "items")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,18 +149,45 @@ def validate_grade(grade: SlideGrade) -> SlideGrade:
         raise DataError(
             f"agreement with the model must be 'agree' or 'disagree', got {grade.model_agreement!r}"
         )
+    note = str(grade.note or "")
+    if len(note) > MAX_NOTE_CHARS:
+        raise DataError(f"note is longer than {MAX_NOTE_CHARS} characters")
     return SlideGrade(
         nancy=nancy,
         activity=activity,
         model_agreement=agreement,
-        note=str(grade.note or ""),
+        note=note,
         reviewer=str(grade.reviewer or "").strip(),
         updated_utc=str(grade.updated_utc or ""),
+        items=validate_items(grade.items),
     )
 
 
+def validate_items(items: Any) -> dict[str, int]:
+    """Per-item index grades checked: names 1-64 characters, grades integers 0-10."""
+    if items is None:
+        return {}
+    if not isinstance(items, dict):
+        raise DataError(f"item grades must be an object of name: grade, got {items!r}")
+    if len(items) > MAX_ITEMS:
+        raise DataError(f"at most {MAX_ITEMS} item grades per slide, got {len(items)}")
+    checked: dict[str, int] = {}
+    for name, value in items.items():
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_ITEM_NAME_CHARS:
+            raise DataError(f"item name must be 1-{MAX_ITEM_NAME_CHARS} characters: {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DataError(f"grade of item {name!r} must be an integer, got {value!r}")
+        if not 0 <= value <= MAX_ITEM_GRADE:
+            raise DataError(f"grade of item {name!r} must be 0-{MAX_ITEM_GRADE}, got {value}")
+        checked[name.strip()] = int(value)
+    return checked
+
+
 def load_slide_grade(results_dir: str | os.PathLike[str], slide_id: str) -> SlideGrade | None:
-    """The grade saved in ``results_dir/slide_grade.json``, or None when there is none.
+    """The legacy one-per-slide grade in ``results_dir/slide_grade.json``, or None.
+
+    Read-only: new grades go to the readers' journals (:mod:`napari_imilia.review.reads`,
+    whose ``latest_grade`` is what to show).
 
     A damaged file is moved aside (``slide_grade.json.corrupt-<UTC>``) with a warning and
     None is returned; a file of another slide raises ``DataError``.
@@ -171,21 +216,3 @@ def load_slide_grade(results_dir: str | os.PathLike[str], slide_id: str) -> Slid
             "folder of the right slide"
         )
     return grade
-
-
-def save_slide_grade(
-    results_dir: str | os.PathLike[str], slide_id: str, grade: SlideGrade
-) -> SlideGrade:
-    """Validate ``grade``, stamp ``updated_utc`` (now) and write ``slide_grade.json``
-    atomically; returns the grade as saved."""
-    saved = dataclasses.replace(validate_grade(grade), updated_utc=utc_now())
-    data = {
-        "format": GRADE_FORMAT,
-        "schema_version": GRADE_SCHEMA_VERSION,
-        "slide_id": str(slide_id),
-        "grade": saved.to_dict(),
-    }
-    write_text_atomic(
-        Path(results_dir) / GRADE_FILE, json.dumps(data, indent=1, ensure_ascii=False) + "\n"
-    )
-    return saved

@@ -58,6 +58,9 @@ class ReviewSession:
         self.results_root = Path(results_root)
         self.max_inspections = int(max_inspections)
         self.prediction: Any | None = None
+        #: Why the model's output is withheld ('' when shown): see :meth:`withhold_prediction`.
+        self.withheld_reason = ""
+        self._withheld: Any | None = None
         self.selected_tile_id: str | None = None
         self._inspections: OrderedDict[str, Any] = OrderedDict()
         self._review: ReviewStore | None = None
@@ -125,14 +128,41 @@ class ReviewSession:
         return True
 
     def set_prediction(self, result: Any) -> None:
-        """Show a new ``PredictionResult``; clears inspections made under the old one."""
+        """Show a new ``PredictionResult``; clears inspections made under the old one. While
+        the prediction is withheld it is kept aside instead (and nothing is emitted)."""
         if result is not None and str(result.slide_id) != self.slide_id:
             raise DataError(f"prediction is of slide {result.slide_id!r}, not of {self.slide_id!r}")
+        if self.withheld_reason:
+            self._withheld = result
+            return
         self.prediction = result
         self._inspections.clear()
         self.selected_tile_id = None
         self._review = None  # the review store is keyed by the model: reopen lazily
         self.prediction_changed.emit(result)
+
+    def withhold_prediction(self, reason: str) -> None:
+        """Hide the model's output (score, tiles, heatmap, everything drawn from it) for
+        ``reason`` (e.g. a blinded reader study): ``prediction`` reads None until
+        :meth:`reveal_prediction`; a result loaded or computed meanwhile is kept aside."""
+        if not reason:
+            raise ImiliaError("say why the model's output is withheld")
+        if self.withheld_reason:
+            self.withheld_reason = reason
+            return
+        result = self.prediction
+        if result is not None:
+            self.set_prediction(None)
+        self.withheld_reason = reason
+        self._withheld = result
+
+    def reveal_prediction(self) -> None:
+        """Show the withheld prediction (emits ``prediction_changed`` when there is one)."""
+        if not self.withheld_reason:
+            return
+        result, self._withheld, self.withheld_reason = self._withheld, None, ""
+        if result is not None:
+            self.set_prediction(result)
 
     @property
     def tiles(self) -> pd.DataFrame:

@@ -240,7 +240,7 @@ class SlidePanel(QWidget):
                 f"(score {session.prediction.score:.4f})"
             )
         else:
-            self.status_label.setText("not scored yet: press Run")
+            self.status_label.setText(session.withheld_reason or "not scored yet: press Run")
 
     def _load_thumbnail(self, slide: Any) -> None:
         """Read the thumbnail in a worker thread (a slide without a pyramid is slow)."""
@@ -353,8 +353,10 @@ class SlidePanel(QWidget):
             if outcome.cached
             else (f"scored {len(result.tiles)} tiles in {result.info.get('seconds', 0):.1f} s")
         )
-        self.status_label.setText(f"slide score {result.score:.4f}: {how}")
-        session.set_prediction(result)
+        session.set_prediction(result)  # withheld in a blinded study: say only what it shows
+        shown = session.prediction
+        score = "the model is hidden" if shown is None else f"slide score {shown.score:.4f}"
+        self.status_label.setText(f"{score}: {how}")
 
     def _on_worker_error(self, error: BaseException) -> None:
         self.status_label.setText(f"failed: {error}")

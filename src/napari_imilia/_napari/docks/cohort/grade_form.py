@@ -1,10 +1,17 @@
 """Slide-level grading form: Nancy index (with each grade's definition), activity, agreement
 with the model's call, note. Embedded in the Review and Cohort docks.
 
-The form grades the viewer's current slide (its ``ReviewSession``): Save writes the grade to
-the slide's ``slide_grade.json`` (through the cohort under review in the viewer's state when
-the slide is in it, so the cohort file is updated too) and announces it on :data:`GRADES`, so
-every other form and the cohort table showing that slide refresh.
+The form grades the viewer's current slide (its ``ReviewSession``) as the workspace's
+reviewer (``review.reviewer.load_reviewer``; no name field of its own). What it shows comes
+from :func:`napari_imilia.review.grading.grading_state`: the reader's committed grade of the
+phase their next commit gets, or their draft. Committing appends a read to the reader's own
+journal (through the cohort under review when it holds the slide), then asks the viewer's
+state to re-check the blinding (a blinded study shows the model once the blind grade is in)
+and announces it on :data:`GRADES`, so every other form and the cohort table refresh.
+
+Nothing typed is lost: a change not committed is kept as the slide's draft
+(``review.drafts``) shortly after typing, when the slide changes (Alt+N / Alt+P, another
+row) and when the form closes; it is shown again with a cue.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from psygnal import Signal
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -22,20 +30,32 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.cohort.grade_status import (
+    button_text,
+    phase_cue,
+    saved_text,
+)
+from napari_imilia._napari.notify import notify
 from napari_imilia._napari.state import viewer_state
+from napari_imilia.errors import ImiliaError
+from napari_imilia.review.drafts import save_draft
+from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import (
     ACTIVITIES,
     AGREEMENTS,
     NANCY_GRADES,
     SlideGrade,
     activity_for_nancy,
-    load_slide_grade,
-    save_slide_grade,
 )
+from napari_imilia.review.grading import GradingState, commit_grade, grading_state
+from napari_imilia.review.reviewer import load_reviewer
+
+#: Milliseconds after the last edit before the draft is written.
+DRAFT_DELAY_MS = 400
 
 
 class _GradeEvents:
-    """``saved(slide_id, grade)`` after any form saved a grade."""
+    """``saved(slide_id, read)`` after any form committed a grade."""
 
     saved = Signal(str, object)
 
@@ -43,30 +63,66 @@ class _GradeEvents:
 GRADES = _GradeEvents()
 
 
-def save_grade_for_session(viewer: Any, session: Any, grade: SlideGrade) -> SlideGrade:
-    """Save ``grade`` for the session's slide (via the cohort under review in the viewer when
-    it holds the slide, else straight into ``slide_grade.json``) and emit ``GRADES.saved``."""
-    cohort = viewer_state(viewer).cohort
+def reader_name(viewer: Any) -> str:
+    """The reader's name: the workspace's reviewer identity ('' when none is set yet).
+
+    The one hook for asking: a dialog that asks for the name once may be called here."""
+    return load_reviewer()
+
+
+def save_grade_for_session(
+    viewer: Any, session: Any, grade: SlideGrade, *, started_utc: str = ""
+) -> Any:
+    """Commit ``grade`` for the session's slide as the reader's read (via the cohort under
+    review in the viewer when it holds the slide), re-check the blinding and emit
+    ``GRADES.saved``; returns the read."""
+    state = viewer_state(viewer)
+    cohort, reader = state.cohort, reader_name(viewer)
     index = None
     if cohort is not None and cohort.results_root == session.results_root:
         index = next(
             (i for i, item in enumerate(cohort.items) if item.slide_id == session.slide_id), None
         )
     if index is not None:
-        saved = cohort.set_grade(index, grade)
+        read = cohort.set_grade(index, grade, reader=reader, started_utc=started_utc)
     else:
-        saved = save_slide_grade(session.results_dir, session.slide_id, grade)
-    GRADES.saved.emit(session.slide_id, saved)
-    return saved
+        read = commit_grade(
+            session.results_root, session.slide_id, reader, grade, started_utc=started_utc
+        )
+    if state.session is session:
+        state.refresh_blinding()
+    GRADES.saved.emit(session.slide_id, read)
+    return read
 
 
 class SlideGradeForm(QWidget):
-    """Nancy / activity / agreement / note of the viewer's current slide, and Save."""
+    """Nancy / activity / agreement / note of the viewer's current slide, and Commit."""
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self._session: Any = None
+        self._grading: GradingState | None = None
+        self._baseline = SlideGrade()  # what the fields showed before the reader typed
+        self._dirty = False
+        self._filling = False
+        self._shown_utc = ""
+        self._make_widgets()
+        self._lay_out()
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_DELAY_MS)
+        self._draft_timer.timeout.connect(self.keep_draft)
+        for combo in (self.nancy_combo, self.activity_combo, self.agreement_combo):
+            combo.currentIndexChanged.connect(self._on_edited)
+        self.note_edit.textChanged.connect(self._on_edited)
+        self.note_edit.editingFinished.connect(self.keep_draft)
+        self.nancy_combo.currentIndexChanged.connect(self._show_definition)
+        self.save_button.clicked.connect(self.save)
+        GRADES.saved.connect(self._on_saved_elsewhere)
+        self.show_session(None)
+
+    def _make_widgets(self) -> None:
         self.title = QLabel("<b>Slide grade</b>")
         self.nancy_combo = QComboBox()
         self.nancy_combo.addItem("not graded", None)
@@ -86,12 +142,16 @@ class SlideGradeForm(QWidget):
         self.model_label = QLabel("")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note on the slide (optional)")
-        self.reviewer_edit = QLineEdit()
-        self.reviewer_edit.setPlaceholderText("your name (optional)")
+        self.reader_label = QLabel("")
+        self.phase_label = QLabel("")
+        self.phase_label.setWordWrap(True)
         self.save_button = QPushButton("Save slide grade")
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        for label in (self.reader_label, self.phase_label, self.status_label, self.model_label):
+            label.setTextFormat(Qt.TextFormat.PlainText)  # names and notes are not markup
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Nancy index", self.nancy_combo)
         form.addRow("", self.definition_label)
@@ -99,50 +159,74 @@ class SlideGradeForm(QWidget):
         form.addRow("Model's call", self.model_label)
         form.addRow("Verdict", self.agreement_combo)
         form.addRow("Note", self.note_edit)
-        form.addRow("Reviewer", self.reviewer_edit)
+        form.addRow("Reader", self.reader_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
+        layout.addWidget(self.phase_label)
         layout.addLayout(form)
         layout.addWidget(self.save_button)
         layout.addWidget(self.status_label)
 
-        self.nancy_combo.currentIndexChanged.connect(self._show_definition)
-        self.save_button.clicked.connect(self.save)
-        GRADES.saved.connect(self._on_saved_elsewhere)
-        self.show_session(None)
-
     # ------------------------------------------------------------------ showing
     def show_session(self, session: Any) -> None:
-        """Show the saved grade of ``session``'s slide (a blank form without a slide)."""
+        """Show the reader's grade (or draft) of ``session``'s slide; the slide left keeps
+        what was typed as its draft."""
         old = self._session
         if old is not None and old is not session:
+            self.keep_draft()
             old.prediction_changed.disconnect(self._show_model_call)
         if session is not None and session is not old:
             session.prediction_changed.connect(self._show_model_call)
+            self._shown_utc = utc_now()
         self._session = session
         self.setEnabled(session is not None)
-        grade = None
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the reader's grading of the slide again and show it (typing is dropped)."""
+        session, self._grading = self._session, None
+        grade, problem = None, ""
         if session is not None:
             try:
-                grade = load_slide_grade(session.results_dir, session.slide_id)
-            except Exception as error:  # a grade file of another slide: say so, keep going
-                self.status_label.setText(str(error))
+                self._grading = grading_state(
+                    session.results_root, session.slide_id, reader_name(self.viewer)
+                )
+            except ImiliaError as error:  # a damaged study, a slide id outside the root
+                problem = str(error)
+        grading = self._grading
+        if grading is not None:
+            committed = grading.committed
+            grade = None if committed is None else committed.grade
+        self._baseline = grade or SlideGrade()
+        draft = None if grading is None else grading.draft
+        if draft is not None and draft.phase == grading.next_phase:
+            grade = draft.grade
         self.show_grade(grade)
+        self._dirty = False
+        self.reader_label.setText(reader_name(self.viewer) or "(no reviewer name set)")
+        self.phase_label.setText(phase_cue(grading))
+        self.phase_label.setVisible(bool(self.phase_label.text()))
+        self.save_button.setText(button_text(grading))
+        locked = grading is not None and grading.next_phase is None
+        for widget in (self.nancy_combo, self.activity_combo, self.note_edit, self.save_button):
+            widget.setEnabled(session is not None and not locked and not problem)
+        self.status_label.setText(problem or saved_text(grading))
         self._show_model_call()
 
     def show_grade(self, grade: SlideGrade | None) -> None:
+        """Fill the fields with ``grade`` (blank for None); not an edit of the reader's."""
         grade = grade or SlideGrade()
-        self.nancy_combo.setCurrentIndex(0 if grade.nancy is None else grade.nancy + 1)
-        self.activity_combo.setCurrentIndex(max(self.activity_combo.findData(grade.activity), 0))
-        agreement = self.agreement_combo.findData(grade.model_agreement)
-        self.agreement_combo.setCurrentIndex(max(agreement, 0))
-        self.note_edit.setText(grade.note)
-        if grade.reviewer:
-            self.reviewer_edit.setText(grade.reviewer)
-        self.status_label.setText(
-            f"saved {grade.updated_utc[:19].replace('T', ' ')} UTC" if grade.updated_utc else ""
-        )
+        self._filling = True
+        try:
+            self.nancy_combo.setCurrentIndex(0 if grade.nancy is None else grade.nancy + 1)
+            index = self.activity_combo.findData(grade.activity)
+            self.activity_combo.setCurrentIndex(max(index, 0))
+            agreement = self.agreement_combo.findData(grade.model_agreement)
+            self.agreement_combo.setCurrentIndex(max(agreement, 0))
+            self.note_edit.setText(grade.note)
+        finally:
+            self._filling = False
         self._show_definition()
 
     def _show_definition(self, *_: Any) -> None:
@@ -155,21 +239,59 @@ class SlideGradeForm(QWidget):
 
     def _show_model_call(self, *_: Any) -> None:
         session = self._session
+        hidden = session is not None and bool(session.withheld_reason)
+        self.agreement_combo.setEnabled(session is not None and not hidden)
         prediction = None if session is None else session.prediction
-        if prediction is None:
+        if hidden:
+            self.model_label.setText("hidden until you commit your grade")
+        elif prediction is None:
             self.model_label.setText("not scored")
-            return
-        call = "active" if prediction.score >= 0.5 else "inactive"
-        self.model_label.setText(f"{call} (score {prediction.score:.4f})")
+        else:
+            call = "active" if prediction.score >= 0.5 else "inactive"
+            self.model_label.setText(f"{call} (score {prediction.score:.4f})")
 
-    def _on_saved_elsewhere(self, slide_id: str, grade: Any) -> None:
+    def _on_saved_elsewhere(self, slide_id: str, _read: Any) -> None:
         try:
             if self._session is not None and self._session.slide_id == slide_id:
-                self.show_grade(grade)
+                self.reload()
         except RuntimeError:  # the Qt side of this form was deleted
             GRADES.saved.disconnect(self._on_saved_elsewhere)
 
-    # ------------------------------------------------------------------ saving
+    # ------------------------------------------------------------------ drafts
+    def _on_edited(self, *_: Any) -> None:
+        if self._filling or self._session is None:
+            return
+        self._dirty = True
+        self._draft_timer.start()
+
+    def keep_draft(self) -> None:
+        """Keep what the reader typed and did not commit as the slide's draft (a form whose
+        fields the reader did not touch writes nothing)."""
+        self._draft_timer.stop()
+        session, grading = self._session, self._grading
+        if not self._dirty or session is None or grading is None or grading.next_phase is None:
+            return
+        grade = self.grade()
+        if grade.same_content(self._baseline):
+            grade = SlideGrade()  # back to what was committed: no draft
+        try:
+            save_draft(
+                session.results_dir, session.slide_id, grading.reader, grade, grading.next_phase
+            )
+        except (ImiliaError, OSError) as error:
+            notify("warning", f"the draft grade of {session.slide_id} was not kept: {error}")
+            return
+        self.status_label.setText("draft kept: not committed yet" if not grade.is_blank else "")
+
+    def hideEvent(self, event: Any) -> None:
+        self.keep_draft()
+        super().hideEvent(event)
+
+    def closeEvent(self, event: Any) -> None:
+        self.keep_draft()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ committing
     def grade(self) -> SlideGrade:
         """The grade as filled in."""
         return SlideGrade(
@@ -177,11 +299,21 @@ class SlideGradeForm(QWidget):
             activity=self.activity_combo.currentData() or "",
             model_agreement=self.agreement_combo.currentData() or "",
             note=self.note_edit.text(),
-            reviewer=self.reviewer_edit.text().strip(),
         )
 
-    def save(self) -> SlideGrade | None:
-        """Save the form's grade for the current slide; returns it as saved."""
+    def save(self) -> Any:
+        """Commit the form's grade for the current slide; returns the read (None when
+        there is no slide or the grade was refused: the reason is shown)."""
         if self._session is None:
             return None
-        return save_grade_for_session(self.viewer, self._session, self.grade())
+        self._draft_timer.stop()
+        try:
+            read = save_grade_for_session(
+                self.viewer, self._session, self.grade(), started_utc=self._shown_utc
+            )
+        except ImiliaError as error:
+            notify("error", f"grade not committed: {error}")
+            self.status_label.setText(str(error))
+            return None
+        self._dirty = False
+        return read

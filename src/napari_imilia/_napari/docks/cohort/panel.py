@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._napari.docks.cohort.grade_form import GRADES, SlideGradeForm
 from napari_imilia._napari.docks.cohort.scoring import CohortScoringMixin, ProgressRelay
+from napari_imilia._napari.docks.cohort.study_box import StudyBox
 from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableModel
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
@@ -48,6 +49,7 @@ from napari_imilia._napari.reader import slide_from_metadata, slide_layer_data
 from napari_imilia._napari.roles import LAYER_ROLE_KEY
 from napari_imilia.cohort.review import STATUSES, Cohort
 from napari_imilia.errors import ImiliaError, SlideError
+from napari_imilia.review.reviewer import load_reviewer
 from napari_imilia.review.session import ReviewSession
 from napari_imilia.slide import open_slide
 
@@ -125,6 +127,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.progress_label = QLabel("")
         self.report_button = QPushButton("Write reports")
         self.grade_form = SlideGradeForm(self.viewer)
+        self.study_box = StudyBox(self)
 
     def _make_table(self) -> QTableView:
         table = QTableView()
@@ -152,6 +155,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
             (self.score_button, self.cancel_button, self.report_button),
             (self.progress_bar,),
             (self.progress_label,),
+            (self.study_box,),
             (self.grade_form,),
         ]
         for widgets in rows:
@@ -250,6 +254,10 @@ class CohortPanel(CohortScoringMixin, QWidget):
 
     def _refresh(self) -> None:
         cohort = self.cohort
+        if cohort is not None and cohort.reader != load_reviewer():  # the reviewer changed
+            cohort.reader = load_reviewer()
+            cohort.refresh()
+        self.study_box.refresh()
         self.summary_label.setText("no cohort open" if cohort is None else cohort.summary_text())
         self.model.refresh_all()
         self._select_current()
@@ -261,6 +269,11 @@ class CohortPanel(CohortScoringMixin, QWidget):
         for button in (self.previous_button, self.next_button, self.report_button):
             button.setEnabled(has)
         self.score_button.setEnabled(has and not running)
+        blinded = has and self.cohort.study is not None and self.cohort.study.blinded
+        self.report_button.setEnabled(has and not blinded)  # reports show scores and grades
+        self.report_button.setToolTip(
+            "a blinded study's reports are written by its coordinator: imilia report" * blinded
+        )
         self.cancel_button.setEnabled(running)
 
     def _source_row(self, proxy_index: Any) -> int:
@@ -337,6 +350,10 @@ class CohortPanel(CohortScoringMixin, QWidget):
                 cohort.set_current(index)
                 self._refresh()
                 break
+
+    def study_changed(self) -> None:
+        """A study was set up on the cohort: show it (blinding, order, progress)."""
+        self._refresh()
 
     def _on_grade_saved(self, slide_id: str, _grade: Any) -> None:
         try:

@@ -34,7 +34,7 @@ def _value(item: Any, column: str) -> Any:
     if column == "slide":
         return item.slide_id
     if column == "score":
-        return item.score
+        return item.shown_score  # None where a blinded study hides the model
     if column == "status":
         return item.status
     if column == "Nancy":
@@ -82,6 +82,8 @@ class CohortTableModel(QAbstractTableModel):
         column = COLUMNS[index.column()]
         value = _value(item, column)
         if role == Qt.ItemDataRole.DisplayRole:
+            if column == "score" and item.model_hidden and item.scored:
+                return "hidden"
             if value is None:
                 return ""
             return f"{value:.4f}" if column == "score" else str(value)
