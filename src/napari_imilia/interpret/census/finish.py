@@ -127,9 +127,9 @@ def finish_census(
     tiles = tile_table(rows, np.concatenate(counts) if counts else np.zeros((0, 15, 3)))
     tiles = tiles.merge(parts.tiles[["tile_id", "region"]], on="tile_id", how="left")
     tiles.insert(5, "region", tiles.pop("region"))
-    write_text_atomic(folder / "tiles.csv", tiles.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(folder / "tiles.csv", tiles.to_csv(index=False, float_format="%.9g"))
     regions = region_table(tiles)
-    write_text_atomic(folder / "regions.csv", regions.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(folder / "regions.csv", regions.to_csv(index=False, float_format="%.9g"))
     slide_row = regions[regions["region"] == "slide"].iloc[0]
     info = {
         **record,
