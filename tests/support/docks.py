@@ -5,6 +5,7 @@ DOCKS = (
     "Heatmap",
     "Top tiles",
     "Tile inspector",
+    "Census",
     "Plots",
     "Review",
     "Export / import",
