@@ -63,6 +63,8 @@ class CensusLayers:
         camera = viewer_camera(viewer)
         camera.events.center.connect(self._on_camera)
         camera.events.zoom.connect(self._on_camera)
+        if self.runner.data is not None:
+            self._on_changed(self.runner.data)
 
     @property
     def viewer(self) -> Any | None:
