@@ -75,7 +75,8 @@ def test_density_map_and_cells_in_view(make_napari_viewer, censused, tmp_path, m
     # one density pixel per tile, centred on it: the world position of tile (c, r) is its centre
     um = float(state.session.slide.mpp)
     assert density.scale[-1] == pytest.approx(data.stride_px * um)
-    caption = viewer.canvas.overlays["imilia_census_caption_0"].text
+    overlays = viewer.canvas.overlays
+    caption = " ".join(overlays[f"imilia_census_caption_{i}"].text for i in (0, 1))
     assert "immune cells" in caption
     # zoomed out: no cells drawn; zoomed in: the cells of the tiles in view, by class colour
     _zoom_on(viewer, 900, 700, CELLS_MAX_VIEW_UM * 3)

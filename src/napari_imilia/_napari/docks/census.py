@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtWidgets import (
+    QAbstractScrollArea,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -64,7 +66,7 @@ class CensusWidget(QWidget):
         self.links.connect(self.runner.progress, self._on_progress)
         self.links.connect(self.runner.status, self.status_label.setText)
         self.links.connect(self.runner.picked, self._on_picked)
-        self.links.connect(self.runner.selection_changed, self._show_values)
+        self.links.connect(self.runner.selection_changed, self._on_selection)
         self.link.ensure_session()
         self._on_changed(self.runner.data)
 
@@ -74,12 +76,11 @@ class CensusWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(True)
+        self.progress_bar.setVisible(False)  # while a census runs
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
-        self.show_combo = QComboBox()
-        self.show_combo.addItems([p.name for p in PRESETS] + list(COUNTED_CLASSES))
-        self.compartment_combo = QComboBox()
-        self.compartment_combo.addItems([ANYWHERE, *COMPARTMENTS])
+        self.show_combo = _combo([p.name for p in PRESETS] + list(COUNTED_CLASSES))
+        self.compartment_combo = _combo([ANYWHERE, *COMPARTMENTS])
         self.values_label = QLabel("")
         self.values_label.setWordWrap(True)
         self.regions_table = _table(REGION_HEADERS)
@@ -115,7 +116,9 @@ class CensusWidget(QWidget):
         running = self.runner.running
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.progress_bar.setVisible(running)
         if running:
+            self.progress_bar.setValue(0)
             self.runner.worker.finished.connect(self._on_finished)
 
     def _on_finished(self) -> None:
@@ -129,6 +132,19 @@ class CensusWidget(QWidget):
         self.runner.select(choice)
 
     # ------------------------------------------------------------------ state
+    def _on_selection(self, selection: CellSelection) -> None:
+        """Show the state's selection in the combos (set elsewhere too), then its values."""
+        preset = selection in PRESETS
+        choice = selection.name if preset else (selection.classes or ("",))[0]
+        where = (selection.compartments or (ANYWHERE,))[0]
+        for combo, text in ((self.show_combo, choice), (self.compartment_combo, where)):
+            if combo.findText(text) >= 0 and combo.currentText() != text:
+                combo.blockSignals(True)
+                combo.setCurrentText(text)
+                combo.blockSignals(False)
+        self.compartment_combo.setEnabled(not preset)
+        self._show_values()
+
     def _on_changed(self, data: Any) -> None:
         if data is None:
             has_session = self.state.session is not None
@@ -141,7 +157,7 @@ class CensusWidget(QWidget):
         else:
             made = data.info.get("settings", {}).get("inspect", {})
             self.status_label.setText(
-                f"census of {data.slide_id}: {data.info.get('n_cells', 0):,} cells in "
+                f"census: {data.info.get('n_cells', 0):,} cells in "
                 f"{data.info.get('n_tiles', 0):,} tiles ({made.get('cell_backend')} cells, "
                 f"{made.get('epithelium_method')})"
             )
@@ -161,9 +177,12 @@ class CensusWidget(QWidget):
             return
         selection = self.runner.selection
         worst = data.worst_window(selection, 500.0)
+        classes = " + ".join(selection.classes) or "all classes"
+        where = " or ".join(selection.compartments) or "anywhere"
         self.values_label.setText(
-            f"<b>{selection.name}</b> per mm² of {selection.per}: worst 500 µm window "
-            f"{_number(worst.density_per_mm2)} ({worst.count} cells, {len(worst.tile_ids)} tiles)"
+            f"<b>{selection.name}</b>: {classes} ({where}), per mm² of {selection.per}. "
+            f"Worst 500 µm window: {_number(worst.density_per_mm2)} /mm² ({worst.count} cells, "
+            f"{len(worst.tile_ids)} tiles)"
         )
         regions = data.region_values(selection)
         self.regions_table.setRowCount(len(regions))
@@ -195,12 +214,24 @@ class CensusWidget(QWidget):
 
 
 def _table(headers: tuple[str, ...]) -> QTableWidget:
+    """A table whose columns share the dock's width (it never widens the dock)."""
     table = QTableWidget(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
     table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setStretchLastSection(True)
-    table.setMinimumHeight(120)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    table.horizontalHeader().setMinimumSectionSize(40)
+    table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustIgnored)
+    table.setMinimumSize(160, 120)
     return table
+
+
+def _combo(items: list[str]) -> QComboBox:
+    """A combo box as narrow as the dock allows (long entries are elided)."""
+    combo = QComboBox()
+    combo.addItems(items)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(12)
+    return combo
 
 
 def _number(value: float) -> str:

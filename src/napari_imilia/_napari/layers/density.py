@@ -44,6 +44,8 @@ MAX_POINTS = 150_000
 CAPTION_WINDOW_UM = 500.0
 DENSITY_COLORMAP = "viridis"
 DENSITY_OPACITY = 0.6
+#: The density's opacity while the cells are drawn over it (the tissue shows through).
+DENSITY_OPACITY_WITH_CELLS = 0.25
 #: Point diameter (µm): about a nucleus.
 POINT_UM = 5.0
 CAPTION_OVERLAYS: tuple[str, ...] = ("imilia_census_caption_0", "imilia_census_caption_1")
@@ -157,15 +159,15 @@ class CensusLayers:
         total = data.total(selection)
         worst = data.worst_window(selection, CAPTION_WINDOW_UM)
         lines = (
-            f"cells/mm² of {selection.per}: {selection.name}",
-            f"slide {_number(total.density_per_mm2)} /mm² ({total.count:,} cells) · worst "
-            f"{CAPTION_WINDOW_UM:.0f} µm window {_number(worst.density_per_mm2)} /mm²",
+            f"{selection.name} /mm² {selection.per}",
+            f"slide {_number(total.density_per_mm2)} · worst {CAPTION_WINDOW_UM:.0f} µm "
+            f"{_number(worst.density_per_mm2)}",
         )
         viewer.canvas.overlay_tiling.top_left = "vertical"
         for key, text in zip(CAPTION_OVERLAYS, lines, strict=True):
             if key not in viewer.canvas.overlays:
                 viewer.canvas.overlays[key] = TextOverlay(
-                    text=text, position="top_left", font_size=9, box=True
+                    text=text, position="top_left", font_size=8, box=True
                 )
             viewer.canvas.overlays[key].text = text
             viewer.canvas.overlays[key].visible = True
@@ -219,6 +221,7 @@ class CensusLayers:
         viewer, session = self.viewer, self.state.session
         if viewer is None or session is None:
             return
+        self._fade_density(cells is not None and len(cells) > 0)
         layer = self.cells_layer()
         if cells is None:
             self._window = None
@@ -250,6 +253,15 @@ class CensusLayers:
                 layer.face_color = cells.rgba()
         layer.refresh()
         layer.events.features()
+
+    def _fade_density(self, fade: bool) -> None:
+        """Lighter density while cells are drawn; an opacity the user chose is kept."""
+        layer = self.density_layer()
+        if layer is None:
+            return
+        ours = (DENSITY_OPACITY, DENSITY_OPACITY_WITH_CELLS)
+        if any(abs(layer.opacity - value) < 1e-6 for value in ours):
+            layer.opacity = DENSITY_OPACITY_WITH_CELLS if fade else DENSITY_OPACITY
 
 
 def _number(value: float) -> str:

@@ -40,7 +40,7 @@ def legend_entries(cells: pd.DataFrame) -> list[tuple[str, tuple[int, int, int]]
     inspection needs.)"""
     from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
 
-    counts = cells["class_name"].astype(str).value_counts() if len(cells) else pd.Series()
+    counts = cells["class_name"].value_counts() if len(cells) else pd.Series()
     return [
         (f"{SWATCH} {name} ({int(counts[name])})", rgb)
         for name, rgb in CELL_CLASS_COLORS.items()

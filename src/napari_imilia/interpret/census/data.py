@@ -84,7 +84,7 @@ PRESETS: tuple[CellSelection, ...] = (
         ("Lymphocytes", "Plasmocytes"),
         ("lamina propria",),
         "lamina propria",
-        "chronic infiltrate: lymphocytes + plasmocytes in lamina propria",
+        "chronic infiltrate",
     ),
     CellSelection(
         ("Neutrophils",), ("lamina propria",), "lamina propria", "lamina propria neutrophils"

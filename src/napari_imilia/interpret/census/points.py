@@ -9,6 +9,7 @@ tile, so the cells of a level-0 window are gathered tile by tile
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,21 +51,25 @@ class CellPoints:
     """Every cell of a census, grouped by tile (see the module docstring)."""
 
     def __init__(self, data: CensusData) -> None:
-        cells = data.cells(["tile_id", "centroid_x", "centroid_y", "class_name", "compartment"])
+        import pyarrow.parquet as pq
+
+        columns = ["tile_id", "centroid_x", "centroid_y", "class_name", "compartment"]
+        table = pq.read_table(data.folder / "cells.parquet", columns=columns)
         index = {t: i for i, t in enumerate(data.tiles["tile_id"].astype(str))}
-        tile_codes = pd.Categorical(cells["tile_id"].astype(str))
-        lookup = np.array([index.get(str(t), -1) for t in tile_codes.categories], np.int64)
-        tile = lookup[tile_codes.codes] if len(cells) else np.zeros(0, np.int64)
+        tile = _dictionary_codes(table.column("tile_id"), index)
+        class_id = _dictionary_codes(table.column("class_name"), _positions(CELL_CLASSES))
+        compartment = _dictionary_codes(table.column("compartment"), _positions(COMPARTMENTS))
         order = np.argsort(tile, kind="stable")
         self.data = data
-        self.xy = np.stack(
-            [cells["centroid_x"].to_numpy(np.float64), cells["centroid_y"].to_numpy(np.float64)],
-            axis=1,
-        )[order]
-        self.class_id = _codes(cells["class_name"], CELL_CLASSES)[order]
-        self.compartment = _codes(cells["compartment"], COMPARTMENTS)[order]
+        xy = np.stack(
+            [table.column("centroid_x").to_numpy(), table.column("centroid_y").to_numpy()], axis=1
+        )
+        self.xy = xy[order]
+        self.class_id = class_id[order].clip(min=0).astype(np.uint8)
+        self.compartment = compartment[order].clip(min=0).astype(np.uint8)
         self.tile = tile[order]
         self.starts = np.searchsorted(self.tile, np.arange(len(data.tiles) + 1))
+        self.tile_ids = data.tiles["tile_id"].astype(str).to_numpy()
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -91,10 +96,8 @@ class CellPoints:
                 wanted = [COMPARTMENTS.index(c) for c in selection.compartments]
                 keep &= np.isin(self.compartment[rows], wanted)
             rows = rows[keep]
-        ids = self.data.tiles["tile_id"].astype(str).to_numpy()
-        return WindowCells(
-            self.xy[rows], self.class_id[rows], self.compartment[rows], ids[self.tile[rows]]
-        )
+        ids = self.tile_ids[self.tile[rows]]
+        return WindowCells(self.xy[rows], self.class_id[rows], self.compartment[rows], ids)
 
     def _tiles(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
         t = self.data.tiles
@@ -103,6 +106,19 @@ class CellPoints:
         return np.flatnonzero((x < x1) & (x + w > x0) & (y < y1) & (y + h > y0))
 
 
-def _codes(column: pd.Series, names: tuple[str, ...]) -> np.ndarray:
-    values = pd.Categorical(column.astype(str), categories=list(names))
-    return np.asarray(values.codes, dtype=np.int16).clip(min=0).astype(np.uint8)
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(names)}
+
+
+def _dictionary_codes(column: Any, codes: dict[str, int]) -> np.ndarray:
+    """(n,) int64 codes of a dictionary-encoded (or plain text) Arrow column, each chunk's
+    dictionary mapped through ``codes`` (names it lacks: -1)."""
+    parts = []
+    for chunk in column.chunks:
+        if hasattr(chunk, "dictionary"):
+            names = chunk.dictionary.to_pylist()
+            lut = np.array([codes.get(str(v), -1) for v in names] or [-1], np.int64)
+            parts.append(lut[chunk.indices.to_numpy(zero_copy_only=False).astype(np.int64)])
+        else:
+            parts.append(np.array([codes.get(str(v), -1) for v in chunk.to_pylist()], np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
