@@ -7,12 +7,16 @@ Run from the repository root, once per screen size (the window fills the screen)
 
 It scores the generated sample slide with the bundled demo model and makes its census
 (classical cells, stain-heuristic epithelium) in a temporary folder (settings too), opens
-``open_review_viewer`` with the Census dock raised, and writes into ``--out`` (default
-``docs/images``): ``census_density_<screen>.png`` (the density map of the chronic
-infiltrate, zoomed out; the tile heatmap hidden), ``census_cells_<screen>.png`` (zoomed in
-on the densest area: the cells coloured by class, with their legend) and
-``census_pick_<screen>.png`` (the densest tile clicked: its cells listed, its inspection
-drawn).
+``open_review_viewer`` with the Tile inspector raised (its census section below), and
+writes into ``--out`` (default ``docs/images``):
+
+- ``census_density_<screen>.png``: the density map of the chronic infiltrate, zoomed out
+  (the tile heatmap hidden);
+- ``census_cells_<screen>.png``: zoomed in on the densest area, the cells coloured by class
+  with their legend;
+- ``census_pick_<screen>.png``: the densest tile clicked, its cells listed, its inspection
+  drawn;
+- ``census_section.png`` (1366 x 768 only): the Tile inspector's census section.
 """
 
 from __future__ import annotations
@@ -54,9 +58,9 @@ def shots(results: Path, out: Path, screen: str) -> None:
     predict_slide(slide, results, progress=False)
     census_slide(slide, results)
     viewer = open_review_viewer(slide, results, show=True)
-    viewer.window.add_plugin_dock_widget("napari-imilia", "Census")
+    _, inspector = viewer.window.add_plugin_dock_widget("napari-imilia", "Tile inspector")
     settle(1.0)
-    raise_dock(viewer, "Census")
+    raise_dock(viewer, "Tile inspector")
     state = viewer_state(viewer)
     wait_for(lambda: state.census.data is not None, "the census")
     chronic = PRESETS[1]
@@ -86,7 +90,12 @@ def shots(results: Path, out: Path, screen: str) -> None:
     )
     camera.center = ((row["y"] + 112) * um, (row["x"] + 112) * um)
     camera.zoom = canvas_size_px(viewer)[1] / 300.0
+    section = inspector.census  # scrolled into view: the picked tile's cells
+    inspector.scroll_area.ensureWidgetVisible(section.cells_table, 0, 0)
     shot(viewer, out / f"census_pick_{screen}.png")
+    if screen == "1366x768":  # the census section alone
+        section.grab().save(str(out / "census_section.png"))
+        print(out / "census_section.png", save_small_png(out / "census_section.png"))
     viewer.close()
 
 

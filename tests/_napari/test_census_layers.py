@@ -1,5 +1,6 @@
 """The census in napari (``gui``): the density map and the cells in view drawn by the viewer
-link from the state, the Census dock's run with progress and a click on a hotspot."""
+link from the state; the Tile inspector's census section: a run with progress, a click on a
+hotspot."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def test_a_click_on_a_hotspot_lists_its_cells_and_inspects_the_tile(
 ):
     slide, results = censused
     viewer = _viewer(make_napari_viewer, slide, results, tmp_path, monkeypatch)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Census")
+    _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Tile inspector")
+    widget = inspector.census
     state = viewer_state(viewer)
     data = state.census.data
     scored_ids = set(state.session.tiles["tile_id"])
@@ -141,7 +143,8 @@ def test_the_dock_runs_the_census_with_progress(
 
     shutil.copytree(results / slide.stem, out / slide.stem, ignore=shutil.ignore_patterns("census"))
     viewer = _viewer(make_napari_viewer, slide, out, tmp_path, monkeypatch)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Census")
+    _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Tile inspector")
+    widget = inspector.census
     state = viewer_state(viewer)
     assert state.census.data is None and "Run census" in widget.status_label.text()
     seen = []

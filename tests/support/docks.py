@@ -5,7 +5,6 @@ DOCKS = (
     "Heatmap",
     "Top tiles",
     "Tile inspector",
-    "Census",
     "Plots",
     "Review",
     "Export / import",

@@ -7,7 +7,8 @@ layer shows, and the tile picked on the canvas with its cells. :meth:`CensusRunn
 makes the census with the viewer's inspection choices (``ViewerState.inspect_settings``) in
 a napari ``thread_worker``, reporting :class:`~napari_imilia.progress.RunProgress`; cancel
 keeps the finished parts, so running again goes on. The viewer link draws the layers from
-the signals; the Census dock shows and edits this state; neither keeps its own copy.
+the signals; the Tile inspector's census section shows and edits this state; neither keeps
+its own copy.
 """
 
 from __future__ import annotations

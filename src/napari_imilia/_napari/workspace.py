@@ -25,7 +25,7 @@ WORKSPACE_DOCK = "Review workspace"
 #: Tab groups down the right-hand side, by manifest display name; the first of each is shown.
 WORKSPACE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("Slide and model", "Heatmap", "Export / import", WORKSPACE_DOCK),
-    ("Top tiles", "Plots", "Tile inspector", "Census"),
+    ("Top tiles", "Plots", "Tile inspector"),
     ("Review", "Cohort"),
 )
 #: Share of the dock column's height given to each group.

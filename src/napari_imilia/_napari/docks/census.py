@@ -1,12 +1,14 @@
-"""Census dock: run the slide's whole-slide cell census, choose what its density map shows,
-read its values, and list the cells of the tile clicked on the map.
+"""The census section of the Tile inspector dock: run the slide's whole-slide cell census,
+choose what its density map shows, read its values, list the cells of the tile clicked on
+the map.
 
 Everything here is the viewer state's (``ViewerState.census``, a
 :class:`~napari_imilia._napari.census.CensusRunner`): *Run census* makes it with the Tile
 inspector's choices (cell backend, epithelium method) in a worker thread, with a progress bar
 and *Cancel* (the finished parts are kept: *Run census* again goes on); the viewer link draws
 the density map and the cells in view; a click on the map lists the tile's cells here and, on
-a scored slide, inspects the tile. No layer is drawn by this dock.
+a scored slide, inspects the tile (its masks and markers appear above, in the inspector). No
+layer is drawn here. It is a section, not a dock of its own: the dock column keeps its count.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
-from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.links import DockLinks
 from napari_imilia.interpret.census import COMPARTMENTS, PRESETS, CellSelection
 from napari_imilia.interpret.census.finish import COUNTED_CLASSES
 
@@ -51,14 +52,13 @@ def selection_for(choice: str, compartment: str) -> CellSelection:
     return CellSelection((choice,), where, per)
 
 
-class CensusWidget(QWidget):
-    """The Census dock widget (npe2 ``napari-imilia.census``)."""
+class CensusSection(QWidget):
+    """The census section (see the module docstring) of a dock joined to ``link``."""
 
-    def __init__(self, napari_viewer: Any) -> None:
+    def __init__(self, link: Any) -> None:
         super().__init__()
-        self.viewer = napari_viewer
-        self.link = dock_viewer_link(napari_viewer)
-        self.state = self.link.state
+        self.link = link
+        self.state = link.state
         self.runner = self.state.census
         self._build_ui()
         self.links = DockLinks(self)
@@ -94,7 +94,9 @@ class CensusWidget(QWidget):
         form = QFormLayout()
         form.addRow("Show", self.show_combo)
         form.addRow("Compartment", self.compartment_combo)
-        layout = QVBoxLayout(scroll_content(self))
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 8, 0, 0)
+        layout.addWidget(QLabel("<b>Whole-slide census</b>: every cell, by class and compartment"))
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
@@ -103,7 +105,6 @@ class CensusWidget(QWidget):
         layout.addWidget(self.regions_table)
         layout.addWidget(self.picked_label)
         layout.addWidget(self.cells_table)
-        layout.addStretch(1)
 
         self.run_button.clicked.connect(self._run)
         self.cancel_button.clicked.connect(self.runner.cancel)
@@ -195,6 +196,7 @@ class CensusWidget(QWidget):
             )
             for c, text in enumerate(values):
                 self.regions_table.setItem(r, c, QTableWidgetItem(text))
+        _fit_rows(self.regions_table, max_rows=6)
 
     def _on_picked(self, tile_id: str, cells: Any) -> None:
         counts = cells["class_name"].astype(str).value_counts()
@@ -223,6 +225,15 @@ def _table(headers: tuple[str, ...]) -> QTableWidget:
     table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustIgnored)
     table.setMinimumSize(160, 120)
     return table
+
+
+def _fit_rows(table: QTableWidget, max_rows: int) -> None:
+    """As tall as its rows (at most ``max_rows``), no empty space below them."""
+    rows = min(table.rowCount(), max_rows)
+    height = table.horizontalHeader().height() + 2 * table.frameWidth()
+    height += sum(table.rowHeight(r) for r in range(rows)) + 2
+    table.setMinimumHeight(min(height, 120))
+    table.setMaximumHeight(height)
 
 
 def _combo(items: list[str]) -> QComboBox:

@@ -75,7 +75,7 @@ class CellSelection:
         return [count_column(c, k) for c in classes for k in compartments]
 
 
-#: Selections offered first (the napari Census dock's list).
+#: Selections offered first (the Tile inspector's census section lists them).
 PRESETS: tuple[CellSelection, ...] = (
     CellSelection(
         ("Lymphocytes", "Plasmocytes", "Neutrophils", "Eosinophils"), label="immune cells"
