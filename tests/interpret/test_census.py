@@ -246,3 +246,20 @@ def test_worst_window_and_pyramid_on_a_known_table(tmp_path):
     assert worst.density_per_mm2 == pytest.approx(70 / 0.04)
     assert worst.box[2] == 200 and "300_200" in worst.tile_ids
     assert data.top_tiles(selection, 1) == ["300_200"]
+
+
+def test_imilia_cells_reuses_a_finished_census_and_refuses_bad_options(census, planted, capsys):
+    from napari_imilia.cli import main
+
+    out = census.folder.parent.parent
+    assert main(["cells", str(planted), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"planted: {census.info['n_tiles']} tiles, {census.info['n_cells']} cells (reused)"
+        in printed
+    )
+    table = pd.read_csv(out / "cells_cohort.csv")
+    assert table["status"].tolist() == ["ok"] and bool(table["reused"].iloc[0])
+    assert main(["cells", str(planted), "--out", str(out), "--cell-backend", "cellvit"]) == 2
+    assert "needs a local checkpoint" in capsys.readouterr().err
+    assert main(["cells", str(planted), "--out", str(out), "--min-tissue", "0"]) == 2
