@@ -96,18 +96,21 @@ def geojson(repeats: int, old_reader: bool) -> None:
     ctx = ExportContext("bench", "/bench.svs", "", "", "", 0.5, 224)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "cells.geojson"
-        writes, reads = [], []
+        writes, reads, cpu_w, cpu_r = [], [], [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             write_object_batches(path, [cells], ctx)
             writes.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            cpu_w.append(time.process_time() - cpu)
+            start, cpu = time.perf_counter(), time.process_time()
             n = sum(len(b) for b in iter_object_batches(path))
             reads.append(time.perf_counter() - start)
+            cpu_r.append(time.process_time() - cpu)
         size = path.stat().st_size / 1e6
         print(
-            f"100,000 cells ({size:.0f} MB): write {min(writes):.2f} s, read {min(reads):.2f} s "
-            f"(best of {repeats}; all: write {[round(w, 2) for w in writes]}, read "
+            f"100,000 cells ({size:.0f} MB): write {min(writes):.2f} s wall ({min(cpu_w):.2f} s "
+            f"CPU), read {min(reads):.2f} s wall ({min(cpu_r):.2f} s CPU), best of {repeats} "
+            f"(all wall: write {[round(w, 2) for w in writes]}, read "
             f"{[round(r, 2) for r in reads]}); {n} read; load average {os.getloadavg()[0]:.2f}"
         )
         if old_reader:

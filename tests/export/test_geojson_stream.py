@@ -85,6 +85,19 @@ def test_the_project_reader_reads_the_stream_and_the_stream_reader_reads_other_l
     assert len(batch) == 20
 
 
+def test_ids_are_the_project_stable_ids(tmp_path):
+    from napari_imilia.export.context import stable_id, stable_ids
+
+    rows = [("cell", "slide", f"cell {i}", f"{i * 1.5:.2f}", "3.00") for i in range(50)]
+    assert stable_ids(rows) == [stable_id(*row) for row in rows]
+    cells = _cells(3)
+    path = tmp_path / "ids.geojson"
+    write_object_batches(path, [cells], CTX)
+    features = [json.loads(line.rstrip(",\n")) for line in path.read_text().splitlines()[1:4]]
+    for feature, name, x, y in zip(features, cells.names, cells.x, cells.y, strict=True):
+        assert feature["id"] == stable_id("cell", "slide", name, f"{x:.2f}", f"{y:.2f}")
+
+
 def test_points(tmp_path):
     cells = _cells(10)
     cells.ring_offsets = cells.ring_xy = None

@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from napari_imilia.errors import DataError
-from napari_imilia.export.context import METADATA_KEY, ExportContext, classification, stable_id
+from napari_imilia.export.context import METADATA_KEY, ExportContext, classification, stable_ids
 from napari_imilia.export.geojson_objects import COORD_DECIMALS
 from napari_imilia.files import atomic_path
 
@@ -148,10 +148,11 @@ class GeoJSONStreamWriter:
         y = np.round(np.asarray(batch.y, dtype=np.float64), COORD_DECIMALS) + 0.0
         geometries = _geometry_texts(batch, x, y)
         props = _property_texts(batch)
-        ids = [
-            stable_id(batch.object_type, self.ctx.slide_id, name, f"{xi:.2f}", f"{yi:.2f}")
+        kind, slide = batch.object_type, self.ctx.slide_id
+        ids = stable_ids(
+            (kind, slide, name, f"{xi:.2f}", f"{yi:.2f}")
             for name, xi, yi in zip(batch.names, x.tolist(), y.tolist(), strict=True)
-        ]
+        )
         nucleus = self.nucleus_geometry and batch.ring_offsets is not None
         lines = [
             f'{{"type": "Feature", "id": "{fid}", "geometry": {geometry}'
@@ -191,20 +192,65 @@ def write_object_batches(
     return writer.n_features
 
 
+def _number_columns(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each value (rounded to 0.01) as fixed-width ASCII, right-aligned (leading spaces are
+    JSON whitespace): an (n, width) uint8 array. Vectorised: no Python float per number."""
+    hundredths = np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)
+    negative = hundredths < 0
+    magnitude = np.abs(hundredths)
+    whole = magnitude // 100
+    n_digits = len(str(int(whole.max()))) if whole.size else 1
+    signed = bool(negative.any())
+    width = n_digits + 3 + int(signed)
+    out = np.full((len(hundredths), width), ord(" "), dtype=np.uint8)
+    out[:, -1] = 48 + magnitude % 10
+    out[:, -2] = 48 + (magnitude // 10) % 10
+    out[:, -3] = ord(".")
+    digits = np.ones(len(whole), dtype=np.int64)  # digits of each whole part
+    for place in range(1, n_digits):
+        digits += whole >= 10**place
+    rest = whole.copy()
+    for place in range(n_digits):
+        column = width - 4 - place
+        shown = place < digits
+        out[shown, column] = 48 + rest[shown] % 10
+        rest //= 10
+    if signed:
+        rows = np.flatnonzero(negative)
+        out[rows, width - 4 - digits[rows]] = ord("-")
+    return out, width
+
+
+def _point_texts(xy: np.ndarray) -> tuple[str, int]:
+    """All points as one ASCII text of fixed-width ``[x,y],`` tokens, and the token width."""
+    columns, width = _number_columns(xy.reshape(-1))
+    pairs = columns.reshape(len(xy), 2 * width)
+    token = np.empty((len(xy), 2 * width + 4), dtype=np.uint8)
+    token[:, 0] = ord("[")
+    token[:, 1 : 1 + width] = pairs[:, :width]
+    token[:, 1 + width] = ord(",")
+    token[:, 2 + width : 2 + 2 * width] = pairs[:, width:]
+    token[:, -2] = ord("]")
+    token[:, -1] = ord(",")
+    return token.tobytes().decode("ascii"), 2 * width + 4
+
+
 def _geometry_texts(batch: ObjectBatch, x: np.ndarray, y: np.ndarray) -> list[str]:
     """GeoJSON geometry text per object: its ring as a Polygon, else its centroid as a
-    Point. All rings are encoded by one ``json.dumps`` call, then cut apart."""
+    Point. Every coordinate is formatted at once (``_point_texts``), then cut per ring."""
     if batch.ring_offsets is None or batch.ring_xy is None:
+        text, size = _point_texts(np.stack([x, y], axis=1))
         return [
-            f'{{"type": "Point", "coordinates": [{xi!r}, {yi!r}]}}'
-            for xi, yi in zip(x.tolist(), y.tolist(), strict=True)
+            f'{{"type": "Point", "coordinates": {text[i * size : (i + 1) * size - 1]}}}'
+            for i in range(len(x))
         ]
     offsets, xy = _closed_ccw_rings(batch.ring_offsets, batch.ring_xy)
-    points = xy.tolist()
-    bounds = offsets.tolist()
-    text = json.dumps([points[a:b] for a, b in itertools.pairwise(bounds)])
-    parts = text[3:-3].split("]], [[") if len(bounds) > 1 else []
-    return [f'{{"type": "Polygon", "coordinates": [[[{part}]]]}}' for part in parts]
+    text, size = _point_texts(xy)
+    bounds = (offsets * size).tolist()
+    return [
+        f'{{"type": "Polygon", "coordinates": [[{text[a : b - 1]}]]}}'
+        for a, b in itertools.pairwise(bounds)
+    ]
 
 
 def _property_texts(batch: ObjectBatch) -> list[str]:

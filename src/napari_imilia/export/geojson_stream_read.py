@@ -18,6 +18,7 @@ geometry types raise ``DataError``.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import math
 import os
@@ -57,6 +58,7 @@ class _Collector:
         self.invalid = 0
         self.object_type = "cell"
         self._class_ids: dict[tuple[str | None, Any], int] = {}
+        self._seen_classes: dict[tuple[Any, ...], tuple[str | None, Any]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -82,7 +84,7 @@ class _Collector:
         kind, coords = _points_of(
             geometry if geometry is not None else feature.get("geometry"), what
         )
-        name, color = _classification(properties.get("classification"), what)
+        name, color = self._classification(properties.get("classification"), what)
         self.class_index.append(
             -1 if name is None else self._class_ids.setdefault((name, color), len(self._class_ids))
         )
@@ -95,6 +97,16 @@ class _Collector:
         self.metadata.append(
             {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
         )
+
+    def _classification(self, value: Any, what: str) -> tuple[str | None, Any]:
+        """``geojson_read._classification``, remembered for the usual ``{name, color}``."""
+        if isinstance(value, dict) and len(value) == 2 and isinstance(value.get("color"), list):
+            key = (value.get("name"), *value["color"])
+            found = self._seen_classes.get(key)
+            if found is None:
+                found = self._seen_classes[key] = _classification(value, what)
+            return found
+        return _classification(value, what)
 
     def take(self) -> ObjectBatch | None:
         n = len(self.names)
@@ -138,11 +150,12 @@ class _Collector:
 
     def _coordinates(self, points: list[Any], offsets: np.ndarray) -> np.ndarray:
         """(m, 2) float array of [x, y] positions, every number checked (finite, in bound)."""
-        try:
-            xy = np.asarray(points, dtype=np.float64)
-            regular = xy.ndim == 2 and xy.shape[1] >= 2
-        except (TypeError, ValueError):
-            regular = False
+        # fast, at C speed: every position a list of two numbers (ints or floats, not bools)
+        regular = set(map(type, points)) <= {list}
+        regular = regular and set(map(len, points)) <= {2}
+        numbers = list(itertools.chain.from_iterable(points)) if regular else []
+        regular = regular and set(map(type, numbers)) <= {float, int}
+        xy = np.asarray(numbers, dtype=np.float64).reshape(-1, 2) if regular else None
         if not regular:  # find the feature with a malformed position
             for k, point in enumerate(points):
                 if not (
@@ -232,25 +245,22 @@ def _opener(path: Path) -> Any:
 
 
 def _parse_line(line: bytes, source: str, limits: ImportLimits) -> Any:
-    """One feature's JSON within ``limits``; nesting is measured only on lines that nest
-    deeper than a MultiPolygon's coordinates can (five opening brackets in a row)."""
-    if b"[[[[[" in line or b"{{" in line:
+    """One feature's JSON within ``limits``. Lines that nest deeper than a MultiPolygon's
+    coordinates can (five brackets in a row) or hold a run of more digits than an integer may
+    have go through the full check (``parse_json``); the others are parsed directly (a run
+    of digits that long is refused there, a float's digits included)."""
+    if b"[[[[[" in line or b"1" * (limits.max_int_digits + 1) in line.translate(_DIGITS):
         return parse_json(line, source, limits)
-
-    def bounded_int(text: str) -> int:
-        if len(text.lstrip("-")) > limits.max_int_digits:
-            raise DataError(
-                f"{source}: an integer of {len(text.lstrip('-'))} digits exceeds the import "
-                f"limit of {limits.max_int_digits} ({LIMIT_ENV['max_int_digits']} raises it)"
-            )
-        return int(text)
-
     try:
-        return json.loads(line, parse_int=bounded_int)
+        return json.loads(line)
     except json.JSONDecodeError as error:
         raise DataError(f"{source}: not valid JSON ({error.msg}); the file is damaged") from error
     except (RecursionError, ValueError, OverflowError) as error:
         raise DataError(f"{source}: JSON outside the import limits ({error})") from error
+
+
+#: Bytes translated to "1" for a digit, "0" for anything else (runs of digits, found fast).
+_DIGITS = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
 
 
 def _line_features(path: Path, limits: ImportLimits) -> Iterator[Any] | None:
