@@ -252,6 +252,8 @@ def test_imilia_cells_reuses_a_finished_census_and_refuses_bad_options(census, p
     from napari_imilia.cli import main
 
     out = census.folder.parent.parent
+    assert main(["cells", str(planted), "--out", str(out)]) == 0  # made (or reused)
+    capsys.readouterr()
     assert main(["cells", str(planted), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert (
