@@ -43,22 +43,43 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def throughput() -> None:
+def throughput(repeats: int) -> None:
+    """Census of the sample slide from scratch with 1 then 2 processes, ``repeats`` times
+    each, alternating; tiles/s over the whole call (start-up and files included) and in
+    steady state (from the first part written to the last)."""
     from napari_imilia.demo.sample import sample_slide_path
     from napari_imilia.interpret.census import census_slide
 
     slide = sample_slide_path()
-    for workers in (1, 2):
-        with tempfile.TemporaryDirectory() as out:
-            load = os.getloadavg()[0]
-            start = time.perf_counter()
-            result = census_slide(slide, out, workers=workers)
-            wall = time.perf_counter() - start
+    results: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory() as out:
+                load = os.getloadavg()[0]
+                stamps: list[tuple[float, int]] = []
+                start = time.perf_counter()
+                result = census_slide(
+                    slide,
+                    out,
+                    workers=workers,
+                    progress=lambda p, seen=stamps: seen.append((time.perf_counter(), p.done)),
+                )
+                wall = time.perf_counter() - start
+            (t0, d0), (t1, d1) = stamps[1], stamps[-1]
+            steady = (d1 - d0) / (t1 - t0) if t1 > t0 else float("nan")
+            results[workers].append((result.n_tiles / wall, steady, load))
             print(
                 f"workers={workers}: {result.n_tiles} tiles, {result.n_cells} cells in "
-                f"{wall:.1f} s: {result.n_tiles / wall:.2f} tiles/s, {result.n_cells / wall:.0f} "
-                f"cells/s (load average before: {load:.2f})"
+                f"{wall:.1f} s: {result.n_tiles / wall:.2f} tiles/s overall, {steady:.2f} tiles/s "
+                f"steady, {result.n_cells / wall:.0f} cells/s (load average before: {load:.2f})",
+                flush=True,
             )
+    best = {w: (max(r[0] for r in rows), max(r[1] for r in rows)) for w, rows in results.items()}
+    print(
+        f"best of {repeats}: 1 process {best[1][0]:.2f} tiles/s ({best[1][1]:.2f} steady); 2 "
+        f"processes {best[2][0]:.2f} ({best[2][1]:.2f} steady); speed-up "
+        f"{best[2][0] / best[1][0]:.2f}x overall, {best[2][1] / best[1][1]:.2f}x steady"
+    )
 
 
 def fake_cells(n: int, seed: int = 0):
@@ -292,7 +313,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
     if args.throughput:
-        throughput()
+        throughput(args.repeats)
     if args.geojson:
         geojson(args.repeats, args.old_reader)
     if args.napari:
