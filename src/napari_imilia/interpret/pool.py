@@ -168,18 +168,17 @@ def iter_tile_records(
             _backend_of(slide),
         ),
     ) as pool:
-        futures = [pool.submit(_worker_run, chunk, record) for chunk in chunks]
+        futures: list[Any] = [pool.submit(_worker_run, chunk, record) for chunk in chunks]
         try:
-            for future in futures:  # in submission order: deterministic output
+            for i in range(len(futures)):  # in submission order: deterministic output
                 check_cancel(cancel)
-                yield future.result()
-        except BaseException:
+                batch = futures[i].result()
+                futures[i] = None  # the caller has it: memory holds only batches ahead
+                yield batch
+        finally:  # an error, or a consumer that stops early (GeneratorExit): drop the queue
             for future in futures:
-                future.cancel()
-            raise
-        finally:  # a consumer that stops early (GeneratorExit) cancels what is queued
-            for future in futures:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
 
 
 def _backend_of(slide: Any) -> str:
