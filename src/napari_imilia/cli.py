@@ -32,13 +32,14 @@ USER_OS_ERRNOS = frozenset(
 )
 
 #: Sub-commands whose --out is a folder: a file there is refused before any work is done.
-FOLDER_OUT_COMMANDS = frozenset({"demo", "predict", "inspect", "score"})
+FOLDER_OUT_COMMANDS = frozenset({"demo", "predict", "inspect", "cells", "score"})
 
 # Order here is the order shown by ``imilia --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "napari_imilia._cli.demo",
     "napari_imilia._cli.predict",
     "napari_imilia._cli.inspect",
+    "napari_imilia._cli.cells",
     "napari_imilia._cli.info",
     "napari_imilia._cli.report",
     "napari_imilia._cli.study",

@@ -34,6 +34,7 @@ def test_subcommands_in_help_order_each_from_its_module() -> None:
         "demo",
         "predict",
         "inspect",
+        "cells",
         "info",
         "report",
         "study",

@@ -14,7 +14,9 @@ that:
   (``layers.heatmap``), the selected tile's outline (role ``selected_tile``), the reviewed
   tiles in their verdict's colour (``layers.verdicts``), the "Review regions" layer
   (``layers.regions``), the shown inspection's cell and epithelium masks
-  (``layers.inspection``) and their legend on the canvas (``layers.legend``);
+  (``layers.inspection``) and their legend on the canvas (``layers.legend``), and the
+  census's density map and cells in view (``layers.density``; a click on it picks the census
+  tile there: ``CensusRunner.pick``);
 - the state's ``review_target`` follows the user: 'tile' when a tile is selected, 'region'
   when a region is drawn or selected (``region_drawn(index)``, ``regions_selected(indices)``).
 
@@ -32,6 +34,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_imilia._napari.compat import viewer_camera
+from napari_imilia._napari.layers.density import CensusLayers
 from napari_imilia._napari.layers.heatmap import HeatmapLayers
 from napari_imilia._napari.layers.inspection import remove_inspection_layers, show_inspection
 from napari_imilia._napari.layers.legend import CellClassLegend
@@ -48,6 +51,8 @@ from napari_imilia._napari.layers.verdicts import sync_verdict_layer
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.reader import slide_from_metadata
 from napari_imilia._napari.roles import (
+    CENSUS_CELLS_ROLE,
+    CENSUS_DENSITY_ROLE,
     HEATMAP_ROLE,
     LAYER_ROLE_KEY,
     SELECTION_ROLE,
@@ -94,8 +99,28 @@ def tile_click_callback(viewer: Any, event: Any) -> Any:
         delta = np.asarray(event.position, dtype=np.float64)[-2:] - pressed[-2:]
         moved = max(moved, float(np.hypot(*delta)) * float(viewer_camera(viewer).zoom))
         yield
-    if moved <= CLICK_SLOP_PX:
+    if moved <= CLICK_SLOP_PX and not pick_census_tile_at_world(viewer, event.position):
         select_tile_at_world(viewer, event.position)
+
+
+def pick_census_tile_at_world(viewer: Any, world_rc: Any) -> str | None:
+    """While the census is shown, pick its tile under a world point: its cells are listed
+    and, on a scored slide, the tile is selected and inspected (``CensusRunner.pick``)."""
+    state = viewer_state(viewer)
+    census, session = state.census, state.session
+    shown = [
+        layer
+        for role in (CENSUS_DENSITY_ROLE, CENSUS_CELLS_ROLE)
+        for layer in layers_with_role(viewer, role)
+        if layer.visible
+    ]
+    if census.data is None or session is None or not shown:
+        return None
+    x, y = level0_pixel_at(world_rc, world_um_per_px(viewer, session))
+    tile_id = census.tile_at(x, y)
+    if tile_id is not None:
+        census.pick(tile_id)
+    return tile_id
 
 
 class ViewerLink:
@@ -111,6 +136,7 @@ class ViewerLink:
         self.regions: ReviewRegions | None = None
         self.heatmap = HeatmapLayers(viewer)
         self.legend = CellClassLegend(viewer)
+        self.census = CensusLayers(viewer, state)
         state.session_changed.connect(self._on_session_changed)
         state.inspections.shown.connect(self._show_inspection)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)

@@ -20,6 +20,9 @@ REGIONS_ROLE = "review_regions"
 CELLS_ROLE = "inspection_cells"
 EPITHELIUM_ROLE = "inspection_epithelium"
 INSPECTION_ROLES: tuple[str, ...] = (CELLS_ROLE, EPITHELIUM_ROLE)
+#: The whole-slide census: its density map and the cells in view (``layers.density``).
+CENSUS_DENSITY_ROLE = "census_density"
+CENSUS_CELLS_ROLE = "census_cells"
 #: Imported QuPath annotations (``geojson_reader``).
 IMPORT_ROLE = "geojson_import"
 

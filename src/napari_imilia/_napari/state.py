@@ -16,6 +16,8 @@ with the viewer). It holds:
 - ``top_tiles``: which tiles are "the top tiles" (N / P keys, Top tiles dock, review count);
 - ``review_target`` ('tile' or 'region') and ``review_draft``: what a verdict applies to,
   and the class, note and reviewer typed in the open Review dock (None without one);
+- ``census``: the slide's whole-slide cell census, its shown selection and picked tile,
+  and the census run (:class:`~napari_imilia._napari.census.CensusRunner`);
 - ``link``: the viewer link that draws every layer from this state (``link.link_viewer``);
 - blinding: in a blinded reader study (``review.study``) the open slide's model output is
   withheld from the reader (the workspace's reviewer identity) until they commit their grade
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
 
+from napari_imilia._napari.census import CensusRunner
 from napari_imilia._napari.inspect_settings import (
     InspectorSettings,
     load_inspector_settings,
@@ -98,6 +101,7 @@ class ViewerState:
         self.review_draft: ReviewDraft | None = None
         self.link: Any = None
         self.inspections = InspectionRunner(self)
+        self.census = CensusRunner(self)
 
     # ------------------------------------------------------------------ session, cohort
     def set_session(self, session: ReviewSession | None) -> None:

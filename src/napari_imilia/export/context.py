@@ -7,7 +7,7 @@ import hashlib
 import math
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,21 @@ class ExportContext:
 def stable_id(*parts: object) -> str:
     """A uuid5 string determined by ``parts``: the same content always gets the same id."""
     return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+def stable_ids(rows: Iterable[Sequence[object]]) -> list[str]:
+    """``stable_id(*row)`` of each row (the same ids), without making UUID objects: for the
+    10^5-10^6 objects of a cell export."""
+    namespace = ID_NAMESPACE.bytes
+    ids = []
+    for row in rows:
+        text = "\x1f".join(str(p) for p in row).encode("utf-8")
+        digest = bytearray(hashlib.sha1(namespace + text).digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = digest.hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 def color_for_name(name: str) -> RGB:

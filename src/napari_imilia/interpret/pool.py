@@ -10,7 +10,7 @@ import math
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,8 @@ from napari_imilia.interpret.tile import TileInspection
 from napari_imilia.interpret.tools import InspectConfig, InspectTools
 
 ProgressCallback = Callable[[int, int], None]
+#: What a worker sends back of each ``TileInspection`` (a picklable module-level function).
+RecordMaker = Callable[[TileInspection], Any]
 
 
 @dataclass
@@ -71,9 +73,11 @@ def _worker_init(
     _WORKER.update(slide=slide, tools=InspectTools.load(config, slide))
 
 
-def _worker_run(rows: list[dict[str, Any]]) -> list[TileRecord]:
+def _worker_run(
+    rows: list[dict[str, Any]], record: RecordMaker = TileRecord.from_inspection
+) -> list[Any]:
     slide, tools = _WORKER["slide"], _WORKER["tools"]
-    return [TileRecord.from_inspection(r) for r in tools.inspect_many(slide, rows)]
+    return [record(r) for r in tools.inspect_many(slide, rows)]
 
 
 def _chunks(rows: list[dict[str, Any]], n_chunks: int) -> list[list[dict[str, Any]]]:
@@ -111,19 +115,40 @@ def inspect_tiles(
     napari); 1 runs here with ``slide``. ``cancel`` stops between tiles (or chunks) with
     ``ImiliaError``.
     """
-    records_in = rows.to_dict("records")
-    n = len(records_in)
-    workers = default_workers(config, n) if workers is None else max(1, min(int(workers), n))
     done: list[TileRecord] = []
+    for batch in iter_tile_records(slide, rows, config, workers=workers, cancel=cancel):
+        done.extend(batch)
+        if progress:
+            progress(len(done), len(rows))
+    return done
+
+
+def iter_tile_records(
+    slide: Any,
+    rows: pd.DataFrame | list[dict[str, Any]],
+    config: InspectConfig,
+    *,
+    workers: int | None = None,
+    cancel: threading.Event | None = None,
+    record: RecordMaker = TileRecord.from_inspection,
+) -> Iterator[list[Any]]:
+    """``record(inspection)`` of every row, a batch (up to ``BATCH_TILES`` tiles) at a time,
+    in row order, as the batches end: the streaming form of :func:`inspect_tiles` (same
+    ``workers`` and ``cancel``), so a caller can write each batch before the next arrives."""
+    records_in = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    n = len(records_in)
+    if n == 0:
+        return
+    workers = default_workers(config, n) if workers is None else max(1, min(int(workers), n))
     if workers <= 1:
         tools = InspectTools.load(config, slide)
         for start in range(0, n, BATCH_TILES):
             check_cancel(cancel)
-            batch = tools.inspect_many(slide, records_in[start : start + BATCH_TILES])
-            done.extend(TileRecord.from_inspection(r) for r in batch)
-            if progress:
-                progress(len(done), n)
-        return done
+            yield [
+                record(r)
+                for r in tools.inspect_many(slide, records_in[start : start + BATCH_TILES])
+            ]
+        return
     cores = os.cpu_count() or 1
     context = multiprocessing.get_context("spawn")
     chunks = [
@@ -143,18 +168,17 @@ def inspect_tiles(
             _backend_of(slide),
         ),
     ) as pool:
-        futures = [pool.submit(_worker_run, chunk) for chunk in chunks]
+        futures: list[Any] = [pool.submit(_worker_run, chunk, record) for chunk in chunks]
         try:
-            for future in futures:  # in submission order: deterministic output
+            for i in range(len(futures)):  # in submission order: deterministic output
                 check_cancel(cancel)
-                done.extend(future.result())
-                if progress:
-                    progress(len(done), n)
-        except BaseException:
+                batch = futures[i].result()
+                futures[i] = None  # the caller has it: memory holds only batches ahead
+                yield batch
+        finally:  # an error, or a consumer that stops early (GeneratorExit): drop the queue
             for future in futures:
-                future.cancel()
-            raise
-    return done
+                if future is not None:
+                    future.cancel()
 
 
 def _backend_of(slide: Any) -> str:

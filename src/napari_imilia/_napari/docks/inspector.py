@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.census import CensusSection
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.inspect_settings import InspectorSettings
@@ -145,6 +146,8 @@ class TileInspectorWidget(QWidget):
         layout.addWidget(self.summary_label)
         layout.addWidget(self.legend_label)
         layout.addWidget(self.markers_table, 1)
+        self.census = CensusSection(self.link)  # the slide's census: run, density map, picks
+        layout.addWidget(self.census)
 
         self.inspect_button.clicked.connect(lambda: self.inspect_tile())
         self.backend_combo.currentTextChanged.connect(self._update_enabled)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from napari_imilia._napari.roles import (
     CELLS_ROLE,
+    CENSUS_CELLS_ROLE,
     EPITHELIUM_ROLE,
     LAYER_ROLE_KEY,
     layers_with_role,
@@ -39,7 +40,7 @@ def legend_entries(cells: pd.DataFrame) -> list[tuple[str, tuple[int, int, int]]
     inspection needs.)"""
     from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
 
-    counts = cells["class_name"].astype(str).value_counts() if len(cells) else pd.Series()
+    counts = cells["class_name"].value_counts() if len(cells) else pd.Series()
     return [
         (f"{SWATCH} {name} ({int(counts[name])})", rgb)
         for name, rgb in CELL_CLASS_COLORS.items()
@@ -68,7 +69,12 @@ class CellClassLegend:
         viewer = self._viewer()
         if viewer is None:
             return []
-        cells = [layer for layer in layers_with_role(viewer, CELLS_ROLE) if layer.visible]
+        cells = [
+            layer
+            for role in (CELLS_ROLE, CENSUS_CELLS_ROLE)  # the inspected tile's, else the census's
+            for layer in layers_with_role(viewer, role)
+            if layer.visible and len(layer.features)
+        ]
         if not cells:
             return []
         shown = legend_entries(cells[0].features)
@@ -97,7 +103,10 @@ class CellClassLegend:
             return
         for layer in viewer.layers:
             role = layer.metadata.get(LAYER_ROLE_KEY)
-            if role in (CELLS_ROLE, EPITHELIUM_ROLE) and layer not in self._watched:
+            if (
+                role in (CELLS_ROLE, EPITHELIUM_ROLE, CENSUS_CELLS_ROLE)
+                and layer not in self._watched
+            ):
                 self._watched.add(layer)
                 layer.events.visible.connect(self.refresh)
                 layer.events.features.connect(self.refresh)
