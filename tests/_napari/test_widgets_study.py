@@ -82,6 +82,8 @@ def test_blinded_walk_hides_the_model_until_the_grade(make_napari_viewer, study_
         "other reader", ""
     )
     assert not panel.report_button.isEnabled()  # reports show scores: the coordinator's
+    heatmap_text = docks["Heatmap"].score_label.text()  # says why, never "run the model"
+    assert "commit your grade" in heatmap_text and "run the model" not in heatmap_text
 
     form = panel.grade_form
     assert form.save_button.text() == "Commit blind grade (shows the model)"

@@ -135,6 +135,9 @@ class ReviewSession:
         if self.withheld_reason:
             self._withheld = result
             return
+        self._show(result)
+
+    def _show(self, result: Any) -> None:
         self.prediction = result
         self._inspections.clear()
         self.selected_tile_id = None
@@ -151,18 +154,16 @@ class ReviewSession:
             self.withheld_reason = reason
             return
         result = self.prediction
-        if result is not None:
-            self.set_prediction(None)
         self.withheld_reason = reason
         self._withheld = result
+        self._show(None)  # the reason is set first: docks told of it can say why
 
     def reveal_prediction(self) -> None:
-        """Show the withheld prediction (emits ``prediction_changed`` when there is one)."""
+        """Show the withheld prediction (emits ``prediction_changed``, None when none came)."""
         if not self.withheld_reason:
             return
         result, self._withheld, self.withheld_reason = self._withheld, None, ""
-        if result is not None:
-            self.set_prediction(result)
+        self._show(result)
 
     @property
     def tiles(self) -> pd.DataFrame:

@@ -64,7 +64,7 @@ class CensusSection(QWidget):
         self.links = DockLinks(self)
         self.links.connect(self.runner.changed, self._on_changed)
         self.links.connect(self.runner.progress, self._on_progress)
-        self.links.connect(self.runner.status, self.status_label.setText)
+        self.links.connect(self.runner.status, self._on_status)
         self.links.connect(self.runner.picked, self._on_picked)
         self.links.connect(self.runner.selection_changed, self._on_selection)
         self.link.ensure_session()
@@ -164,6 +164,9 @@ class CensusSection(QWidget):
             )
         self._show_values()
         self.cells_table.setRowCount(0)
+
+    def _on_status(self, text: str) -> None:
+        self.status_label.setText(text)
 
     def _on_progress(self, progress: Any) -> None:
         self.progress_bar.setMaximum(max(1, progress.total))

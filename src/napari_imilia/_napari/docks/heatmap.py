@@ -162,7 +162,9 @@ class HeatmapWidget(QWidget):
 
     def _on_prediction_changed(self, result: Any) -> None:
         if result is None:
-            self.score_label.setText(NO_PREDICTION_TEXT)
+            session = self.link.state.session
+            withheld = "" if session is None else session.withheld_reason
+            self.score_label.setText(withheld or NO_PREDICTION_TEXT)
             self.model_label.setText("")
             self.demo_label.setText("")
             return
