@@ -32,12 +32,13 @@ from napari_imilia.cohort.item import (
     read_slide_json,
     unreadable_reason,
 )
-from napari_imilia.errors import DataError
+from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade, save_slide_grade
 from napari_imilia.slide.discover import FoundSlide, discover_slides
-from napari_imilia.trust.paths import absolute_path
+from napari_imilia.trust.paths import absolute_path, safe_name
+from napari_imilia.trust.results import read_results_json, results_path
 
 COHORT_FILE = "cohort_review.json"
 COHORT_FORMAT = "napari-imilia-cohort"
@@ -144,13 +145,13 @@ class Cohort:
         aside and ``CohortFileError`` says where it went and how to rebuild."""
         root = Path(results_root).expanduser()
         path = root / COHORT_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise DataError(
                 f"no cohort in {root} ({COHORT_FILE} not found); build one from a folder, "
                 "a glob or a CSV of slides"
             )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_results_json(path, root)
             if not isinstance(data, dict) or data.get("format") != COHORT_FORMAT:
                 raise ValueError("not a napari-imilia cohort file")
             version = data.get("schema_version")
@@ -159,7 +160,10 @@ class Cohort:
                     f"{path} was written by a newer napari-imilia (cohort schema {version}); "
                     "update napari-imilia to open it"
                 )
-            items = [item_from_record(r) for r in data["slides"]]
+            records = data["slides"]
+            if not isinstance(records, list):
+                raise ValueError("'slides' is not a list")
+            items = [item_from_record(r) for r in records]
         except DataError as exc:
             if "newer napari-imilia" in str(exc):
                 raise
@@ -168,8 +172,17 @@ class Cohort:
             raise cls._corrupt(path, exc) from exc
         cohort = cls(root, items)
         cohort.source = str(data.get("source", ""))
+        for record, item in zip(records, items, strict=True):
+            if str(record["slide_id"]) != item.slide_id:
+                cohort.warnings.append(
+                    f"{path}: slide id {str(record['slide_id'])[:80]!r} is not a safe folder "
+                    f"name; read as {item.slide_id!r}"
+                )
         current = data.get("current_slide_id")
-        cohort.current_index = cohort.index_of(current) if current else None
+        try:
+            cohort.current_index = cohort.index_of(safe_name(str(current))) if current else None
+        except DataError:
+            cohort.current_index = None
         cohort.refresh()
         return cohort
 
@@ -214,8 +227,10 @@ class Cohort:
 
     # ------------------------------------------------------------------ reading results
     def slide_dir(self, index: int) -> Path:
-        """The results folder of slide ``index`` (``results_root/<slide_id>``)."""
-        return self.results_root / self.items[index].slide_id
+        """The results folder of slide ``index`` (``results_root/<slide_id>``); ``DataError``
+        when it would lie outside the results root (a hostile id, or a slide folder that is a
+        link leading out: :func:`~napari_imilia.trust.results.results_path`)."""
+        return results_path(self.results_root, self.items[index].slide_id)
 
     def refresh(self, indices: list[int] | None = None) -> None:
         """Re-read scores, grades, tile reviews and file errors from the disk."""
@@ -228,8 +243,12 @@ class Cohort:
 
     def _refresh_item(self, index: int, first_owner: dict[str, str]) -> None:
         item = self.items[index]
-        folder = self.slide_dir(index)
         item.file_error = ""
+        try:
+            folder = self.slide_dir(index)
+        except DataError as error:
+            item.file_error, item.score, item.n_tiles = str(error), None, None
+            return
         owner = first_owner.get(item.slide_id, item.path)
         if Path(owner) != Path(item.path):
             item.file_error = (
@@ -238,14 +257,21 @@ class Cohort:
             )
         elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
             item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
-        info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+        info = None
+        try:
+            info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+        except DataError as error:
+            item.score_error = f"its result cannot be read: {error}"
         item.score = None if info is None else float(info["score"])
         item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
         item.model = "" if info is None else str(info.get("model", ""))
         if item.score is not None:
             item.score_error = ""
         if not item.file_error:
-            saved = load_slide_grade(folder, item.slide_id) if folder.is_dir() else None
+            try:
+                saved = load_slide_grade(folder, item.slide_id) if folder.is_dir() else None
+            except ImiliaError as error:
+                item.file_error, saved = str(error), None
             if saved is not None and (
                 item.grade is None or saved.updated_utc >= item.grade.updated_utc
             ):

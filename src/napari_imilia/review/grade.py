@@ -25,6 +25,7 @@ from typing import Any
 from napari_imilia.errors import DataError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
+from napari_imilia.trust.results import read_results_json, shown
 
 GRADE_FILE = "slide_grade.json"
 GRADE_FORMAT = "napari-imilia-slide-grade"
@@ -144,30 +145,37 @@ def validate_grade(grade: SlideGrade) -> SlideGrade:
 def load_slide_grade(results_dir: str | os.PathLike[str], slide_id: str) -> SlideGrade | None:
     """The grade saved in ``results_dir/slide_grade.json``, or None when there is none.
 
-    A damaged file is moved aside (``slide_grade.json.corrupt-<UTC>``) with a warning and
-    None is returned; a file of another slide raises ``DataError``.
+    A damaged file, or one refused by the results-folder gate (a link out of the folder, a
+    FIFO, over the size or nesting limits: :mod:`napari_imilia.trust.results`), is moved
+    aside (``slide_grade.json.corrupt-<UTC>``) with a warning and None is returned; a file
+    of another slide raises ``DataError``.
     """
     path = Path(results_dir) / GRADE_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_results_json(path, results_dir)
         if not isinstance(data, dict) or data.get("format") != GRADE_FORMAT:
             raise ValueError("not a napari-imilia slide grade file")
         owner = data.get("slide_id")
         grade = SlideGrade.from_dict(data["grade"])
     except (ValueError, KeyError, UnicodeDecodeError, DataError, TypeError) as exc:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup = path.with_name(f"{GRADE_FILE}.corrupt-{stamp}")
-        os.replace(path, backup)
+        backup, n = path.with_name(f"{GRADE_FILE}.corrupt-{stamp}"), 1
+        while os.path.lexists(backup):
+            backup, n = path.with_name(f"{GRADE_FILE}.corrupt-{stamp}-{n}"), n + 1
+        try:
+            os.replace(path, backup)
+            kept = f"kept as {backup.name}"
+        except OSError as error:  # a read-only share: leave it where it is
+            kept = f"left in place ({error.strerror})"
         warnings.warn(
-            f"{path} could not be read ({type(exc).__name__}: {exc}); kept as {backup.name}",
-            stacklevel=2,
+            f"{path} could not be read ({type(exc).__name__}: {exc}); {kept}", stacklevel=2
         )
         return None
     if owner != slide_id:
         raise DataError(
-            f"{path} is the grade of slide {owner!r}, not {slide_id!r}; open the results "
+            f"{path} is the grade of slide {shown(owner)}, not {slide_id!r}; open the results "
             "folder of the right slide"
         )
     return grade
