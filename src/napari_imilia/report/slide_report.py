@@ -19,6 +19,7 @@ from napari_imilia.errors import ImiliaError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
 from napari_imilia.review.grade import NANCY_GRADES, SlideGrade, load_slide_grade
+from napari_imilia.trust.results import read_results_bytes
 
 #: Tiles shown with their overlays, best first.
 DEFAULT_TOP_TILES = 4
@@ -141,11 +142,9 @@ def write_slide_report(
         )
     )
     heatmap = results_dir / "heatmap.png"
-    if heatmap.is_file():
-        body += [
-            "<h2>Heatmap of tile scores</h2>",
-            H.figure(heatmap.read_bytes(), "tile scores over the thumbnail"),
-        ]
+    if heatmap.is_file():  # through the gate: a link out of the folder is not embedded
+        png = read_results_bytes(heatmap, results_dir)
+        body += ["<h2>Heatmap of tile scores</h2>", H.figure(png, "tile scores over the thumbnail")]
     if top_k > 0:
         body.append(f"<h2>Top {top_k} tiles: cells and epithelium</h2>")
         try:

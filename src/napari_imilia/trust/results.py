@@ -170,4 +170,3 @@ def shown(value: Any, limit: int = 80) -> str:
     from a results folder (which may be megabytes long)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.review.grade import (
     ACTIVITIES,
@@ -83,13 +84,13 @@ class SlideGradeForm(QWidget):
         self.agreement_combo.addItem("not said", "")
         for agreement in AGREEMENTS:
             self.agreement_combo.addItem(f"{agreement} with the model", agreement)
-        self.model_label = QLabel("")
+        self.model_label = plain_label("")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note on the slide (optional)")
         self.reviewer_edit = QLineEdit()
         self.reviewer_edit.setPlaceholderText("your name (optional)")
         self.save_button = QPushButton("Save slide grade")
-        self.status_label = QLabel("")
+        self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
 
         form = QFormLayout()
