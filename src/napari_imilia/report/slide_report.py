@@ -10,6 +10,7 @@ backends (classical cells, stain-heuristic epithelium). Everything is embedded i
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,10 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
 def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
     from napari_imilia.review import ReviewStore
     from napari_imilia.review.exports import reviews_table
+    from napari_imilia.review.store import JOURNAL_FILE, REVIEW_FILE
 
-    if not (results_dir / "review.json").is_file():
-        return pd.DataFrame()
+    if not any(os.path.lexists(results_dir / name) for name in (REVIEW_FILE, JOURNAL_FILE)):
+        return pd.DataFrame()  # never reviewed (the journal alone holds every edit)
     table = reviews_table(ReviewStore.open(results_dir, slide_id))
     keep = [
         "verdict",
