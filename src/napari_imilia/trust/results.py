@@ -44,17 +44,43 @@ def _real(path: Path) -> Path:
 
 
 def results_path(root: str | os.PathLike[str], *parts: str) -> Path:
-    """``root/part/...``, refused (``DataError``) when it leaves ``root``: by its names, or
-    on the disk through a symbolic link (the real location must lie inside the real root)."""
-    try:
-        candidate = path_inside(root, *parts)
-    except ImiliaError as error:
-        raise DataError(
-            f"refusing {os.path.join(*parts)!r}: it names a place outside the results folder "
-            f"{root}; the results folder was edited by hand or is hostile"
-        ) from error
-    _check_inside(candidate, Path(root))
+    """``root/part/...``, refused (``DataError``) when it leaves ``root``: by its names
+    (:func:`~napari_imilia.trust.paths.path_inside`), or on the disk through a symbolic link
+    (then the real location must lie inside the real root)."""
+    root = Path(root)
+    if all(_plain_name(part) for part in parts):  # one folder name each: no climbing out
+        candidate = root.joinpath(*parts)
+    else:
+        try:
+            candidate = path_inside(root, *parts)
+        except ImiliaError as error:
+            raise DataError(
+                f"refusing {os.path.join(*parts)!r}: it names a place outside the results "
+                f"folder {root}; the results folder was edited by hand or is hostile"
+            ) from error
+        root = root.expanduser().resolve()
+    _openable(candidate, root)
     return candidate
+
+
+def _plain_name(part: str) -> bool:
+    separators = (os.sep, os.altsep or os.sep)
+    return bool(part) and part not in (".", "..") and not any(s in part for s in separators)
+
+
+def _openable(path: Path, root: Path) -> Path:
+    """The path to open for ``path``: itself when it lies in ``root`` by its names and no
+    component below ``root`` is a symbolic link (one ``lstat`` each, the usual case), else
+    its real location, refused (``DataError``) when outside ``root``'s."""
+    try:
+        below = path.relative_to(root).parts
+    except ValueError:
+        below = ("..",)
+    if below and ".." not in below:
+        prefixes = [root.joinpath(*below[: i + 1]) for i in range(len(below))]
+        if not any(os.path.islink(prefix) for prefix in prefixes):
+            return path
+    return _check_inside(path, root)
 
 
 def _check_inside(path: Path, root: Path) -> Path:
@@ -76,7 +102,7 @@ def open_results_file(
     ``root`` None: anywhere, for files the user chose such as a model's ``model.json``).
     Never blocks on a FIFO; ``DataError`` for anything else."""
     path = Path(path)
-    real = _real(path) if root is None else _check_inside(path, Path(root))
+    real = _real(path) if root is None else _openable(path, Path(root))
     flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY
     flags |= _NONBLOCK | _NOFOLLOW | _CLOEXEC | _NOCTTY | getattr(os, "O_BINARY", 0)
     try:
@@ -88,12 +114,8 @@ def open_results_file(
         raise DataError(f"{path} cannot be opened ({reason}); it is not a regular file") from error
     try:
         mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(mode):  # O_NONBLOCK changes nothing for a regular file's I/O
             raise DataError(f"{path} is {_kind(mode)}, not a regular file; refusing to use it")
-        if _NONBLOCK:
-            import fcntl
-
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_NONBLOCK)
         return os.fdopen(fd, "ab" if append else "rb")
     except BaseException:
         os.close(fd)
@@ -123,9 +145,15 @@ def read_results_bytes(
     past ``limits.max_bytes`` (the import limit, ``IMILIA_IMPORT_MAX_MB``)."""
     limits = limits or ImportLimits.from_env()
     with open_results_file(path, root) as handle:
+        expected = max(os.fstat(handle.fileno()).st_size - offset, 0)
         if offset:
             handle.seek(offset)
-        data = handle.read(limits.max_bytes + 1)
+        data = handle.read(min(expected, limits.max_bytes) + 1)
+        while expected < len(data) <= limits.max_bytes:  # it grew since: read on, capped
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                break
+            data += chunk
     if len(data) > limits.max_bytes:
         raise DataError(
             f"{path}: more than {limits.max_bytes >> 20} MiB, over the import limit "
