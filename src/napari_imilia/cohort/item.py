@@ -82,6 +82,21 @@ def item_from_record(record: dict[str, Any]) -> CohortItem:
     )
 
 
+def items_from_records(records: Any, source: Path) -> tuple[list[CohortItem], list[str]]:
+    """The items of a cohort file's ``slides`` list (``ValueError``/``KeyError`` if bad), and
+    a warning per slide id that :func:`item_from_record` had to clean."""
+    if not isinstance(records, list):
+        raise ValueError("'slides' is not a list")
+    items = [item_from_record(record) for record in records]
+    cleaned = [
+        f"{source}: slide id {str(record['slide_id'])[:80]!r} is not a safe folder name; "
+        f"read as {item.slide_id!r}"
+        for record, item in zip(records, items, strict=True)
+        if str(record["slide_id"]) != item.slide_id
+    ]
+    return items, cleaned
+
+
 def read_slide_json(folder: Path, slide_id: str) -> dict[str, Any] | None:
     """The cached result's ``slide.json`` of this slide, or None when there is none (absent,
     incomplete, or of another slide). ``DataError`` when it is there but refused by the

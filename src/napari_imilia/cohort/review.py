@@ -19,7 +19,6 @@ import json
 import os
 import threading
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from psygnal import Signal
 
 from napari_imilia.cohort.item import (
     CohortItem,
-    item_from_record,
+    items_from_records,
     read_slide_json,
     unreadable_reason,
 )
@@ -38,7 +37,7 @@ from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade, save_slide_grade
 from napari_imilia.slide.discover import FoundSlide, discover_slides
 from napari_imilia.trust.paths import absolute_path, safe_name
-from napari_imilia.trust.results import read_results_json, results_path
+from napari_imilia.trust.results import move_aside, read_results_json, results_path
 
 COHORT_FILE = "cohort_review.json"
 COHORT_FORMAT = "napari-imilia-cohort"
@@ -66,15 +65,6 @@ class CohortFileError(DataError):
     def __init__(self, message: str, backup: Path | None = None) -> None:
         super().__init__(message)
         self.backup = backup
-
-
-def _move_aside(path: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    backup, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
-    while backup.exists():
-        backup, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
-    os.replace(path, backup)
-    return backup
 
 
 class Cohort:
@@ -160,10 +150,7 @@ class Cohort:
                     f"{path} was written by a newer napari-imilia (cohort schema {version}); "
                     "update napari-imilia to open it"
                 )
-            records = data["slides"]
-            if not isinstance(records, list):
-                raise ValueError("'slides' is not a list")
-            items = [item_from_record(r) for r in records]
+            items, cleaned = items_from_records(data["slides"], path)
         except DataError as exc:
             if "newer napari-imilia" in str(exc):
                 raise
@@ -172,12 +159,7 @@ class Cohort:
             raise cls._corrupt(path, exc) from exc
         cohort = cls(root, items)
         cohort.source = str(data.get("source", ""))
-        for record, item in zip(records, items, strict=True):
-            if str(record["slide_id"]) != item.slide_id:
-                cohort.warnings.append(
-                    f"{path}: slide id {str(record['slide_id'])[:80]!r} is not a safe folder "
-                    f"name; read as {item.slide_id!r}"
-                )
+        cohort.warnings += cleaned
         current = data.get("current_slide_id")
         try:
             cohort.current_index = cohort.index_of(safe_name(str(current))) if current else None
@@ -188,7 +170,7 @@ class Cohort:
 
     @staticmethod
     def _corrupt(path: Path, exc: BaseException) -> CohortFileError:
-        backup = _move_aside(path)
+        backup = move_aside(path)
         return CohortFileError(
             f"cohort file {path} could not be read ({type(exc).__name__}: {exc}); it was "
             f"kept as {backup.name}. Build the cohort again from its slides: the grades are "

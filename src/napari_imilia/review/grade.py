@@ -18,14 +18,13 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from napari_imilia.errors import DataError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
-from napari_imilia.trust.results import read_results_json, shown
+from napari_imilia.trust.results import move_aside, read_results_json, shown
 
 GRADE_FILE = "slide_grade.json"
 GRADE_FORMAT = "napari-imilia-slide-grade"
@@ -160,13 +159,8 @@ def load_slide_grade(results_dir: str | os.PathLike[str], slide_id: str) -> Slid
         owner = data.get("slide_id")
         grade = SlideGrade.from_dict(data["grade"])
     except (ValueError, KeyError, UnicodeDecodeError, DataError, TypeError) as exc:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup, n = path.with_name(f"{GRADE_FILE}.corrupt-{stamp}"), 1
-        while os.path.lexists(backup):
-            backup, n = path.with_name(f"{GRADE_FILE}.corrupt-{stamp}-{n}"), n + 1
         try:
-            os.replace(path, backup)
-            kept = f"kept as {backup.name}"
+            kept = f"kept as {move_aside(path).name}"
         except OSError as error:  # a read-only share: leave it where it is
             kept = f"left in place ({error.strerror})"
         warnings.warn(

@@ -27,7 +27,6 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from napari_imilia.review.entry import EDITABLE_FIELDS, ReviewEntry, utc_now, va
 from napari_imilia.trust.json_limits import ImportLimits, parse_json
 from napari_imilia.trust.results import (
     check_lock_file,
+    move_aside,
     open_results_file,
     read_results_bytes,
     read_results_json,
@@ -144,17 +144,11 @@ class ReviewStore:
         self.warnings.append(message)
 
     def _move_aside(self, reason: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup = self.path.with_name(f"{REVIEW_FILE}.corrupt-{stamp}")
-        n = 1
-        while os.path.lexists(backup):
-            backup, n = self.path.with_name(f"{REVIEW_FILE}.corrupt-{stamp}-{n}"), n + 1
         try:
-            os.replace(self.path, backup)
+            self.corrupt_backup = move_aside(self.path)
+            kept = f"kept as {self.corrupt_backup.name}"
         except OSError as error:  # a read-only share: the review is only read
             kept = f"left in place ({error.strerror})"
-        else:
-            self.corrupt_backup, kept = backup, f"kept as {backup.name}"
         recovery = (
             f"the review was rebuilt from {JOURNAL_FILE}"
             if os.path.lexists(self.journal_path)

@@ -198,3 +198,18 @@ def shown(value: Any, limit: int = 80) -> str:
     from a results folder (which may be megabytes long)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def move_aside(path: str | os.PathLike[str]) -> Path:
+    """Rename a damaged or refused results file (a link or a FIFO itself, not what it points
+    at) to ``<name>.corrupt-<UTC time>[-n]`` beside it, never over an earlier one; returns
+    the new path (``OSError`` when the folder is read-only)."""
+    from datetime import UTC, datetime
+
+    path = Path(path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    backup, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    while os.path.lexists(backup):
+        backup, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
+    os.replace(path, backup)
+    return backup
