@@ -270,3 +270,16 @@ def test_a_slide_json_over_the_size_limit_is_refused(results: Path, monkeypatch)
 
     with pytest.raises(DataError, match="over the import limit"):
         read_results_json(info, info.parent)
+
+
+def test_a_feature_file_attribute_nested_200000_deep_is_kept_as_text(results: Path) -> None:
+    import h5py
+
+    from napari_imilia.features.cache import cache_matches, read_features
+
+    path = results / "features" / "case_09.h5"
+    with h5py.File(path, "a") as h5:
+        h5.attrs["extractor"] = _nested(DEEP)  # main: RecursionError on every read
+    bag = read_features(path)
+    assert bag.attrs["extractor"] == _nested(DEEP) and bag.n_tiles > 0
+    assert cache_matches(path, {"extractor": "imilia-stain-stats"}) is False
