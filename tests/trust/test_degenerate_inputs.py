@@ -16,7 +16,7 @@ import tifffile
 import torch
 
 from napari_imilia.cli import main
-from napari_imilia.errors import CheckpointError
+from napari_imilia.errors import CheckpointError, ImiliaError
 from napari_imilia.mil import create_model, load_model, save_model
 from support.cohort_data import cohort_data  # noqa: F401 (fixture)
 
@@ -160,3 +160,16 @@ def test_a_corrupt_zlib_tile_is_a_one_line_error(
     assert rc == 2 and err.startswith("imilia predict: error: ")
     assert "damaged.tiff: image data cannot be decoded" in err and "copy or export" in err
     assert not (tmp_path / "out" / "damaged").exists()
+
+
+def test_a_result_saying_demo_as_text_is_damaged(tmp_path: Path, cohort_data: dict, capsys) -> None:  # noqa: F811
+    from napari_imilia.predict.results import load_prediction
+
+    model = _model(tmp_path, "fine")
+    _predict(cohort_data["folder"] / "case_05.tiff", model, tmp_path / "out", capsys)
+    folder = tmp_path / "out" / "case_05"
+    assert load_prediction(folder).info["model_is_demo"] is False
+    info = json.loads((folder / "slide.json").read_text())
+    (folder / "slide.json").write_text(json.dumps({**info, "model_is_demo": "no"}))
+    with pytest.raises(ImiliaError, match="model_is_demo is not true or false"):
+        load_prediction(folder)  # main: "no" read as a demo model

@@ -78,6 +78,8 @@ def load_prediction(result_dir: str | Path) -> PredictionResult:
         result = PredictionResult.from_record(info, tiles, result_dir)
         if not 0.0 <= result.score <= 1.0 or not math.isfinite(result.logit):
             raise ValueError(f"score {result.score} / logit {result.logit} out of range")
+        if not isinstance(info.get("model_is_demo", False), bool):
+            raise TypeError("model_is_demo is not true or false")
     except (ImiliaError, OSError, ValueError, KeyError, TypeError, OverflowError) as error:
         raise ImiliaError(
             f"{result_dir}: slide.json or tiles.csv is damaged ({type(error).__name__}: "
