@@ -15,7 +15,7 @@ import html
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel
+from qtpy.QtWidgets import QApplication, QLabel, QStatusBar
 
 
 def plain_label(text: str = "") -> QLabel:
@@ -37,10 +37,11 @@ def plain_tooltip(text: str) -> str:
     return "<qt>" + escaped(text).replace("\n", "<br>") + "</qt>"
 
 
-def plain_status_bar(viewer: Any) -> None:
-    """Make the labels of the viewer's status bar plain text: napari shows the source file
-    name of the layer under the cursor there, which would otherwise be rendered as HTML."""
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-    bar = window.statusBar() if window is not None else None
-    for label in [] if bar is None else bar.findChildren(QLabel):
-        label.setTextFormat(Qt.TextFormat.PlainText)
+def plain_status_bar(viewer: Any = None) -> None:
+    """Make the labels of the main windows' status bars plain text: napari shows the source
+    file name of the layer under the cursor there, which would otherwise be rendered as
+    HTML. Found through Qt (napari's window attribute is private); ``viewer`` is unused."""
+    for window in QApplication.topLevelWidgets():
+        for bar in window.findChildren(QStatusBar):
+            for label in bar.findChildren(QLabel):
+                label.setTextFormat(Qt.TextFormat.PlainText)
