@@ -23,7 +23,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_imilia._napari.docks.text import plain_label
+from napari_imilia._napari.notify import notify
 from napari_imilia._napari.state import viewer_state
+from napari_imilia.errors import ImiliaError
 from napari_imilia.review.grade import (
     ACTIVITIES,
     AGREEMENTS,
@@ -182,7 +184,13 @@ class SlideGradeForm(QWidget):
         )
 
     def save(self) -> SlideGrade | None:
-        """Save the form's grade for the current slide; returns it as saved."""
+        """Save the form's grade for the current slide; returns it as saved (None, with the
+        reason shown, when it cannot be: a bad grade, a refused results folder)."""
         if self._session is None:
             return None
-        return save_grade_for_session(self.viewer, self._session, self.grade())
+        try:
+            return save_grade_for_session(self.viewer, self._session, self.grade())
+        except ImiliaError as error:
+            self.status_label.setText(f"not saved: {error}")
+            notify("error", f"slide grade not saved: {error}")
+            return None
