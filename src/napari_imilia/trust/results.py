@@ -88,8 +88,8 @@ def _check_inside(path: Path, root: Path) -> Path:
     real, real_root = _real(path), _real(root)
     if real != real_root and not real.is_relative_to(real_root):
         raise DataError(
-            f"{path} is a symbolic link to {real}, outside the results folder {real_root}; "
-            "refusing to read or write through it (remove the link)"
+            f"{path} leads through a symbolic link to {real}, outside the results folder "
+            f"{real_root}; refusing to read or write through it (remove the link)"
         )
     return real
 
