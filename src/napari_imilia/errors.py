@@ -23,3 +23,12 @@ class FeatureCacheError(ImiliaError):
 
 class DataError(ImiliaError):
     """A table, label file or GeoJSON given by the user is malformed."""
+
+
+def one_line(error: BaseException | str, limit: int = 300) -> str:
+    """An error's text (or its type's name when empty) as one line of at most ``limit``
+    characters: library messages (pandas, zlib, tifffile) may span lines or pages."""
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

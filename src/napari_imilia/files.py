@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and hashing."""
+"""Small shared helpers: atomic file writes (strict JSON included) and hashing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # The process umask, read once (os.umask can only be read by setting it).
 _UMASK = os.umask(0o022)
@@ -44,6 +45,25 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     return Path(target)
+
+
+def json_text(data: Any, *, indent: int | None = 2, **dumps: Any) -> str:
+    """``data`` as strict JSON text (RFC 8259: NaN and ±Infinity refused, ``ValueError``
+    naming them), ending in a newline. Every JSON file napari-imilia writes goes through it,
+    so every JSON it writes can be read by any JSON reader."""
+    try:
+        return json.dumps(data, indent=indent, allow_nan=False, **dumps) + "\n"
+    except ValueError as error:
+        raise ValueError(
+            f"refusing to write NaN or an infinite number as JSON ({error})"
+        ) from error
+
+
+def write_json_atomic(
+    target: str | os.PathLike[str], data: Any, *, indent: int | None = 2, **dumps: Any
+) -> Path:
+    """Write ``data`` as strict JSON (:func:`json_text`) to ``target`` atomically."""
+    return write_text_atomic(target, json_text(data, indent=indent, **dumps))
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:

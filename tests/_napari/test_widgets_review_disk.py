@@ -54,10 +54,20 @@ def test_review_dock_reports_a_refusing_disk(
     session.select_tile(first)
     assert len(panel.record("agree")) == 1
 
-    # the journal cannot be appended to any more (as a read-only share would refuse it)
-    journal = session.results_dir / "review.journal.jsonl"
-    journal.unlink()
-    journal.mkdir()
+    # the journal cannot be appended to any more: a read-only share refuses it (a folder in
+    # its place would now be refused earlier, by the results gate, as not a regular file)
+    import errno
+
+    from napari_imilia.review import store
+
+    original = store.open_results_file
+
+    def refusing(path, root, *, append=False):
+        if append:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return original(path, root)
+
+    monkeypatch.setattr(store, "open_results_file", refusing)
     session.select_tile(second)
     assert panel.record("disagree") == []
     errors = [m for lv, m in shown if lv == "error"]

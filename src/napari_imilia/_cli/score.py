@@ -49,6 +49,7 @@ def run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from napari_imilia import __version__
+    from napari_imilia.export.tables import spreadsheet_csv
     from napari_imilia.files import write_text_atomic
     from napari_imilia.mil import load_model
     from napari_imilia.trust.paths import check_writable_folder
@@ -64,7 +65,7 @@ def run_score(args: argparse.Namespace) -> int:
     model = load_model(sources, device=args.device, pad_to_tiles=args.pad_to_tiles)
     print(f"model {model.name} (sha256 {model.sha256[:12]}…) on {model.device}")
     rows = [_score_file(model, path, out_dir) for path in files]
-    write_text_atomic(out_dir / "scores.csv", pd.DataFrame(rows).to_csv(index=False))
+    write_text_atomic(out_dir / "scores.csv", spreadsheet_csv(pd.DataFrame(rows)))
     info = {
         "model": model.name,
         "model_sha256": model.sha256,

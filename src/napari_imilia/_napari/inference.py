@@ -13,7 +13,6 @@ turns into layers or a notification.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -112,7 +111,7 @@ def resolve_model_path(text: str) -> Path:
 
 def read_model_summary(text: str) -> ModelSummary:
     """Read the JSON config(s) of the checkpoint named by ``text`` ("" is the demo model)."""
-    from napari_imilia.mil.checkpoint import WEIGHT_SUFFIXES, config_path_for
+    from napari_imilia.mil.checkpoint import WEIGHT_SUFFIXES, read_model_config
 
     path = resolve_model_path(text)
     weights = [path]
@@ -124,13 +123,7 @@ def read_model_summary(text: str) -> ModelSummary:
         )
         if not weights:
             raise CheckpointError(f"{path} holds no checkpoint ({', '.join(WEIGHT_SUFFIXES)})")
-    config: dict[str, Any] = {}
-    config_file = config_path_for(weights[0])
-    if config_file.is_file():
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise CheckpointError(f"{config_file} is not valid JSON ({error})") from error
+    config: dict[str, Any] = read_model_config(weights[0]) or {}
     name = config.get("name") or (path.name if path.is_dir() else path.stem)
     in_dim = config.get("in_dim")
     return ModelSummary(

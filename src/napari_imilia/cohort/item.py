@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from napari_imilia.errors import DataError
 from napari_imilia.review.drafts import has_draft
 from napari_imilia.review.grade import SlideGrade
 from napari_imilia.review.reads import SlideReads, load_slide_reads
 from napari_imilia.review.study import Study, model_hidden
 from napari_imilia.slide.discover import FoundSlide
-from napari_imilia.trust.paths import absolute_path
+from napari_imilia.trust.paths import absolute_path, safe_name
+from napari_imilia.trust.results import read_results_json
 
 #: Columns of :func:`review_table`.
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -93,14 +95,20 @@ class CohortItem:
 
 
 def item_from_record(record: dict[str, Any]) -> CohortItem:
-    """A ``CohortItem`` from its record in the cohort file (``ValueError``/``KeyError`` if bad)."""
+    """A ``CohortItem`` from its record in the cohort file (``ValueError``/``KeyError`` if bad).
+
+    The slide id is cleaned again (:func:`~napari_imilia.trust.paths.safe_name`), as when it
+    was made from the file name: a hand-edited id such as ``../elsewhere`` or
+    ``javascript:...`` becomes a harmless folder name inside the results folder."""
+    if not isinstance(record, dict):
+        raise ValueError("a slide record is not an object")
     grade = record.get("legacy_grade", record.get("grade"))  # schema 1 kept a copy
     labels = record.get("labels") or {}
     if not isinstance(labels, dict):
         raise ValueError(f"labels of {record.get('slide_id')!r} are not an object")
     return CohortItem(
         path=str(record["path"]),
-        slide_id=str(record["slide_id"]),
+        slide_id=safe_name(str(record["slide_id"])),
         labels={str(k): str(v) for k, v in labels.items()},
         legacy_grade=None if grade is None else SlideGrade.from_dict(grade),
         opened_utc=str(record.get("opened_utc") or ""),
@@ -200,15 +208,39 @@ def review_table(items: list[CohortItem]) -> pd.DataFrame:
     return table
 
 
+def items_from_records(records: Any, source: Path) -> tuple[list[CohortItem], list[str]]:
+    """The items of a cohort file's ``slides`` list (``ValueError``/``KeyError`` if bad), and
+    a warning per slide id that :func:`item_from_record` had to clean."""
+    if not isinstance(records, list):
+        raise ValueError("'slides' is not a list")
+    items = [item_from_record(record) for record in records]
+    cleaned = [
+        f"{source}: slide id {str(record['slide_id'])[:80]!r} is not a safe folder name; "
+        f"read as {item.slide_id!r}"
+        for record, item in zip(records, items, strict=True)
+        if str(record["slide_id"]) != item.slide_id
+    ]
+    return items, cleaned
+
+
 def read_slide_json(folder: Path, slide_id: str) -> dict[str, Any] | None:
-    """The cached result's ``slide.json`` of this slide, or None (absent, damaged, other)."""
+    """The cached result's ``slide.json`` of this slide, or None when there is none (absent,
+    incomplete, or of another slide). ``DataError`` when it is there but refused by the
+    results-folder gate (:mod:`napari_imilia.trust.results`: a link out, a FIFO, over a
+    limit) or damaged (no score 0-1, no tile count)."""
+    path = folder / "slide.json"
+    if not os.path.lexists(path):
+        return None
+    info = read_results_json(path, folder)
     try:
-        info = json.loads((folder / "slide.json").read_text(encoding="utf-8"))
         if str(info["slide_id"]) != slide_id or not (folder / "tiles.csv").is_file():
             return None
-        float(info["score"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        score = float(info["score"])
+        int(info.get("n_tiles", 0))
+    except (ValueError, KeyError, TypeError, OverflowError) as error:
+        raise DataError(f"{path} is damaged ({type(error).__name__}: {error})") from error
+    if not 0.0 <= score <= 1.0:  # NaN included
+        raise DataError(f"{path} is damaged (score {info['score']!r} is not 0-1)")
     return info
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import threading
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from napari_imilia.cohort.item import (
     TABLE_COLUMNS,
     CohortItem,
     add_sources,
-    item_from_record,
+    items_from_records,
     merge_saved_records,
     read_grades,
     read_slide_json,
@@ -53,7 +52,8 @@ from napari_imilia.review.reads import GradeRead
 from napari_imilia.review.reviewer import load_reviewer
 from napari_imilia.review.study import Study, load_study
 from napari_imilia.slide.discover import discover_slides
-from napari_imilia.trust.paths import absolute_path, path_inside
+from napari_imilia.trust.paths import absolute_path, safe_name
+from napari_imilia.trust.results import move_aside, read_results_json, results_path
 
 COHORT_FILE = "cohort_review.json"
 COHORT_FORMAT = "napari-imilia-cohort"
@@ -67,15 +67,6 @@ class CohortFileError(DataError):
     def __init__(self, message: str, backup: Path | None = None) -> None:
         super().__init__(message)
         self.backup = backup
-
-
-def _move_aside(path: Path) -> Path:
-    stamp, n = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"), 1
-    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
-    while backup.exists():
-        backup, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
-    os.replace(path, backup)
-    return backup
 
 
 class Cohort:
@@ -158,13 +149,13 @@ class Cohort:
         says where it went and how to rebuild."""
         root = Path(results_root).expanduser()
         path = root / COHORT_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise DataError(
                 f"no cohort in {root} ({COHORT_FILE} not found); build one from a folder, "
                 "a glob or a CSV of slides"
             )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_results_json(path, root)
             if not isinstance(data, dict) or data.get("format") != COHORT_FORMAT:
                 raise ValueError("not a napari-imilia cohort file")
             version = data.get("schema_version")
@@ -173,7 +164,7 @@ class Cohort:
                     f"{path} was written by a newer napari-imilia (cohort schema {version}); "
                     "update napari-imilia to open it"
                 )
-            items = [item_from_record(r) for r in data["slides"]]
+            items, cleaned = items_from_records(data["slides"], path)
         except DataError as exc:
             if "newer napari-imilia" in str(exc):
                 raise
@@ -182,9 +173,11 @@ class Cohort:
             raise cls._corrupt(path, exc) from exc
         cohort = cls(root, items, reader)
         cohort.source = str(data.get("source", ""))
+        cohort.warnings += cleaned
         current = load_cursor(root, cohort.reader) or data.get("current_slide_id")
         try:
-            cohort.current_index = cohort.index_of(current) if isinstance(current, str) else None
+            current = safe_name(current) if isinstance(current, str) and current else None
+            cohort.current_index = None if current is None else cohort.index_of(current)
         except DataError:
             cohort.current_index = None
         cohort.refresh()
@@ -192,7 +185,7 @@ class Cohort:
 
     @staticmethod
     def _corrupt(path: Path, exc: BaseException) -> CohortFileError:
-        backup = _move_aside(path)
+        backup = move_aside(path)
         return CohortFileError(
             f"cohort file {path} could not be read ({type(exc).__name__}: {exc}); it was "
             f"kept as {backup.name}. Build the cohort again from its slides: the grades are "
@@ -222,8 +215,10 @@ class Cohort:
 
     # ------------------------------------------------------------------ reading results
     def slide_dir(self, index: int) -> Path:
-        """The results folder of slide ``index`` (``results_root/<slide_id>``)."""
-        return path_inside(self.results_root, self.items[index].slide_id)
+        """The results folder of slide ``index`` (``results_root/<slide_id>``); ``DataError``
+        when it would lie outside the results root (a hostile id, or a slide folder that is a
+        link leading out: :func:`~napari_imilia.trust.results.results_path`)."""
+        return results_path(self.results_root, self.items[index].slide_id)
 
     def refresh(self, indices: list[int] | None = None) -> None:
         """Re-read scores, grades, the study, tile reviews and file errors from the disk."""
@@ -237,12 +232,12 @@ class Cohort:
 
     def _refresh_item(self, index: int, first_owner: dict[str, str]) -> None:
         item = self.items[index]
+        item.file_error = ""
         try:
             folder = self.slide_dir(index)
-        except ImiliaError as error:  # an id leading outside the results folder
-            item.file_error, item.score = str(error), None
+        except DataError as error:
+            item.file_error, item.score, item.n_tiles = str(error), None, None
             return
-        item.file_error = ""
         owner = first_owner.get(item.slide_id, item.path)
         if Path(owner) != Path(item.path):
             item.file_error = (
@@ -251,7 +246,11 @@ class Cohort:
             )
         elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
             item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
-        info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+        info = None
+        try:
+            info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+        except DataError as error:
+            item.score_error = f"its result cannot be read: {error}"
         item.score = None if info is None else float(info["score"])
         item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
         item.model = "" if info is None else str(info.get("model", ""))
@@ -259,7 +258,10 @@ class Cohort:
             item.score_error = ""
         duplicate = Path(owner) != Path(item.path)
         if not duplicate:  # a slide moved away keeps its grades
-            read_grades(item, folder, self.study, self.reader, hide_all=bool(self.study_error))
+            try:
+                read_grades(item, folder, self.study, self.reader, hide_all=bool(self.study_error))
+            except ImiliaError as error:  # e.g. a grade file of another slide: costs this one
+                item.file_error = item.file_error or str(error)
         if not item.file_error:
             item.has_tile_reviews = (folder / "review.json").is_file()
         if not item.file_error and item.score is None and not item.score_error:

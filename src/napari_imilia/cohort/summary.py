@@ -9,6 +9,7 @@ place, new slides follow in the order given, slides only the file knows stay.
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from napari_imilia.errors import ImiliaError
+from napari_imilia.errors import ImiliaError, one_line
+from napari_imilia.export.tables import raw_frame, spreadsheet_csv
 from napari_imilia.files import write_text_atomic
+from napari_imilia.trust.results import read_results_bytes
 
 SUMMARY_COLUMNS: tuple[str, ...] = ("slide", "slide_id", "status", "score", "n_tiles", "error")
 #: Summary columns that hold whole numbers (written without a decimal point, blank when unknown).
@@ -76,14 +79,17 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
 def read_summary(path: Path) -> pd.DataFrame:
     """An existing ``cohort.csv`` (typed like :func:`summary_table`), or ``ImiliaError``."""
     try:
-        table = pd.read_csv(path, dtype={"slide": str, "slide_id": str, "error": str})
+        raw = read_results_bytes(path, path.parent)
+        text_columns = {"slide": str, "slide_id": str, "status": str, "error": str}
+        table = raw_frame(pd.read_csv(io.BytesIO(raw), dtype=text_columns))
         missing = [c for c in SUMMARY_COLUMNS if c not in table]
         if missing:
             raise ValueError(f"missing column(s) {', '.join(missing)}")
         return _typed(table.reindex(columns=list(SUMMARY_COLUMNS)))
-    except (OSError, ValueError, TypeError) as error:
+    except (ImiliaError, OSError, ValueError, TypeError) as error:
         raise ImiliaError(
-            f"{path} is not a cohort table this program wrote ({error}); move it away and run again"
+            f"{path} is not a cohort table this program wrote ({one_line(error)}); move it "
+            "away and run again"
         ) from error
 
 
@@ -102,7 +108,7 @@ def write_cohort_csv(out_dir: Path, table: pd.DataFrame) -> pd.DataFrame:
             rows[row["slide_id"]] = row  # in place when known, appended when new
             new.add(row["slide_id"])
     merged = _typed(pd.DataFrame(list(rows.values()), columns=list(SUMMARY_COLUMNS)))
-    write_text_atomic(path, merged.to_csv(index=False))
+    write_text_atomic(path, spreadsheet_csv(merged))
     return merged
 
 

@@ -17,8 +17,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from napari_imilia.errors import FeatureCacheError
+from napari_imilia.errors import DataError, FeatureCacheError
 from napari_imilia.files import atomic_path
+from napari_imilia.trust.json_limits import parse_json
 
 #: Attributes that must match exactly for a cache to be reused.
 CACHE_KEY_ATTRS: tuple[str, ...] = (
@@ -61,9 +62,9 @@ def _decode_attr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if (isinstance(value, str) and value[:1] in "[{") or value == "null":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
+        try:  # within the import limits: a cache file may come from a shared results folder
+            return parse_json(value.encode("utf-8", "surrogatepass"), "a feature-file attribute")
+        except DataError:
             return value
     return value
 

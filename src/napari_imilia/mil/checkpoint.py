@@ -10,8 +10,8 @@ several files are built in ``napari_imilia.mil.predictor``.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from napari_imilia import __version__
-from napari_imilia.errors import CheckpointError
-from napari_imilia.files import sha256_file, write_safetensors_atomic, write_text_atomic
+from napari_imilia.errors import CheckpointError, DataError
+from napari_imilia.files import sha256_file, write_json_atomic, write_safetensors_atomic
 from napari_imilia.mil.base import MILModel
 from napari_imilia.mil.chowder import infer_chowder_hparams, is_imilia_release_shape
 from napari_imilia.mil.chowder import looks_like_chowder as _looks_like_chowder
@@ -36,6 +36,7 @@ from napari_imilia.trust.checkpoints import (
     check_weights_fit_config,
     check_weights_size,
 )
+from napari_imilia.trust.results import read_results_json
 
 CONFIG_FORMAT = "napari-imilia-mil"
 CONFIG_VERSION = 1
@@ -107,7 +108,7 @@ def save_model(
         "software": f"napari-imilia {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_text_atomic(config_path_for(path), json.dumps(config, indent=2) + "\n")
+    write_json_atomic(config_path_for(path), config)
     return path
 
 
@@ -203,18 +204,41 @@ def _build(arch: str, in_dim: int, hparams: Mapping[str, Any], state: Mapping, p
             f"hparams={dict(hparams)}): {str(error).splitlines()[-1].strip()}; "
             f"found: {describe_state_dict(state)}"
         ) from error
+    check_finite_weights(module.state_dict(), path)
     return module.eval()
 
 
-def _read_config(path: Path) -> dict[str, Any] | None:
+def check_finite_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """``CheckpointError`` when a floating-point weight is NaN or infinite as loaded (a
+    float64 value too large for float32 included): a degenerate model is refused at load,
+    before it scores a slide."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path.name}: weight {name!r} holds NaN or infinite values; the model is "
+                "degenerate (training diverged, or the file is damaged) and is refused"
+            )
+
+
+def read_model_config(path: str | Path) -> dict[str, Any] | None:
+    """The checked ``.json`` config beside weights file ``path`` (:func:`check_model_config`),
+    or None when there is none; ``CheckpointError`` when it is unreadable or ill-typed."""
     config_path = config_path_for(path)
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):
         return None
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{config_path} is not valid JSON: {error}") from error
-    if not isinstance(config, dict) or "architecture" not in config:
+        config = read_results_json(config_path, None)
+    except (DataError, OSError) as error:
+        raise CheckpointError(f"{config_path} is not a readable JSON file: {error}") from error
+    return check_model_config(config, config_path)
+
+
+def check_model_config(config: Any, config_path: Path) -> dict[str, Any]:
+    """``model.json`` checked field by field (``CheckpointError`` naming the field): the
+    architecture a name, ``in_dim`` an integer 1-65536, ``hparams`` an object of finite
+    bounded numbers, ``mpp`` a positive finite number (µm/px) or null, ``tile_px`` an integer
+    or null, ``extractor``/``name``/``weights_sha256`` text or null, ``demo`` true/false."""
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
         raise CheckpointError(f"{config_path} is not a napari-imilia model config")
     in_dim = config.get("in_dim")
     if isinstance(in_dim, bool) or not isinstance(in_dim, int) or not 1 <= in_dim <= MAX_CONFIG_INT:
@@ -225,7 +249,37 @@ def _read_config(path: Path) -> dict[str, Any] | None:
     if not isinstance(hparams, dict):
         raise CheckpointError(f"{config_path}: hparams must be a JSON object")
     check_config_numbers(hparams, f"{config_path}: hparams")
+    bad = _bad_field(config)
+    if bad is not None:
+        key, wanted = bad
+        raise CheckpointError(
+            f"{config_path}: {key} must be {wanted}; got {str(config[key])[:60]!r}"
+        )
     return config
+
+
+def _bad_field(config: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, what it must be) of the first ill-typed field of a model config, or None."""
+    for key in ("extractor", "name", "weights_sha256"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            return key, "text or null"
+    mpp = config.get("mpp")
+    if mpp is not None and (
+        isinstance(mpp, bool)
+        or not isinstance(mpp, int | float)
+        or not (math.isfinite(mpp) and 0 < mpp <= MAX_CONFIG_INT)
+    ):
+        return "mpp", "a positive number of µm per pixel, or null"
+    tile_px = config.get("tile_px")
+    if tile_px is not None and (
+        isinstance(tile_px, bool)
+        or not isinstance(tile_px, int)
+        or not 1 <= tile_px <= MAX_CONFIG_INT
+    ):
+        return "tile_px", f"a tile size in pixels 1-{MAX_CONFIG_INT}, or null"
+    if "demo" in config and not isinstance(config["demo"], bool):
+        return "demo", "true or false (a JSON boolean, not text)"
+    return None
 
 
 def _meta_shapes(
@@ -252,7 +306,7 @@ def _meta_shapes(
 def load_member(path: str | Path, hparams: Mapping[str, Any] | None = None) -> CheckpointMember:
     """Load one checkpoint file on the CPU (with its ``.json`` config when there is one)."""
     path = Path(path)
-    config = _read_config(path)
+    config = read_model_config(path)
     expected = None
     if config is not None:
         module_hparams = {**dict(config.get("hparams") or {}), **dict(hparams or {})}

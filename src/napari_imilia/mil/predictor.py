@@ -208,6 +208,11 @@ class LoadedModel:
                     attentions.append(out.attention[:kept].float().cpu().numpy())
                 channels.append(member_channels(member.module, out, kept))
         logit = float(np.mean(logits))
+        if not math.isfinite(logit) or not all(np.isfinite(t).all() for t in tiles + attentions):
+            raise CheckpointError(
+                f"model {self.name} gave a non-finite slide logit ({logit}) or tile scores on "
+                "these features: its weights overflow, the model is degenerate; retrain it"
+            )
         tile_scores = _extend(np.mean(tiles, axis=0), n_tiles)
         attention = None
         if len(attentions) == len(self.members):

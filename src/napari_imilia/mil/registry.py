@@ -35,7 +35,7 @@ def create_model(name: str, in_dim: int, **hparams: Any) -> MILModel:
     cls = model_class(name)
     try:
         return cls(in_dim, **hparams)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: a negative width
         given = ", ".join(f"{key}={value!r}" for key, value in hparams.items())
         accepted = ", ".join(_hparam_names(cls)) or "none"
         raise CheckpointError(

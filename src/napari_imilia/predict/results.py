@@ -8,7 +8,7 @@ the folder as it was (an earlier result stays complete) and no partial file behi
 
 from __future__ import annotations
 
-import json
+import io
 import math
 import shutil
 import tempfile
@@ -18,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from napari_imilia.errors import ImiliaError
-from napari_imilia.files import write_text_atomic
+from napari_imilia.errors import ImiliaError, one_line
+from napari_imilia.files import write_json_atomic, write_text_atomic
 from napari_imilia.mil.channels import normalise_channel_columns
 from napari_imilia.predict.settings import PredictSettings, extractor_key, tissue_settings
 from napari_imilia.trust.paths import absolute_path
+from napari_imilia.trust.results import read_results_bytes, read_results_json
 
 #: The files ``predict_slide`` writes per slide, in the order they are moved into place.
 RESULT_FILES: tuple[str, ...] = ("tiles.csv", "heatmap.png", "tiles.geojson", "slide.json")
@@ -63,19 +64,26 @@ class PredictionResult:
 
 
 def load_prediction(result_dir: str | Path) -> PredictionResult:
-    """Re-open the files ``predict_slide`` wrote for one slide (``out_dir/<slide_id>``)."""
+    """Re-open the files ``predict_slide`` wrote for one slide (``out_dir/<slide_id>``),
+    through the results-folder gate (:mod:`napari_imilia.trust.results`: regular files inside
+    the folder, within the import limits); ``ImiliaError`` when absent or damaged."""
     result_dir = Path(result_dir)
     info_path, tiles_path = result_dir / "slide.json", result_dir / "tiles.csv"
     if not info_path.is_file() or not tiles_path.is_file():
         raise ImiliaError(f"{result_dir} holds no prediction (slide.json and tiles.csv expected)")
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        tiles = normalise_channel_columns(pd.read_csv(tiles_path, dtype={"tile_id": str}))
+        info = read_results_json(info_path, result_dir)
+        raw = read_results_bytes(tiles_path, result_dir)
+        tiles = normalise_channel_columns(pd.read_csv(io.BytesIO(raw), dtype={"tile_id": str}))
         result = PredictionResult.from_record(info, tiles, result_dir)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        if not 0.0 <= result.score <= 1.0 or not math.isfinite(result.logit):
+            raise ValueError(f"score {result.score} / logit {result.logit} out of range")
+        if not isinstance(info.get("model_is_demo", False), bool):
+            raise TypeError("model_is_demo is not true or false")
+    except (ImiliaError, OSError, ValueError, KeyError, TypeError, OverflowError) as error:
         raise ImiliaError(
             f"{result_dir}: slide.json or tiles.csv is damaged ({type(error).__name__}: "
-            f"{error}); run the prediction again"
+            f"{one_line(error)}); run the prediction again"
         ) from error
     missing = [c for c in TILE_COLUMNS if c not in tiles]
     if missing:
@@ -110,9 +118,9 @@ def reusable_result(
         written_s = (folder / "slide.json").stat().st_mtime
         if written_s < Path(slide).stat().st_mtime or (since_s is not None and written_s < since_s):
             return None  # the slide changed since, or an older result
-        info = json.loads((folder / "slide.json").read_text(encoding="utf-8"))
+        info = read_results_json(folder / "slide.json", folder)
         same = _same_slide(info, slide) and _made_with(info, settings)
-    except (OSError, ValueError, KeyError, TypeError, ImiliaError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, ImiliaError):
         return None  # unreadable, or from a version that did not record it: compute again
     return info if same else None
 
@@ -201,4 +209,4 @@ def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> N
         tile_px=info["tile_px"],
     )
     write_geojson(folder / "tiles.geojson", tiles_to_features(tiles, context), context)
-    write_text_atomic(folder / "slide.json", json.dumps(info, indent=2) + "\n")
+    write_json_atomic(folder / "slide.json", info)  # strict JSON: no NaN / Infinity

@@ -21,6 +21,7 @@ import pandas as pd
 
 from napari_imilia import __version__
 from napari_imilia.cohort.review import Cohort, CohortItem
+from napari_imilia.export.tables import spreadsheet_csv
 from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
 from napari_imilia.report.metrics import DEFAULT_THRESHOLD, agreement_metrics, roc_curve
@@ -255,11 +256,8 @@ def _html(cohort: Cohort, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
         figs = "".join(H.figure(png, caption) for png, caption in plots)
         body += ["<h2>Plots</h2>", f'<div class="figs">{figs}</div>']
     body += ["<h2>Review table</h2>", H.table(table)]
-    links = [
-        f'<a href="{H.esc(sid)}/report.html">{H.esc(sid)}</a>'
-        for sid in table["slide_id"]
-        if (cohort.results_root / sid / "report.html").is_file()
-    ]
+    links = [H.slide_report_link(cohort.results_root, sid) for sid in table["slide_id"]]
+    links = [link for link in links if link]
     if links:
         body += ["<h2>Slide reports</h2>", "<p>" + " &middot; ".join(links) + "</p>"]
     return H.page("Cohort report", "".join(body))
@@ -271,7 +269,7 @@ def write_cohort_report(cohort: Cohort, *, threshold: float = DEFAULT_THRESHOLD)
     root = cohort.results_root
     table = report_table(cohort, threshold)
     metrics = table_metrics(table, threshold)
-    csv_path = write_text_atomic(root / "cohort_report.csv", table.to_csv(index=False))
+    csv_path = write_text_atomic(root / "cohort_report.csv", spreadsheet_csv(table))
     payload = {
         "format": "napari-imilia-cohort-report",
         "software": f"napari-imilia {__version__}",

@@ -1,5 +1,6 @@
 """Self-contained HTML pieces for the reports: one page, inline CSS, images embedded as
-base64 PNG (``data:`` URIs), no script and no network access (no Qt)."""
+base64 PNG (``data:`` URIs), no script and no network access (a Content-Security-Policy
+says so to the browser too); every text escaped, links only to cleaned slide ids (no Qt)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import base64
 import html
 import io
 import math
+import os
+import urllib.parse
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,13 @@ th{background:#f1f1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figcaption{font-size:0.85em;color:#555}
 img{max-width:100%;height:auto;border:1px solid #ddd}
 """
+
+#: The pages run no script and load nothing: even text that slipped past escaping could not
+#: run (``javascript:`` links included) nor reach the network.
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'"
+)
 
 
 def esc(value: Any) -> str:
@@ -106,10 +117,27 @@ def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
+def slide_report_link(results_root: str | os.PathLike[str], slide_id: str) -> str:
+    """A link to ``<slide_id>/report.html`` when that page exists, else ''. Built from a
+    cleaned id only (:func:`~napari_imilia.trust.paths.safe_name` leaves it unchanged: no
+    ``:``, ``/`` or ``..``, so no ``javascript:`` link and no path out of the folder),
+    percent-encoded and relative (``./``)."""
+    from napari_imilia.trust.paths import safe_name
+
+    slide_id = str(slide_id)
+    if not slide_id or safe_name(slide_id) != slide_id:
+        return ""
+    if not (Path(results_root) / slide_id / "report.html").is_file():
+        return ""
+    href = "./" + urllib.parse.quote(slide_id, safe="") + "/report.html"
+    return f'<a href="{esc(href)}">{esc(slide_id)}</a>'
+
+
 def page(title: str, body: str) -> str:
     """A complete HTML document."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head>"
         f"<body>{body}</body></html>\n"
     )

@@ -10,6 +10,7 @@ backends (classical cells, stain-heuristic epithelium). Everything is embedded i
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from napari_imilia.report import html as H
 from napari_imilia.report.reader_study_page import reads_html
 from napari_imilia.review.grade import NANCY_GRADES, SlideGrade
 from napari_imilia.review.reads import latest_grade
+from napari_imilia.trust.results import read_results_bytes
 
 #: Tiles shown with their overlays, best first.
 DEFAULT_TOP_TILES = 4
@@ -71,9 +73,10 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
 def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
     from napari_imilia.review import ReviewStore
     from napari_imilia.review.exports import reviews_table
+    from napari_imilia.review.store import JOURNAL_FILE, REVIEW_FILE
 
-    if not (results_dir / "review.json").is_file():
-        return pd.DataFrame()
+    if not any(os.path.lexists(results_dir / name) for name in (REVIEW_FILE, JOURNAL_FILE)):
+        return pd.DataFrame()  # never reviewed (the journal alone holds every edit)
     table = reviews_table(ReviewStore.open(results_dir, slide_id))
     keep = [
         "verdict",
@@ -143,11 +146,9 @@ def write_slide_report(
         )
     )
     heatmap = results_dir / "heatmap.png"
-    if heatmap.is_file():
-        body += [
-            "<h2>Heatmap of tile scores</h2>",
-            H.figure(heatmap.read_bytes(), "tile scores over the thumbnail"),
-        ]
+    if heatmap.is_file():  # through the gate: a link out of the folder is not embedded
+        png = read_results_bytes(heatmap, results_dir)
+        body += ["<h2>Heatmap of tile scores</h2>", H.figure(png, "tile scores over the thumbnail")]
     if top_k > 0:
         body.append(f"<h2>Top {top_k} tiles: cells and epithelium</h2>")
         try:

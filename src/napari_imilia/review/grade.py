@@ -15,15 +15,14 @@ marked chronic infiltrate 1, else 0. Grades 2-4 are histologically active diseas
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from napari_imilia.errors import DataError
+from napari_imilia.trust.results import move_aside, read_results_json, shown
 
 GRADE_FILE = "slide_grade.json"
 GRADE_FORMAT = "napari-imilia-slide-grade"
@@ -189,30 +188,32 @@ def load_slide_grade(results_dir: str | os.PathLike[str], slide_id: str) -> Slid
     Read-only: new grades go to the readers' journals (:mod:`napari_imilia.review.reads`,
     whose ``latest_grade`` is what to show).
 
-    A damaged file is moved aside (``slide_grade.json.corrupt-<UTC>``) with a warning and
-    None is returned; a file of another slide raises ``DataError``.
+    A damaged file, or one refused by the results-folder gate (a link out of the folder, a
+    FIFO, over the size or nesting limits: :mod:`napari_imilia.trust.results`), is moved
+    aside (``slide_grade.json.corrupt-<UTC>``) with a warning and None is returned; a file
+    of another slide raises ``DataError``.
     """
     path = Path(results_dir) / GRADE_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_results_json(path, results_dir)
         if not isinstance(data, dict) or data.get("format") != GRADE_FORMAT:
             raise ValueError("not a napari-imilia slide grade file")
         owner = data.get("slide_id")
         grade = SlideGrade.from_dict(data["grade"])
     except (ValueError, KeyError, UnicodeDecodeError, DataError, TypeError) as exc:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup = path.with_name(f"{GRADE_FILE}.corrupt-{stamp}")
-        os.replace(path, backup)
+        try:
+            kept = f"kept as {move_aside(path).name}"
+        except OSError as error:  # a read-only share: leave it where it is
+            kept = f"left in place ({error.strerror})"
         warnings.warn(
-            f"{path} could not be read ({type(exc).__name__}: {exc}); kept as {backup.name}",
-            stacklevel=2,
+            f"{path} could not be read ({type(exc).__name__}: {exc}); {kept}", stacklevel=2
         )
         return None
     if owner != slide_id:
         raise DataError(
-            f"{path} is the grade of slide {owner!r}, not {slide_id!r}; open the results "
+            f"{path} is the grade of slide {shown(owner)}, not {slide_id!r}; open the results "
             "folder of the right slide"
         )
     return grade

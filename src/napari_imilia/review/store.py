@@ -27,7 +27,6 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,15 @@ from napari_imilia import __version__
 from napari_imilia.errors import DataError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import EDITABLE_FIELDS, ReviewEntry, utc_now, validate_entry
+from napari_imilia.trust.json_limits import ImportLimits, parse_json
+from napari_imilia.trust.results import (
+    check_lock_file,
+    move_aside,
+    open_results_file,
+    read_results_bytes,
+    read_results_json,
+    shown,
+)
 
 REVIEW_FILE = "review.json"
 JOURNAL_FILE = "review.journal.jsonl"
@@ -104,6 +112,7 @@ class ReviewStore:
             return
         if create:
             self.results_dir.mkdir(parents=True, exist_ok=True)
+        check_lock_file(self.results_dir / LOCK_FILE)
         lock = FileLock(self.results_dir / LOCK_FILE, timeout=LOCK_TIMEOUT_S)
         try:
             lock.acquire()
@@ -118,6 +127,11 @@ class ReviewStore:
                 raise
             yield False  # read-only results: the review can still be read
             return
+        except OSError as error:  # a link swapped in, a folder in its place...
+            raise DataError(
+                f"the review lock {self.results_dir / LOCK_FILE} cannot be taken "
+                f"({error.strerror or type(error).__name__}); remove it, it is recreated"
+            ) from error
         try:
             yield True
         finally:
@@ -130,29 +144,27 @@ class ReviewStore:
         self.warnings.append(message)
 
     def _move_aside(self, reason: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup = self.path.with_name(f"{REVIEW_FILE}.corrupt-{stamp}")
-        n = 1
-        while backup.exists():
-            backup, n = self.path.with_name(f"{REVIEW_FILE}.corrupt-{stamp}-{n}"), n + 1
-        os.replace(self.path, backup)
-        self.corrupt_backup = backup
+        try:
+            self.corrupt_backup = move_aside(self.path)
+            kept = f"kept as {self.corrupt_backup.name}"
+        except OSError as error:  # a read-only share: the review is only read
+            kept = f"left in place ({error.strerror})"
         recovery = (
             f"the review was rebuilt from {JOURNAL_FILE}"
-            if self.journal_path.exists()
+            if os.path.lexists(self.journal_path)
             else f"{JOURNAL_FILE} is missing, so the review starts empty"
         )
-        self._warn(f"{self.path} could not be read ({reason}); kept as {backup.name}; {recovery}")
+        self._warn(f"{self.path} could not be read ({reason}); {kept}; {recovery}")
 
     def _load_snapshot(self) -> int:
         """Load the snapshot; returns the journal bytes it reflects (0: replay all of it)."""
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return 0
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = read_results_json(self.path, self.results_dir)
             if not isinstance(data, dict) or data.get("format") != "napari-imilia-review":
                 raise ValueError("not a napari-imilia review file")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (DataError, ValueError, UnicodeDecodeError) as exc:
             self._move_aside(f"{type(exc).__name__}: {exc}")
             return 0
         version = data.get("schema_version")
@@ -178,33 +190,33 @@ class ReviewStore:
             )
         self.model_sha256 = stored_hash or self.model_sha256
         self._seq = seq
-        size = self.journal_path.stat().st_size if self.journal_path.exists() else 0
+        size = self.journal_path.stat().st_size if self.journal_path.is_file() else 0
         # Snapshots older than the byte count (or a journal replaced since) replay the whole
         # journal: applying every line in file order on top of the snapshot is idempotent.
         return journal_bytes if 0 < journal_bytes <= size and self._ends_line(journal_bytes) else 0
 
     def _ends_line(self, offset: int) -> bool:
-        with open(self.journal_path, "rb") as handle:
+        with open_results_file(self.journal_path, self.results_dir) as handle:
             handle.seek(offset - 1)
             return handle.read(1) == b"\n"
 
     def _check_slide(self, slide_id: Any, source: Path) -> None:
         if slide_id != self.slide_id:
             raise DataError(
-                f"{source} belongs to slide {slide_id!r}, not {self.slide_id!r}; open the "
-                "results folder of the right slide"
+                f"{source} belongs to slide {shown(slide_id)}, not {self.slide_id!r}; open "
+                "the results folder of the right slide"
             )
 
     def _read_journal(self, start: int) -> None:
         """Apply the journal from byte ``start`` on, line by line in file order (every
         process's edits, whatever their sequence numbers)."""
-        if not self.journal_path.exists():
+        if not os.path.lexists(self.journal_path):
             return
-        with open(self.journal_path, "rb") as handle:
-            if start > 0 and start != self._journal_bytes:  # line numbers for messages
-                self._journal_lines = handle.read(start).count(b"\n")
-            handle.seek(start)
-            data = handle.read()
+        limits = ImportLimits.from_env()
+        if start > 0 and start != self._journal_bytes:  # line numbers for messages
+            head = read_results_bytes(self.journal_path, self.results_dir, limits)[:start]
+            self._journal_lines = head.count(b"\n")
+        data = read_results_bytes(self.journal_path, self.results_dir, limits, offset=start)
         first_number = (0 if start == 0 else self._journal_lines) + 1
         self._journal_bytes = start + len(data)
         self._journal_lines = first_number - 1 + data.count(b"\n")
@@ -214,11 +226,11 @@ class ReviewStore:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line.decode("utf-8"))
+                record = parse_json(line, f"line {number}", limits)
                 seq, op = int(record["seq"]), record["op"]
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+            except (DataError, ValueError, KeyError, TypeError, OverflowError) as exc:
                 torn = index == len(lines) - 1  # no newline after it: cut short by a crash
-                why = "incomplete last line (the edit in flight at a crash)" if torn else repr(exc)
+                why = "incomplete last line (the edit in flight at a crash)" if torn else str(exc)
                 self._warn(f"{self.journal_path} line {number} skipped: {why}")
                 continue
             if op == "header":
@@ -251,8 +263,8 @@ class ReviewStore:
 
     def _append_journal(self, record: dict[str, Any]) -> None:
         """Append one record (the lock is held and the journal read to its end)."""
-        is_new = not self.journal_path.exists()
-        with open(self.journal_path, "ab") as handle:
+        is_new = not os.path.lexists(self.journal_path)
+        with open_results_file(self.journal_path, self.results_dir, append=True) as handle:
             text = ""
             if is_new:
                 header = {
@@ -264,7 +276,7 @@ class ReviewStore:
                 }
                 text = json.dumps(header) + "\n"
             elif handle.tell() > 0:
-                with open(self.journal_path, "rb") as reader:
+                with open_results_file(self.journal_path, self.results_dir) as reader:
                     reader.seek(-1, os.SEEK_END)
                     if reader.read(1) != b"\n":  # a torn line from a crash: start a new one
                         text = "\n"

@@ -25,6 +25,7 @@ slide is always an error.
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +33,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from napari_imilia.errors import DataError
+from napari_imilia.errors import DataError, one_line
 from napari_imilia.slide.formats import SLIDE_SUFFIXES
 from napari_imilia.trust.paths import absolute_path
+from napari_imilia.trust.results import read_results_bytes
 
 #: Names of the slide path column of a cohort CSV, in the order they are looked for.
 PATH_COLUMNS: tuple[str, ...] = ("slide", "path", "slide_path")
@@ -124,10 +126,13 @@ def slides_from_csv(csv_path: Source) -> list[FoundSlide]:
     a label (a results folder's scoring columns are left out). Empty cells are left out."""
     csv_path = Path(csv_path).expanduser()
     sep = "\t" if csv_path.suffix.lower() == ".tsv" else ","
+    raw = read_results_bytes(csv_path, None)  # a regular file within the size limit: no FIFO
     try:
-        table = pd.read_csv(csv_path, sep=sep, dtype=str, keep_default_na=False, nrows=MAX_CSV_ROWS)
+        table = pd.read_csv(
+            io.BytesIO(raw), sep=sep, dtype=str, keep_default_na=False, nrows=MAX_CSV_ROWS
+        )
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the cohort CSV {csv_path}: {exc}") from exc
+        raise DataError(f"cannot read the cohort CSV {csv_path}: {one_line(exc)}") from exc
     columns = {str(c).strip().lower(): c for c in table.columns}
     path_column = next((columns[name] for name in PATH_COLUMNS if name in columns), None)
     if path_column is None:

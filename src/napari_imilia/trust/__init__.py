@@ -1,2 +1,3 @@
 """Input nobody vouched for: safe names and paths (``paths``), limits on JSON files
-(``json_limits``) and on checkpoints (``checkpoints``). See docs/security.md."""
+(``json_limits``), on checkpoints (``checkpoints``) and the gate every results-folder file
+passes (``results``). See docs/security.md."""

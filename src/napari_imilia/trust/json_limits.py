@@ -209,7 +209,8 @@ def parse_json(raw: bytes | bytearray, source: str, limits: ImportLimits | None 
     limits = limits or ImportLimits.from_env()
     if len(raw) > limits.max_bytes:
         raise _too_big(source, limits)
-    depth = json_depth(raw)
+    brackets = raw.count(b"[") + raw.count(b"{")  # fewer than the limit: no need to measure
+    depth = json_depth(raw) if brackets > limits.max_depth else 0
     if depth > limits.max_depth:
         raise DataError(
             f"{source}: JSON nested {depth} levels deep, over the import limit of "

@@ -19,7 +19,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -28,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._napari.docks.links import dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.geojson_reader import geojson_layer_data, placement_of_slide
 from napari_imilia._napari.notify import notify
 from napari_imilia.errors import ImiliaError
@@ -69,7 +69,7 @@ class ExportPanel(QWidget):
         form.addRow("GeoJSON", self.compression_combo)
         self.export_button = QPushButton("Export to QuPath GeoJSON + CSV")
         self.import_button = QPushButton("Import GeoJSON…")
-        self.status_label = QLabel("")
+        self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
         layout = QVBoxLayout(scroll_content(self))
         layout.addLayout(form)

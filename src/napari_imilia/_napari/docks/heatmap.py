@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.layers.heatmap import (
     DEFAULT_COLORMAP,
     DRIVE_COLUMN,
@@ -94,13 +95,13 @@ class HeatmapWidget(QWidget):
 
     # ------------------------------------------------------------------------- UI
     def _build_ui(self) -> None:
-        self.score_label = QLabel(NO_PREDICTION_TEXT)
+        self.score_label = plain_label(NO_PREDICTION_TEXT)
         self.score_label.setWordWrap(True)
         font = self.score_label.font()
         font.setPointSize(font.pointSize() + 5)
         font.setBold(True)
         self.score_label.setFont(font)
-        self.model_label = QLabel("")
+        self.model_label = plain_label("")
         self.model_label.setWordWrap(True)
         self.demo_label = QLabel("")
         self.demo_label.setStyleSheet("color: #ff5050; font-weight: bold;")

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 from napari_imilia._napari.docks.census import CensusSection
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.inspect_settings import InspectorSettings
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.settings import DEVICES
@@ -121,9 +122,9 @@ class TileInspectorWidget(QWidget):
         self.auto_check = QCheckBox("inspect when a tile is selected")
         self.auto_check.setChecked(s.auto_inspect)
         self.inspect_button = QPushButton("Inspect selected tile")
-        self.status_label = QLabel("select a tile: click it on the slide or in Top tiles")
+        self.status_label = plain_label("select a tile: click it on the slide or in Top tiles")
         self.status_label.setWordWrap(True)
-        self.summary_label = QLabel("")
+        self.summary_label = plain_label("")
         self.summary_label.setWordWrap(True)
         self.legend_label = QLabel("")
         self.markers_table = QTableWidget(0, len(MARKER_HEADERS))

@@ -17,13 +17,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from napari_imilia._napari.docks.text import plain_status_bar
 from napari_imilia._napari.keys import register_review_actions
 from napari_imilia._napari.link import ViewerLink, link_viewer
 
 
 def dock_viewer_link(viewer: Any) -> ViewerLink:
-    """The viewer's link (see the module docstring), the review keys registered."""
+    """The viewer's link (see the module docstring), the review keys registered and the
+    status bar showing file names as plain text (:func:`~.text.plain_status_bar`)."""
     register_review_actions()
+    plain_status_bar(viewer)
     return link_viewer(viewer)
 
 

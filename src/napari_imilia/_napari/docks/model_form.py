@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QSizePolicy,
@@ -26,6 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.inference import read_model_summary
 from napari_imilia._napari.settings import DEVICES, PanelSettings
 from napari_imilia.errors import ImiliaError
@@ -63,7 +63,7 @@ class ModelForm(QWidget):
         self.model_edit.setPlaceholderText("empty: the bundled DEMO model")
         self.model_file_button = QPushButton("File…")
         self.model_folder_button = QPushButton("Folder…")
-        self.model_label = QLabel("")
+        self.model_label = plain_label("")
         self.model_label.setWordWrap(True)
         self.model_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.extractor_combo = QComboBox()

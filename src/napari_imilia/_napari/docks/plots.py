@@ -13,6 +13,7 @@ always read from the session; only the small marker rows are kept here. Redrawn 
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from collections import OrderedDict
@@ -22,12 +23,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.text import plain_label
+from napari_imilia.errors import ImiliaError
 from napari_imilia.interpret.cells.types import IMMUNE_CLASSES
 from napari_imilia.interpret.markers import MARKER_CLASSES, column_key
+from napari_imilia.trust.results import read_results_bytes
 
 DEFAULT_MARKER = "density_per_mm2_immune"
 HISTOGRAM_BINS = 30
@@ -83,7 +87,7 @@ class PlotsWidget(QWidget):
         self.marker_combo = QComboBox()
         for column, label in plot_markers():
             self.marker_combo.addItem(label, column)
-        self.info_label = QLabel("no prediction yet")
+        self.info_label = plain_label("no prediction yet")
         self.figure = Figure(figsize=(7.0, 3.2), dpi=90, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         # Expanding: napari then adds no stretch under the dock, so the plots get its height
@@ -164,8 +168,9 @@ class PlotsWidget(QWidget):
         if not path.is_file():
             return
         try:
-            table = pd.read_csv(path, dtype={"tile_id": str})
-        except (OSError, ValueError):
+            raw = read_results_bytes(path, session.results_dir)
+            table = pd.read_csv(io.BytesIO(raw), dtype={"tile_id": str})
+        except (ImiliaError, OSError, ValueError):
             return
         known = set(session.tiles["tile_id"].astype(str))
         for row in table.to_dict("records"):

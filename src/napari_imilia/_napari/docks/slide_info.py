@@ -10,6 +10,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from napari_imilia._napari.docks.text import escaped
 from napari_imilia._napari.layers.placement import slide_layer
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.reader import slide_layer_data
@@ -44,7 +45,8 @@ def slide_thumbnail(slide: Any, max_px: int = THUMBNAIL_PX) -> np.ndarray:
 
 
 def describe_slide(summary: dict[str, Any]) -> str:
-    """Metadata lines: file, level-0 size, MPP (and source), objective, vendor, levels."""
+    """Metadata lines (rich text; what the file says is escaped): file, level-0 size, MPP (and
+    source), objective, vendor, levels."""
     width, height = summary["dimensions_px"]
     mpp = summary.get("mpp")
     mpp_text = (
@@ -53,14 +55,15 @@ def describe_slide(summary: dict[str, Any]) -> str:
         else f"unknown ({summary.get('mpp_warning') or 'no MPP'}): cannot be scored"
     )
     objective = summary.get("objective_power")
+    slide_id = escaped(summary["slide_id"])
     lines = [
         # a zero-width space after each '_' lets a long slide id wrap in a narrow dock
-        f"<b>{str(summary['slide_id']).replace('_', '_' + chr(0x200B))}</b>",
+        f"<b>{slide_id.replace('_', '_' + chr(0x200B))}</b>",
         f"{width} × {height} px at level 0, {len(summary['level_dimensions_px'])} levels"
         f" ({summary['native_levels']} native)",
-        f"MPP: {mpp_text}",
+        f"MPP: {escaped(mpp_text)}",
         f"objective: {f'{objective:g}x' if objective else 'unknown'}",
-        f"vendor: {summary.get('vendor') or 'unknown'}",
+        f"vendor: {escaped(summary.get('vendor') or 'unknown')}",
     ]
     if mpp:
         lines.insert(2, f"size: {width * mpp / 1000:.2f} × {height * mpp / 1000:.2f} mm")

@@ -43,6 +43,7 @@ from napari_imilia._napari.docks.slide_info import (
     rgb_pixmap,
     slide_thumbnail,
 )
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.inference import (
     InferenceOutcome,
     InferenceRequest,
@@ -122,8 +123,8 @@ class SlidePanel(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.progress_label = QLabel("")
-        self.status_label = QLabel("")
+        self.progress_label = plain_label("")
+        self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
 
         slide_box = QGroupBox("Slide")

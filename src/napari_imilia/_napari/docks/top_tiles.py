@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QHBoxLayout,
-    QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
@@ -37,6 +36,7 @@ from qtpy.QtWidgets import (
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.slide_info import rgb_pixmap
+from napari_imilia._napari.docks.text import plain_label, plain_tooltip
 from napari_imilia._napari.keys import step_top_tile
 from napari_imilia._napari.layers.placement import centre_on_tile
 from napari_imilia._napari.state import TopTiles
@@ -112,7 +112,7 @@ class TopTilesWidget(QWidget):
         self.gallery_check = QCheckBox("thumbnails")
         self.gallery_check.setChecked(True)
         self.gallery_check.setToolTip("Show the gallery of tile thumbnails under the list")
-        self.info_label = QLabel("no prediction yet")
+        self.info_label = plain_label("no prediction yet")
         controls = QHBoxLayout()
         for widget in (self.k_spin, self.bottom_check, self.column_combo):
             controls.addWidget(widget)
@@ -207,7 +207,7 @@ class TopTilesWidget(QWidget):
             self.list.addItem(item)
             thumb = QListWidgetItem(self._placeholder, str(position))
             thumb.setData(TILE_ID_ROLE, str(row["tile_id"]))
-            thumb.setToolTip(text)
+            thumb.setToolTip(plain_tooltip(text))
             self.gallery.addItem(thumb)
         self._highlight(session.selected_tile_id)
         self._load_thumbnails(rows)

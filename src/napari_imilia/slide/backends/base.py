@@ -48,6 +48,12 @@ class SlideSource:
     files: tuple[Path, ...]
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def __post_init__(self) -> None:
+        name = self.files[0].name if self.files else "the slide"
+        self.arrays = [
+            a if isinstance(a, DecodeChecked) else DecodeChecked(a, name) for a in self.arrays
+        ]
+
     def level_name(self, index: int) -> str:
         """A dask name for native level ``index`` that is unique to this open slide."""
         return f"imilia-{self.backend}-level{index}-{self.token}"
@@ -84,6 +90,38 @@ class RegionArray:
         else:
             block = np.asarray(self._read(cols[0], rows[0], width, height))[..., :3]
         return block[:, :, key[2]]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self[:, :], dtype=dtype)
+
+
+class DecodeChecked:
+    """A native level array whose reads that fail in the decoder (a corrupt zlib / JPEG tile,
+    a truncated strip) raise a one-line ``SlideError`` naming the slide, not the codec's
+    traceback; every read of every backend goes through one."""
+
+    def __init__(self, array: Any, name: str) -> None:
+        self._array = array
+        self.name = name
+        self.shape = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from napari_imilia.errors import ImiliaError, SlideError, one_line
+
+        try:
+            return self._array[key]
+        except (ImiliaError, MemoryError, TypeError, IndexError):
+            raise
+        except Exception as error:  # imagecodecs, zlib, tifffile, OpenSlide, wsidicom...
+            raise SlideError(
+                f"{self.name}: image data cannot be decoded ({type(error).__name__}: "
+                f"{one_line(error, 200)}); the slide file is damaged, copy or export it again"
+            ) from error
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.asarray(self[:, :], dtype=dtype)

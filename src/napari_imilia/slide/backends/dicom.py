@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_imilia.errors import SlideError
+from napari_imilia.errors import SlideError, one_line
 from napari_imilia.slide.backends.base import RegionArray, SlideSource, build_or_close
-from napari_imilia.slide.backends.tiff import one_line
 
 #: DICOM Part 10 files carry "DICM" after a 128-byte preamble.
 DICOM_MAGIC_OFFSET = 128

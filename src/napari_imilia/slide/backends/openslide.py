@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_imilia.errors import SlideError
+from napari_imilia.errors import SlideError, one_line
 from napari_imilia.slide.backends.base import (
     RegionArray,
     SlideSource,
     build_or_close,
     composite_on_white,
 )
-from napari_imilia.slide.backends.tiff import one_line
 
 #: OpenSlide's vendor names and what we call the format.
 OPENSLIDE_FORMATS: dict[str, str] = {

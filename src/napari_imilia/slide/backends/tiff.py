@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_imilia.errors import SlideError
+from napari_imilia.errors import SlideError, one_line
 from napari_imilia.slide.backends.base import SlideSource, build_or_close
 from napari_imilia.slide.backends.ome import parse_ome
 
@@ -103,12 +103,6 @@ def _check_complete(handle: Any, path: Path) -> None:
                 f"{path.name} is truncated or corrupt: its image data runs past the end of the "
                 f"file ({size} bytes); copy the slide again"
             )
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line of at most 300 characters."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) < 300 else text[:297] + "..."
 
 
 def _plain(value: Any) -> Any:

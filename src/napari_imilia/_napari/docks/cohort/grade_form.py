@@ -35,6 +35,7 @@ from napari_imilia._napari.docks.cohort.grade_status import (
     phase_cue,
     saved_text,
 )
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.errors import ImiliaError
@@ -139,14 +140,14 @@ class SlideGradeForm(QWidget):
         self.agreement_combo.addItem("not said", "")
         for agreement in AGREEMENTS:
             self.agreement_combo.addItem(f"{agreement} with the model", agreement)
-        self.model_label = QLabel("")
+        self.model_label = plain_label("")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note on the slide (optional)")
         self.reader_label = QLabel("")
         self.phase_label = QLabel("")
         self.phase_label.setWordWrap(True)
         self.save_button = QPushButton("Save slide grade")
-        self.status_label = QLabel("")
+        self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
         for label in (self.reader_label, self.phase_label, self.status_label, self.model_label):
             label.setTextFormat(Qt.TextFormat.PlainText)  # names and notes are not markup
@@ -312,8 +313,8 @@ class SlideGradeForm(QWidget):
                 self.viewer, self._session, self.grade(), started_utc=self._shown_utc
             )
         except ImiliaError as error:
-            notify("error", f"grade not committed: {error}")
-            self.status_label.setText(str(error))
+            self.status_label.setText(f"not saved: {error}")
+            notify("error", f"slide grade not saved: {error}")
             return None
         self._dirty = False
         return read

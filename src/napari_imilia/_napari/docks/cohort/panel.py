@@ -43,6 +43,7 @@ from napari_imilia._napari.docks.cohort.study_box import StudyBox
 from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableModel
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.layers.placement import latest_slide_layer
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.reader import slide_from_metadata, slide_layer_data
@@ -100,7 +101,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.results_edit = QLineEdit()
         self.results_edit.setPlaceholderText("results folder (default: the usual one)")
         self.open_button = QPushButton("Open cohort")
-        self.summary_label = QLabel("no cohort open")
+        self.summary_label = plain_label("no cohort open")
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter (any column)")
         self.status_combo = QComboBox()
@@ -124,7 +125,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress_bar = QProgressBar()
-        self.progress_label = QLabel("")
+        self.progress_label = plain_label("")
         self.report_button = QPushButton("Write reports")
         self.grade_form = SlideGradeForm(self.viewer)
         self.study_box = StudyBox(self)

@@ -32,6 +32,7 @@ from napari_imilia._napari.docks.review.entries import ReviewListMixin
 from napari_imilia._napari.docks.review.form import ReviewForm
 from napari_imilia._napari.docks.review.parts import VERDICT_KEYS, EntryList, TypedDrafts
 from napari_imilia._napari.docks.scroll import scroll_content
+from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.keys import keys_help_html
 from napari_imilia._napari.layers.regions import ReviewRegions
 from napari_imilia._napari.notify import notify
@@ -92,7 +93,7 @@ class ReviewPanel(ReviewListMixin, QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        self.target_label = QLabel("No slide open")
+        self.target_label = plain_label("No slide open")
         self.target_label.setWordWrap(True)
         self.draw_button = QPushButton("Draw region")
         self.draw_button.setToolTip(
@@ -105,7 +106,7 @@ class ReviewPanel(ReviewListMixin, QWidget):
         self.reviewer_edit = self.form.reviewer_edit
         self.entry_list = EntryList()
         self.delete_button = QPushButton("Delete selected review")
-        self.count_label = QLabel("")
+        self.count_label = plain_label("")
         self.grade_form = SlideGradeForm(self.viewer)  # the slide-level grade (Nancy index)
         self.progress_label = QLabel("")
         self.keys_label = QLabel(keys_help_html())

@@ -7,6 +7,8 @@ from typing import Any
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
+from napari_imilia._napari.docks.text import plain_tooltip
+
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
 #: Panel key, canvas key per verdict.
 VERDICT_KEYS: dict[str, tuple[str, str]] = {
@@ -50,8 +52,10 @@ class EntryList(QListWidget):
                 item = QListWidgetItem(describe_entry(entry))
                 item.setData(ENTRY_ROLE, entry.entry_id)
                 item.setToolTip(
-                    f"by {entry.reviewer or 'unnamed'}; created {entry.created_utc}, "
-                    f"updated {entry.updated_utc}"
+                    plain_tooltip(
+                        f"by {entry.reviewer or 'unnamed'}; created {entry.created_utc}, "
+                        f"updated {entry.updated_utc}"
+                    )
                 )
                 self.addItem(item)
                 if entry.entry_id == current_id:
