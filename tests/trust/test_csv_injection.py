@@ -19,7 +19,10 @@ from napari_imilia.cohort.scoring import score_unscored
 from napari_imilia.export import read_table_csv
 from napari_imilia.report import write_cohort_report
 from napari_imilia.review.bundle import export_review_bundle
-from napari_imilia.review.grade import GRADE_FILE, SlideGrade, save_slide_grade
+from napari_imilia.review.grade import SlideGrade
+from napari_imilia.review.grading import commit_grade
+from napari_imilia.review.reads import READS_DIR
+from napari_imilia.review.reviewer import load_reviewer
 from napari_imilia.review.session import ReviewSession
 from support.cohort_data import cohort_data, scored_results  # noqa: F401 (fixtures)
 
@@ -120,7 +123,9 @@ def test_review_bundle_csvs_are_neutralised(small_svs: Path, tmp_path: Path) -> 
     session.add_review(
         verdict="disagree", region=[(50, 50), (90, 50), (90, 90)], note=MINUS, reviewer=TAB
     )
-    save_slide_grade(session.results_dir, session.slide_id, SlideGrade(nancy=2, note=SUM))
+    commit_grade(
+        session.results_root, session.slide_id, load_reviewer(), SlideGrade(nancy=2, note=SUM)
+    )
     files = export_review_bundle(session, tmp_path / "bundle")
     tables = {p.name.split(".", 1)[1]: p for p in files if p.suffix == ".csv"}
     assert set(tables) == {"reviews.csv", "slide_grade.csv"}
@@ -131,8 +136,9 @@ def test_review_bundle_csvs_are_neutralised(small_svs: Path, tmp_path: Path) -> 
     assert list(reviews["reviewer"]) == [CALC, TAB] and reviews["reviewer_class"][0] == SUM
     grade, _ = read_table_csv(tables["slide_grade.csv"])
     assert grade["note"][0] == SUM and int(grade["nancy"][0]) == 2
-    stored = json.loads((session.results_dir / GRADE_FILE).read_text())
-    assert stored["grade"]["note"] == SUM  # the raw value in the JSON beside it
+    (journal,) = (session.results_dir / READS_DIR).iterdir()
+    stored = json.loads(journal.read_text().splitlines()[-1])
+    assert stored["read"]["grade"]["note"] == SUM  # the raw value in the JSON beside it
     notes = [e["note"] for e in json.loads((session.results_dir / "review.json").read_text())[
         "entries"
     ]]  # fmt: skip

@@ -18,7 +18,9 @@ from napari_imilia.cohort.review import COHORT_FILE, Cohort
 from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.report import write_reports
 from napari_imilia.review import ReviewStore
-from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade, save_slide_grade
+from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade
+from napari_imilia.review.grading import commit_grade
+from napari_imilia.review.reads import READ_SUFFIX, READS_DIR, load_slide_reads, reader_key
 from napari_imilia.review.store import JOURNAL_FILE, LOCK_FILE, REVIEW_FILE
 from support.cohort_data import cohort_data, scored_results  # noqa: F401 (fixtures)
 
@@ -238,22 +240,27 @@ def test_a_symlinked_review_lock_is_an_imilia_error(results: Path) -> None:
     assert victim.read_text() == "keep me\n"
 
 
-def test_a_grade_file_linked_outside_is_not_read_and_saving_replaces_the_link(
-    results: Path,
-) -> None:
+def test_grade_files_linked_outside_are_neither_read_nor_appended_to(results: Path) -> None:
     folder = results / "case_07"
     secret = results.parent / "grade_elsewhere.json"
-    save_slide_grade(results.parent, "case_07", SlideGrade(nancy=4, note="not yours"))
-    (results.parent / GRADE_FILE).rename(secret)
-    (folder / GRADE_FILE).symlink_to(secret)
+    old = {"nancy": 4, "note": "not yours", "reviewer": "Dr Old"}
+    secret.write_text(json.dumps({"format": "napari-imilia-slide-grade", "slide_id": "case_07",
+                                  "grade": old}))  # fmt: skip
+    (folder / GRADE_FILE).symlink_to(secret)  # a legacy grade file leading out
     with pytest.warns(UserWarning, match="outside the results folder"):
         assert load_slide_grade(folder, "case_07") is None  # main: read the other file
     assert json.loads(secret.read_text())["grade"]["note"] == "not yours"
-    (folder / GRADE_FILE).symlink_to(secret)
-    save_slide_grade(folder, "case_07", SlideGrade(nancy=1))  # replaces the link itself
-    assert not (folder / GRADE_FILE).is_symlink()
-    assert json.loads(secret.read_text())["grade"]["note"] == "not yours"
-    assert load_slide_grade(folder, "case_07").nancy == 1
+
+    journal = folder / READS_DIR / (reader_key("Dr Ada") + READ_SUFFIX)
+    journal.parent.mkdir()
+    victim = results.parent / "victim.jsonl"
+    victim.write_text("keep me\n")
+    journal.symlink_to(victim)  # a reader's journal leading out
+    with pytest.raises(DataError, match="outside the results folder"):
+        commit_grade(results, "case_07", "Dr Ada", SlideGrade(nancy=1))
+    assert victim.read_text() == "keep me\n"  # nothing appended through the link
+    reads = load_slide_reads(folder, "case_07")
+    assert reads.reads == [] and any("outside the results folder" in w for w in reads.warnings)
 
 
 def test_a_slide_json_over_the_size_limit_is_refused(results: Path, monkeypatch) -> None:

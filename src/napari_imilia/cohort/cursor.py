@@ -14,8 +14,9 @@ from pathlib import Path
 from napari_imilia.errors import DataError
 from napari_imilia.files import write_text_atomic
 from napari_imilia.review.entry import utc_now
-from napari_imilia.review.reads import read_results_file, reader_key
-from napari_imilia.trust.json_limits import parse_json
+from napari_imilia.review.reads import reader_key
+from napari_imilia.trust.json_limits import ImportLimits
+from napari_imilia.trust.results import read_results_json
 
 READERS_DIR = "readers"
 CURSOR_FORMAT = "napari-imilia-reader-position"
@@ -42,7 +43,7 @@ def load_cursor(results_root: str | os.PathLike[str], reader: str) -> str | None
     if not path.is_file():
         return None
     try:
-        data = parse_json(read_results_file(path, 1 << 16), str(path))
+        data = read_results_json(path, results_root, ImportLimits.from_env(max_bytes=1 << 16))
     except DataError:
         return None
     if not isinstance(data, dict) or data.get("reader") != reader:

@@ -199,9 +199,9 @@ class Cohort:
         with self._lock:
             records = [item.record() for item in self.items]
             try:
-                on_disk = json.loads(self.path.read_text(encoding="utf-8"))["slides"]
+                on_disk = read_results_json(self.path, self.results_root)["slides"]
                 records = merge_saved_records(records, on_disk)
-            except (OSError, ValueError, KeyError, TypeError):
+            except (DataError, KeyError, TypeError):
                 pass  # nothing saved yet, or unreadable: ours is all there is
             data = {
                 "format": COHORT_FORMAT,

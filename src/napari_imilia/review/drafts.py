@@ -24,10 +24,10 @@ from napari_imilia.review.grade import SlideGrade
 from napari_imilia.review.reads import (
     PHASES,
     READS_DIR,
-    read_results_file,
     reader_key,
 )
-from napari_imilia.trust.json_limits import parse_json
+from napari_imilia.trust.json_limits import ImportLimits
+from napari_imilia.trust.results import read_results_json
 
 DRAFT_SUFFIX = ".draft.json"
 DRAFT_FORMAT = "napari-imilia-grade-draft"
@@ -81,7 +81,8 @@ def load_draft(slide_dir: str | os.PathLike[str], slide_id: str, reader: str) ->
     if not (path.exists() or path.is_symlink()):
         return None
     try:
-        data = parse_json(read_results_file(path, MAX_DRAFT_BYTES), str(path))
+        limits = ImportLimits.from_env(max_bytes=MAX_DRAFT_BYTES)
+        data = read_results_json(path, slide_dir, limits)
         if not isinstance(data, dict) or data.get("format") != DRAFT_FORMAT:
             return None
         if data.get("slide_id") != slide_id or data.get("reader") != reader:

@@ -25,7 +25,7 @@ from napari_imilia.review.reads import (
     load_slide_reads,
 )
 from napari_imilia.review.study import Study, commit_phase, load_study
-from napari_imilia.trust.paths import path_inside
+from napari_imilia.trust.results import results_path
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def grading_state(results_root: str | os.PathLike[str], slide_id: str, reader: s
     """``reader``'s grading of ``slide_id`` in ``results_root`` (their own files only). A
     study that cannot be read keeps the model hidden and allows no commit (``DataError``)."""
     study = load_study(results_root)
-    folder = path_inside(results_root, slide_id)
+    folder = results_path(results_root, slide_id)
     own = load_slide_reads(folder, slide_id, reader=reader)
     return GradingState(
         slide_id=slide_id,
@@ -92,7 +92,7 @@ def commit_grade(
     drop their draft; returns the read as saved. ``ImiliaError`` when the study allows no
     more grades of theirs on it, or wants a reviewer name and there is none."""
     study = load_study(results_root)
-    folder = path_inside(results_root, slide_id)
+    folder = results_path(results_root, slide_id)
     own = load_slide_reads(folder, slide_id, reader=reader)
     if study is not None and study.includes(slide_id) and not reader:
         raise ImiliaError("a reader study needs your reviewer name before your first grade")
@@ -123,7 +123,7 @@ def shown_grade(
     """The grade of ``slide_id`` that may be shown to ``reader``: in a study, their own
     newest (other readers' stay theirs; a study that cannot be read counts as one), else
     the newest by anyone (:func:`~napari_imilia.review.reads.latest_grade`)."""
-    folder = path_inside(results_root, slide_id)
+    folder = results_path(results_root, slide_id)
     try:
         study = load_study(results_root)
         in_study = study is not None and study.includes(slide_id)

@@ -18,8 +18,9 @@ Grades saved before reads existed, ``slide_grade.json`` (one per slide, last wri
 are read as one read of the reader they name (phase ``post-AI``: the grade form always showed
 the model), ``legacy`` true; they are never rewritten.
 
-Files are read through :func:`read_results_file` (regular files only, size-capped) and
-parsed within :mod:`napari_imilia.trust.json_limits`' limits.
+Files are read and appended through the results-folder gate (:mod:`napari_imilia.trust.results`:
+regular files inside the slide's folder, no link out, no FIFO, size-capped) and parsed within
+:mod:`napari_imilia.trust.json_limits`' limits.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +36,9 @@ from typing import Any
 from napari_imilia.errors import DataError
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import SlideGrade, load_slide_grade, validate_grade
-from napari_imilia.trust.json_limits import parse_json
+from napari_imilia.trust.json_limits import ImportLimits, parse_json
 from napari_imilia.trust.paths import name_hash, safe_name
+from napari_imilia.trust.results import open_results_file, read_results_bytes
 
 READS_DIR = "grades"
 READ_SUFFIX = ".jsonl"
@@ -54,26 +55,6 @@ def reader_key(reader: str) -> str:
     """The file-name stem of ``reader``'s files: a safe short form of the name plus a hash
     of the exact name, so two names never share a file."""
     return f"{safe_name(reader or 'unnamed', max_bytes=40)}-{name_hash(reader)}"
-
-
-def read_results_file(path: Path, max_bytes: int) -> bytes:
-    """The bytes of a results-folder file written by someone else: a regular file (no
-    symlink, FIFO or device) of at most ``max_bytes``; ``DataError`` otherwise."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as error:
-        raise DataError(f"{path} cannot be read ({error.strerror or error})") from error
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise DataError(f"{path} is not a regular file; it is not read")
-        if info.st_size > max_bytes:
-            raise DataError(f"{path} is larger than {max_bytes} bytes; it is not read")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read(max_bytes + 1)[:max_bytes]
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -140,26 +121,17 @@ def append_read(slide_dir: str | os.PathLike[str], read: GradeRead) -> GradeRead
     line = {"format": READ_FORMAT, "schema_version": READ_SCHEMA_VERSION, "read": saved.to_dict()}
     data = (json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     is_new = not path.exists()
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags, 0o666)
-    except OSError as error:  # a symlink (O_NOFOLLOW), no permission, disk gone
+    try:  # a regular file inside the slide's folder only (no link out, FIFO, device)
+        with open_results_file(path, slide_dir, append=True) as journal:
+            if os.fstat(journal.fileno()).st_size > 0 and _last_byte(path) != b"\n":
+                data = b"\n" + data  # a line torn by a crash: start a new one
+            journal.write(data)
+            journal.flush()
+            os.fsync(journal.fileno())
+    except OSError as error:  # no permission, disk full or gone
         raise DataError(
             f"{path} cannot be written ({error.strerror or error}); the grade was not saved"
         ) from error
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise DataError(f"{path} is not a regular file; the grade was not saved there")
-        if info.st_size > 0:
-            with open(path, "rb") as reader:
-                reader.seek(-1, os.SEEK_END)
-                if reader.read(1) != b"\n":  # a line torn by a crash: start a new one
-                    data = b"\n" + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     if is_new:
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
@@ -167,6 +139,12 @@ def append_read(slide_dir: str | os.PathLike[str], read: GradeRead) -> GradeRead
         finally:
             os.close(dir_fd)
     return saved
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def _parse_line(line: bytes, source: str) -> GradeRead:
@@ -184,7 +162,8 @@ def read_journal(path: Path, slide_id: str, warnings: list[str]) -> list[GradeRe
     crash, of another slide, naming a reader whose file this is not) are listed in
     ``warnings`` and skipped."""
     try:
-        raw = read_results_file(path, MAX_READS_BYTES)
+        limits = ImportLimits.from_env(max_bytes=MAX_READS_BYTES)
+        raw = read_results_bytes(path, path.parent.parent, limits)
     except DataError as error:
         warnings.append(str(error))
         return []

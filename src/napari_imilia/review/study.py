@@ -37,11 +37,11 @@ from napari_imilia.review.reads import (
     PRE_AI,
     SlideReads,
     load_slide_reads,
-    read_results_file,
 )
 from napari_imilia.review.reviewer import check_reviewer_name
-from napari_imilia.trust.json_limits import parse_json
-from napari_imilia.trust.paths import name_hash, path_inside
+from napari_imilia.trust.json_limits import ImportLimits
+from napari_imilia.trust.paths import name_hash
+from napari_imilia.trust.results import read_results_json, results_path
 
 STUDY_FILE = "study.json"
 STUDY_FORMAT = "napari-imilia-reader-study"
@@ -126,7 +126,7 @@ def load_study(results_root: str | os.PathLike[str]) -> Study | None:
     path = Path(results_root) / STUDY_FILE
     if not (path.exists() or path.is_symlink()):
         return None
-    data = parse_json(read_results_file(path, MAX_STUDY_BYTES), str(path))
+    data = read_results_json(path, results_root, ImportLimits.from_env(max_bytes=MAX_STUDY_BYTES))
     return _study_from_dict(data, str(path))
 
 
@@ -220,7 +220,7 @@ def blinding_reason(results_root: str | os.PathLike[str], slide_id: str, reader:
         return f"the reader study cannot be read ({error}); the model stays hidden"
     if study is None or not study.blinded or not study.includes(slide_id):
         return ""
-    folder = path_inside(results_root, slide_id)
+    folder = results_path(results_root, slide_id)
     own = load_slide_reads(folder, slide_id, reader=reader) if reader else SlideReads(slide_id)
     if not model_hidden(study, own, reader):
         return ""
@@ -256,7 +256,7 @@ def reader_progress(
     """``reader``'s progress through ``study`` (their own files only)."""
     read = post_ai = drafts = 0
     for slide_id in study.slide_ids:
-        folder = path_inside(results_root, slide_id)
+        folder = results_path(results_root, slide_id)
         own = load_slide_reads(folder, slide_id, reader=reader)
         first = own.latest(reader, PRE_AI) if study.blinded else own.latest(reader)
         read += first is not None
