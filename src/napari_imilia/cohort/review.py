@@ -88,7 +88,7 @@ class Cohort:
     current_changed = Signal(int)
 
     def __init__(self, results_root: str | os.PathLike[str], items: list[CohortItem]) -> None:
-        self.results_root = Path(results_root)
+        self.results_root = absolute_path(results_root)
         self.items = items
         self.source = ""
         self.current_index: int | None = None
@@ -109,20 +109,21 @@ class Cohort:
         ``$IMILIA_RESULTS_DIR``). Grades and review state already saved there (cohort file
         or the slides' ``slide_grade.json``) are kept; new slides are appended. A results
         folder holding only ``cohort_review.json`` reopens that cohort. A damaged cohort
-        file is moved aside with a warning, never overwritten."""
+        file is moved aside with a warning, never overwritten. Relative paths are relative
+        to the current folder; the file keeps them absolute."""
         from napari_imilia.user_dirs import default_results_root
 
-        source_path = Path(os.fspath(source)).expanduser()
+        source_path = absolute_path(source)
         saved_only = (source_path / COHORT_FILE).is_file() and not (
             source_path / "cohort.csv"
         ).is_file()
-        if saved_only and (results_root is None or Path(results_root) == source_path):
+        if saved_only and (results_root is None or absolute_path(results_root) == source_path):
             return cls.open(source_path)  # a cohort saved here before it was scored
         if results_root is None:
             is_results = source_path.is_dir() and (source_path / "cohort.csv").is_file()
             results_root = source_path if is_results else default_results_root()
         sources = discover_slides(source)
-        root = Path(results_root).expanduser()
+        root = absolute_path(results_root)
         saved: Cohort | None = None
         if (root / COHORT_FILE).exists():
             try:
@@ -132,7 +133,7 @@ class Cohort:
                 saved = None
         cohort = saved or cls(root, [])
         if not cohort.source:
-            cohort.source = os.fspath(source)
+            cohort.source = str(source_path)
         cohort._add_sources(sources)
         cohort.refresh()
         cohort.save()
@@ -141,8 +142,9 @@ class Cohort:
     @classmethod
     def open(cls, results_root: str | os.PathLike[str]) -> Cohort:
         """The cohort saved in ``results_root/cohort_review.json``. A damaged file is moved
-        aside and ``CohortFileError`` says where it went and how to rebuild."""
-        root = Path(results_root).expanduser()
+        aside and ``CohortFileError`` says where it went and how to rebuild. Slide paths
+        the file holds relative are relative to ``results_root``."""
+        root = absolute_path(results_root)
         path = root / COHORT_FILE
         if not path.is_file():
             raise DataError(
@@ -160,6 +162,8 @@ class Cohort:
                     "update napari-imilia to open it"
                 )
             items = [item_from_record(r) for r in data["slides"]]
+            for item in items:
+                item.path = str(absolute_path(root / item.path))  # a relative one: to root
         except DataError as exc:
             if "newer napari-imilia" in str(exc):
                 raise
@@ -377,6 +381,13 @@ class Cohort:
             self.save()
         self.item_changed.emit(index)
         return index
+
+    def apply_labels(self, csv_path: str | os.PathLike[str]) -> int:
+        """Label this cohort's slides from a labels CSV, never adding one; returns how many
+        got labels (:func:`napari_imilia.cohort.labels.label_cohort`)."""
+        from napari_imilia.cohort.labels import label_cohort
+
+        return label_cohort(self, csv_path)
 
 
 __all__ = [
