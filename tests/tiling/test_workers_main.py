@@ -20,6 +20,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -166,6 +167,20 @@ def test_an_unguarded_script_scoring_and_inspecting_runs_once(user_folder):
     assert len(runs(user_folder)) == 1, done.stderr[-3000:]
     assert "score" in done.stdout and "cells" in done.stdout
     assert (user_folder / "results" / "biopsy" / "markers.csv").is_file()
+
+
+def test_the_installed_imilia_command_decodes_with_2_processes(user_folder):
+    """The ``imilia`` entry point (its console script), from the slide's folder."""
+    imilia = Path(sys.executable).with_name("imilia")
+    if not imilia.is_file():
+        pytest.skip(f"no imilia entry point beside {sys.executable} (pip install -e .)")
+    argv = ["predict", "biopsy.svs", "--out", "results", "--decode-workers", "2", "--device", "cpu"]
+    done = subprocess.run(
+        [str(imilia), *argv], cwd=user_folder, env=user_env(), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(pd.read_csv(user_folder / "results" / "biopsy" / "tiles.csv")) == N_TILES
 
 
 def test_a_cohort_on_a_local_cluster_from_stdin_runs_once(user_folder):

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from napari_imilia._cli.paths import user_path
+
 if TYPE_CHECKING:
     from napari_imilia.cohort.review import Cohort
 
@@ -24,9 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "wrote into (with cohort.csv) or a cohort reviewed in napari (cohort_review.json)."
         ),
     )
-    parser.add_argument("results", metavar="RESULTS_DIR", help="the cohort's results folder")
+    parser.add_argument(
+        "results", type=user_path, metavar="RESULTS_DIR", help="the cohort's results folder"
+    )
     parser.add_argument(
         "--labels",
+        type=user_path,
         default=None,
         help="cohort CSV with a slide path column (slide, path or slide_path; relative to the "
         "CSV's folder) and label columns such as active (1/0) and nancy (0-4): the "
@@ -91,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImiliaError(f"--top-tiles must be 0 or more, got {args.top_tiles}")
     if not 0.0 <= args.threshold <= 1.0:
         raise ImiliaError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    from napari_imilia.trust.paths import absolute_path
-
-    labels = str(absolute_path(args.labels)) if args.labels else None
-    cohort = load_cohort(absolute_path(args.results), labels)
+    cohort = load_cohort(Path(args.results), args.labels)  # absolute (user_path)
     if args.no_slide_pages:
         written = write_cohort_report(cohort, threshold=args.threshold)
     else:
