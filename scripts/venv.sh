@@ -35,8 +35,12 @@ fi
 
 IMILIA_PYTHON="$imilia_env/bin/python"
 if ! "$IMILIA_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-  echo "$IMILIA_PYTHON ($imilia_env_kind) is missing or older than Python 3.11;" \
-    "activate another environment, or remove $imilia_env and run again" >&2
+  if [ "$imilia_env" = "$imilia_repo/.venv" ]; then
+    remedy="remove $imilia_env and run again"
+  else
+    remedy="activate an environment with Python >= 3.11 (or deactivate this one)"
+  fi
+  echo "$IMILIA_PYTHON ($imilia_env_kind) is missing or older than Python 3.11; $remedy" >&2
   exit 1
 fi
 export PATH="$imilia_env/bin:$PATH"

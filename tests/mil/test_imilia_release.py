@@ -71,9 +71,7 @@ PAD_10000 = {
 }
 ENSEMBLE = {"exact": {(200, 0.5): -0.007288}, "pad": {(200, 0.5): -0.013275}}
 
-pytestmark = pytest.mark.skipif(
-    not all(p.is_file() for p in FOLDS), reason=NEEDS_WEIGHTS
-)
+pytestmark = pytest.mark.skipif(not all(p.is_file() for p in FOLDS), reason=NEEDS_WEIGHTS)
 
 
 def bag(n: int, offset: float) -> np.ndarray:

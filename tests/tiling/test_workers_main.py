@@ -142,6 +142,28 @@ def runs(folder: Path) -> list[str]:
     return (folder / "runs.txt").read_text().splitlines()
 
 
+def test_only_our_processes_start_without_main(monkeypatch):
+    """The preparation data multiprocessing sends a child keeps ``__main__`` for other
+    processes and drops it for ours (named imilia-...) and our LocalCluster's workers."""
+    import multiprocessing.spawn as spawn
+
+    from napari_imilia import processes
+
+    context = processes.process_context("spawn")
+    process = context.Process(target=print)
+    assert process.name.startswith(processes.NAME_PREFIX)
+    main = sys.modules["__main__"]  # as for a user's script: a file, no module spec
+    monkeypatch.setattr(main, "__spec__", None, raising=False)
+    monkeypatch.setattr(main, "__file__", "/home/user/job.py", raising=False)
+    ours = spawn.get_preparation_data(process.name)
+    theirs = spawn.get_preparation_data("Process-7")
+    assert theirs["init_main_from_path"] == "/home/user/job.py"
+    assert "init_main_from_path" not in ours and "init_main_from_name" not in ours
+    assert ours["sys_path"] == theirs["sys_path"] and ours["dir"] == theirs["dir"]
+    processes.start_dask_workers_without_main()
+    assert processes.starts_without_main(processes.DASK_WORKER_NAME)
+
+
 @pytest.mark.parametrize("how", ["script", "stdin", "module"])
 def test_an_unguarded_script_decoding_tiles_runs_once(user_folder, how):
     if how == "script":
