@@ -4,7 +4,8 @@ Tests marked ``gui`` need a display (CI runs the suite under ``xvfb-run``); with
 are skipped here, before any Qt code runs. Real files nobody in this project made (the public
 test slides, IMILIA's released weights) are looked for in :data:`TEST_DATA`:
 ``$IMILIA_TEST_DATA`` when set, else ``../shared/data`` beside the repository; tests that need
-them skip with one of the reasons below (``pytest -rs`` groups them).
+them skip with one of the reasons below, identical per cause, and the summary at the end of
+a run counts the skipped tests per reason (``pytest -rs`` lists them per file and line).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ TEST_DATA = Path(
 SHARED_DATA = TEST_DATA
 #: The released IMILIA Chowder folds (fold_0.pt ... fold_4.pt).
 IMILIA_RELEASE = TEST_DATA / "imilia_chowder"
-#: The skip reasons, one per cause (``pytest -rs`` groups skips by reason).
+#: The skip reasons, one per cause (the end-of-run summary counts skips per reason).
 _WHERE = "in $IMILIA_TEST_DATA or ../shared/data"
 NEEDS_SLIDES = f"needs the public test slides (small_HE.svs, small_HE_levels.tiff) {_WHERE}"
 NEEDS_WEIGHTS = f"needs IMILIA's released weights (imilia_chowder/fold_*.pt) {_WHERE}"
@@ -39,6 +40,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gui" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """'skipped, by reason': how many tests skipped for each reason, most first."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("skipped, by reason")
+        for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+            terminalreporter.write_line(f"{n:4d}  {reason}")
 
 
 @pytest.fixture(autouse=True)
