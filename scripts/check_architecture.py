@@ -37,7 +37,17 @@ LAYERS: tuple[str, ...] = (
 )
 #: Top-level modules and packages of the base layer.
 BASE = frozenset(
-    {"__init__", "_lazy", "errors", "files", "device", "progress", "user_dirs", "trust"}
+    {
+        "__init__",
+        "_lazy",
+        "errors",
+        "files",
+        "device",
+        "progress",
+        "processes",
+        "user_dirs",
+        "trust",
+    }
 )
 QT_MODULES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui")
 MAX_FILE_LINES = 400

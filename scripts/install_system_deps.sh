@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages napari + PyQt6 need on Debian/Ubuntu (Qt >= 6.5 needs libxcb-cursor0), plus
-# Xvfb for headless rendering and Chromium (headless) to test that the HTML reports render
-# (tests/report/test_cohort_report.py).
+# Xvfb for headless rendering, Chromium (headless) to test that the HTML reports render
+# (tests/report/test_cohort_report.py) and, where the system Python lacks it, python3-venv.
 # Idempotent and non-interactive: does nothing when everything is already installed. Runs as
 # root, or through sudo otherwise. Other systems: install the equivalents by hand.
 set -euo pipefail
@@ -15,6 +15,12 @@ PACKAGES=(
   libgl1 libegl1 libglib2.0-0 libdbus-1-3 libfontconfig1 libfreetype6
   chromium
 )
+# scripts/venv.sh makes .venv with `python3 -m venv`, which needs ensurepip: Debian and
+# Ubuntu ship it apart from their system Python, in python3-venv.
+if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] && [ ! -x "$(dirname "$0")/../.venv/bin/python" ] \
+    && ! python3 -m ensurepip --version >/dev/null 2>&1; then
+  PACKAGES+=(python3-venv)
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install_system_deps: no apt-get here; install Xvfb and Qt's xcb/GL libraries yourself:" >&2

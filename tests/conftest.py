@@ -1,7 +1,11 @@
 """Shared fixtures: the real test slides in ../shared/data, generated TIFFs, the sample slide.
 
 Tests marked ``gui`` need a display (CI runs the suite under ``xvfb-run``); without one they
-are skipped here, before any Qt code runs.
+are skipped here, before any Qt code runs. Real files nobody in this project made (the public
+test slides, IMILIA's released weights) are looked for in :data:`TEST_DATA`:
+``$IMILIA_TEST_DATA`` when set, else ``../shared/data`` beside the repository; tests that need
+them skip with one of the reasons below, identical per cause, and the summary at the end of
+a run counts the skipped tests per reason (``pytest -rs`` lists them per file and line).
 """
 
 from __future__ import annotations
@@ -14,8 +18,19 @@ import numpy as np
 import pytest
 from tifffile.zarr import ZarrTiffStore
 
-#: Real slides nobody in this project made (see its README); tests skip when absent.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Real files nobody in this project made (see its README): $IMILIA_TEST_DATA, else
+#: ../shared/data beside the repository; tests skip when absent.
+TEST_DATA = Path(
+    os.environ.get("IMILIA_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+).expanduser()
+SHARED_DATA = TEST_DATA
+#: The released IMILIA Chowder folds (fold_0.pt ... fold_4.pt).
+IMILIA_RELEASE = TEST_DATA / "imilia_chowder"
+#: The skip reasons, one per cause (the end-of-run summary counts skips per reason).
+_WHERE = "in $IMILIA_TEST_DATA or ../shared/data"
+NEEDS_SLIDES = f"needs the public test slides (small_HE.svs, small_HE_levels.tiff) {_WHERE}"
+NEEDS_WEIGHTS = f"needs IMILIA's released weights (imilia_chowder/fold_*.pt) {_WHERE}"
+NEEDS_XVFB = "needs Xvfb (scripts/install_system_deps.sh)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -25,6 +40,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gui" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """'skipped, by reason': how many tests skipped for each reason, most first."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("skipped, by reason")
+        for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+            terminalreporter.write_line(f"{n:4d}  {reason}")
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +66,7 @@ def _private_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch)
 def _shared_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_file():
-        pytest.skip(f"test data {path} is absent")
+        pytest.skip(NEEDS_SLIDES)
     return path
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import NEEDS_XVFB
 from napari_imilia._napari import display as _viewer_launch
 
 
@@ -49,7 +50,7 @@ def test_sample_slide_opens_in_napari(make_napari_viewer_proxy, sample_slide):
     _assert_not_blank(viewer.screenshot(canvas_only=False, flash=False))
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason=NEEDS_XVFB)
 def test_private_xvfb_sets_a_display_and_stops(monkeypatch):
     monkeypatch.setenv("DISPLAY", ":4242")
     with _viewer_launch.private_xvfb() as display:
@@ -60,7 +61,7 @@ def test_private_xvfb_sets_a_display_and_stops(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason=NEEDS_XVFB)
 def test_demo_without_viewer_writes_a_napari_screenshot(tmp_path, monkeypatch, small_svs, capsys):
     from PIL import Image
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_widgets_review import results_root, scored  # noqa: F401 (fixtures)
 
+from conftest import NEEDS_XVFB
 from napari_imilia._napari.keys import REVIEW_ACTIONS
 from napari_imilia._napari.layers.placement import tile_outline_px
 from napari_imilia._napari.layers.verdicts import verdict_rgba
@@ -60,7 +61,7 @@ def _probe(mode: str, screen: str, slide: Path, root: Path, out: Path) -> dict[s
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb for its own screens")
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason=NEEDS_XVFB)
 @pytest.mark.parametrize("screen", SCREENS)
 @pytest.mark.usefixtures("results_root")
 def test_workspace_and_docks_one_by_one_fit_the_screen(
@@ -87,7 +88,7 @@ def test_workspace_and_docks_one_by_one_fit_the_screen(
     assert not any(found["overlaps"].values()), found["overlaps"]
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb for its own screen")
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason=NEEDS_XVFB)
 def test_slide_and_model_dock_opens_before_torch_is_imported(tmp_path: Path) -> None:
     """Building the dock imports no torch: the extractor list and the model's description
     are read once the event loop has shown the dock."""

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import IMILIA_RELEASE, NEEDS_WEIGHTS
 from napari_imilia.features.cache import read_features
 from napari_imilia.mil import create_model, load_model, save_model
 from napari_imilia.mil.channels import channel_labels, extreme_tokens
@@ -22,7 +23,7 @@ from napari_imilia.mil.chowder import select_extremes
 from napari_imilia.predict.slide import load_prediction, predict_slide
 
 EXTRACTOR = "imilia-stain-stats"
-RELEASE = Path(__file__).resolve().parents[3] / "shared" / "data" / "imilia_chowder"
+RELEASE = IMILIA_RELEASE
 
 
 def chowder(path: Path, *, seed: int = 0, n_top: int = 5, n_bottom: int = 4) -> Path:
@@ -156,7 +157,7 @@ def test_ensemble_keeps_each_members_channels(tmp_path: Path) -> None:
             assert set(np.flatnonzero(readout.top[:, m * 5 + c])) == tops[c]
 
 
-@pytest.mark.skipif(not (RELEASE / "fold_0.pt").is_file(), reason="IMILIA release absent")
+@pytest.mark.skipif(not (RELEASE / "fold_0.pt").is_file(), reason=NEEDS_WEIGHTS)
 def test_released_folds_give_five_channels_and_their_extremes() -> None:
     from napari_imilia.mil.channels import channel_columns
 

@@ -38,14 +38,13 @@ tell the reference's semantics apart from close alternatives.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import IMILIA_RELEASE, NEEDS_WEIGHTS
 from napari_imilia.files import sha256_file
 
-RELEASE = Path(__file__).resolve().parents[3] / "shared" / "data" / "imilia_chowder"
+RELEASE = IMILIA_RELEASE
 FOLDS = [RELEASE / f"fold_{k}.pt" for k in range(5)]
 # sha256 values listed in ../shared/data/README.md
 SHA256 = {
@@ -72,9 +71,7 @@ PAD_10000 = {
 }
 ENSEMBLE = {"exact": {(200, 0.5): -0.007288}, "pad": {(200, 0.5): -0.013275}}
 
-pytestmark = pytest.mark.skipif(
-    not all(p.is_file() for p in FOLDS), reason=f"IMILIA release weights absent ({RELEASE})"
-)
+pytestmark = pytest.mark.skipif(not all(p.is_file() for p in FOLDS), reason=NEEDS_WEIGHTS)
 
 
 def bag(n: int, offset: float) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import NEEDS_SLIDES, TEST_DATA
 from napari_imilia.errors import ImiliaError
 from napari_imilia.slide import open_slide
 from napari_imilia.tiling.deepzoom import (
@@ -19,7 +20,7 @@ openslide = pytest.importorskip("openslide")
 from openslide.deepzoom import DeepZoomGenerator  # noqa: E402
 from PIL import Image  # noqa: E402
 
-SMALL_HE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "small_HE.svs"
+SMALL_HE = TEST_DATA / "small_HE.svs"
 
 
 def _pattern(shape_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -169,7 +170,7 @@ def test_predict_with_imilias_tiles_and_protocol(tmp_path, capsys):
     from support.models import small_model
 
     if not SMALL_HE.is_file():
-        pytest.skip("small_HE.svs absent")
+        pytest.skip(NEEDS_SLIDES)
     reference = DeepZoomGenerator(openslide.OpenSlide(str(SMALL_HE)), tile_size=224, overlap=0)
     level = reference.level_count - 1  # 0.499 µm/px: the full-resolution level
     coords = np.array([(level, c, r) for c, r in [(0, 0), (3, 5), (9, 13), (9, 2), (4, 13)]])

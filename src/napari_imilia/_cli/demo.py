@@ -9,7 +9,9 @@ writes a screenshot of that napari view instead (private Xvfb; a thumbnail at wo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia.errors import ImiliaError
 
 DEFAULT_OUT = "imilia_demo"
@@ -31,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "a screenshot of that view instead."
         ),
     )
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=user_path, default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})"
+    )
     parser.add_argument(
         "--top", type=int, default=20, help="top-scoring tiles to inspect for cells (20)"
     )
@@ -43,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--screenshot",
+        type=user_path,
         default=None,
         help=f"PNG of the napari view to write (default without a viewer: OUT/{SCREENSHOT_NAME})",
     )
@@ -52,13 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_imilia._napari import display as launch
     from napari_imilia.demo.run import run_demo
-    from napari_imilia.trust.paths import absolute_path
 
     if args.top < 1:
         raise ImiliaError(f"--top must be at least 1, got {args.top}")
     if args.mask_tiles < 0:
         raise ImiliaError(f"--mask-tiles must be 0 or more, got {args.mask_tiles}")
-    out_dir = absolute_path(args.out)
+    out_dir = Path(args.out)  # absolute, as every path option (user_path)
     outputs = run_demo(out_dir, top_k=args.top, mask_tiles=args.mask_tiles)
     demo = " [DEMO model: not for diagnosis]" if outputs.model_is_demo else ""
     print(f"sample slide: {outputs.slide_path}")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     show = not args.no_viewer and launch.display_available() and launch.qt_can_start()
     if args.screenshot or not show:
-        png = absolute_path(args.screenshot) if args.screenshot else out_dir / SCREENSHOT_NAME
+        png = Path(args.screenshot) if args.screenshot else out_dir / SCREENSHOT_NAME
         rendered = launch.render_view(outputs.slide_path, png, results_root=out_dir)
         print(f"wrote {rendered.path} ({rendered.note})")
     if show:

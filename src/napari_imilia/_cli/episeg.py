@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia.device import DEVICE_CHOICES
 from napari_imilia.errors import DataError, ImiliaError
 
@@ -31,10 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "average precision and the precision-recall curve, and episeg_pr_curve.png)."
         ),
     )
-    parser.add_argument("--tiles", default=None, help="folder of RGB tiles (.png, .tif)")
-    parser.add_argument("--masks", default=None, help="folder of binary masks (.png), same names")
+    parser.add_argument(
+        "--tiles", type=user_path, default=None, help="folder of RGB tiles (.png, .tif)"
+    )
+    parser.add_argument(
+        "--masks", type=user_path, default=None, help="folder of binary masks (.png), same names"
+    )
     parser.add_argument(
         "--dataset",
+        type=user_path,
         default=None,
         metavar="DIR",
         help="IBDColEpi patch dataset (patch-dataset-HE/{Trainset,Testset}/{Images_tif,"
@@ -47,8 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--dataset images are resized to this (IMILIA: 1022 px = 73 patches of 14 px)",
     )
     parser.add_argument("--extractor", required=True, help="ViT extractor name (patch tokens)")
-    parser.add_argument("--extractor-weights", default=None, help="local weights file")
-    parser.add_argument("--out", required=True, help="probe file to write (.safetensors)")
+    parser.add_argument(
+        "--extractor-weights", type=user_path, default=None, help="local weights file"
+    )
+    parser.add_argument(
+        "--out", type=user_path, required=True, help="probe file to write (.safetensors)"
+    )
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (by tile)")
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed of the fold split and the probe (0)"

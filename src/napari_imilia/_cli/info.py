@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia._cli.predict import add_slide_backend_option
 
 
@@ -26,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n  imilia info slide.svs\n  imilia info dicom_folder/ --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files or DICOM folders")
+    parser.add_argument(
+        "slides", type=user_path, nargs="+", metavar="SLIDE", help="slide files or DICOM folders"
+    )
     parser.add_argument("--mpp", type=float, default=None, help="level-0 µm/px override")
     add_slide_backend_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object per slide")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia.device import DEVICE_CHOICES
 
 
@@ -20,16 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "of each marker with the tile score) and markers_vs_score.png."
         ),
     )
-    parser.add_argument("slide", metavar="SLIDE", help="the slide file scored by imilia predict")
+    parser.add_argument(
+        "slide", type=user_path, metavar="SLIDE", help="the slide file scored by imilia predict"
+    )
     parser.add_argument(
         "--tiles",
         default="top:50",
         help="which tiles: top:K, bottom:K, all, tile ids (x_y), comma-separated "
         "(e.g. top:50,bottom:50); default top:50",
     )
-    parser.add_argument("--out", required=True, help="output folder (OUT/<slide_id>/ is written)")
     parser.add_argument(
-        "--results", default=None, help="folder imilia predict wrote into (default: --out)"
+        "--out", type=user_path, required=True, help="output folder (OUT/<slide_id>/ is written)"
+    )
+    parser.add_argument(
+        "--results",
+        type=user_path,
+        default=None,
+        help="folder imilia predict wrote into (default: --out)",
     )
     _add_backend_options(parser)
     parser.add_argument(
@@ -78,10 +86,14 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
         "duplicates removed; default) or tile-context (224 px windows, stitched maps)",
     )
     parser.add_argument(
-        "--cell-checkpoint", default=None, help="local CellViT checkpoint (--cell-backend cellvit)"
+        "--cell-checkpoint",
+        type=user_path,
+        default=None,
+        help="local CellViT checkpoint (--cell-backend cellvit)",
     )
     parser.add_argument(
         "--histoplus-json",
+        type=user_path,
         default=None,
         help="HistoPLUS cell JSON of this slide (--cell-backend histoplus-json)",
     )
@@ -93,10 +105,14 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
         "--episeg-probe and --episeg-extractor-weights)",
     )
     parser.add_argument(
-        "--episeg-probe", default=None, help="EpiSeg probe .safetensors (--epithelium episeg)"
+        "--episeg-probe",
+        type=user_path,
+        default=None,
+        help="EpiSeg probe .safetensors (--epithelium episeg)",
     )
     parser.add_argument(
         "--episeg-extractor-weights",
+        type=user_path,
         default=None,
         help="local weights of the ViT the EpiSeg probe was trained on",
     )

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from typing import Any
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia.device import DEVICE_CHOICES
 from napari_imilia.errors import ImiliaError
 
@@ -64,6 +65,7 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     """The slides, the output folder, where the slides' pixels come from and ``--mpp``."""
     parser.add_argument(
         "slides",
+        type=user_path,
         nargs="+",
         metavar="SLIDE",
         help="slide files or DICOM WSI folders (SVS, OME-TIFF, NDPI, DICOM, MIRAX...: see "
@@ -71,7 +73,9 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         "quoted glob patterns ('slides/**/*.svs'), CSVs with a slide column, or a results "
         "folder holding cohort.csv",
     )
-    parser.add_argument("--out", required=True, help="output folder; results go to OUT/<slide_id>/")
+    parser.add_argument(
+        "--out", type=user_path, required=True, help="output folder; results go to OUT/<slide_id>/"
+    )
     parser.add_argument(
         "--mpp",
         type=float,
@@ -85,6 +89,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """The MIL model, the feature extractor and the device they run on."""
     parser.add_argument(
         "--model",
+        type=user_path,
         action="append",
         default=None,
         metavar="PATH",
@@ -101,6 +106,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--extractor-weights",
+        type=user_path,
         default=None,
         metavar="PATH",
         help="local weights file of a ViT extractor (nothing is downloaded)",
@@ -143,6 +149,7 @@ def _add_tiling_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tiles-from",
+        type=user_path,
         default=None,
         metavar="NPY",
         help="IMILIA's tiles_coords.npy for the slide ((level, column, row) DeepZoom tiles); "
@@ -184,6 +191,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """How fast and where results are made (not what they are): cache, batches, decoders."""
     parser.add_argument(
         "--cache-dir",
+        type=user_path,
         default=None,
         help="feature cache folder, one <slide_id>.h5 per slide, reused when its extractor, "
         "tiling and slide match (default: OUT/features)",

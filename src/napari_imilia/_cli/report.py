@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from napari_imilia._cli.paths import user_path
+
 if TYPE_CHECKING:
     from napari_imilia.cohort.review import Cohort
 
@@ -27,13 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "wrote into (with cohort.csv) or a cohort reviewed in napari (cohort_review.json)."
         ),
     )
-    parser.add_argument("results", metavar="RESULTS_DIR", help="the cohort's results folder")
+    parser.add_argument(
+        "results", type=user_path, metavar="RESULTS_DIR", help="the cohort's results folder"
+    )
     parser.add_argument(
         "--labels",
+        type=user_path,
         default=None,
-        help="cohort CSV with a slide path column (slide, path or slide_path) and label "
-        "columns such as active (1/0) and nancy (0-4): the pathologist's grades where the "
-        "review has none",
+        help="cohort CSV with a slide path column (slide, path or slide_path; relative to the "
+        "CSV's folder) and label columns such as active (1/0) and nancy (0-4): the "
+        "pathologist's grades where the review has none. Rows find the cohort's slides by "
+        "path, then by slide id, and never add slides; rows that find none are listed",
     )
     parser.add_argument(
         "--top-tiles",
@@ -54,23 +60,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_cohort(results: Path, labels: str | None) -> Cohort:
-    """The cohort of ``results``: its saved cohort, else built from its cohort.csv; the
-    ``labels`` CSV adds slides and labels."""
+    """The cohort of ``results``: its saved cohort, else built from its cohort.csv, else
+    (no cohort yet) from the ``labels`` CSV. ``labels`` labels the cohort's slides and never
+    adds one (``Cohort.apply_labels``: a file matching no slide is an error, nothing saved)."""
     from napari_imilia.cohort.review import COHORT_FILE, Cohort
     from napari_imilia.errors import ImiliaError
 
     if not results.is_dir():
         raise ImiliaError(f"results folder not found: {results}")
-    if labels:
-        return Cohort.build(labels, results)
+    made_here = False
     if (results / COHORT_FILE).is_file():
-        return Cohort.open(results)
-    if (results / "cohort.csv").is_file():
-        return Cohort.build(results, results)
-    raise ImiliaError(
-        f"{results} holds no cohort: neither {COHORT_FILE} (a cohort reviewed in napari) nor "
-        "cohort.csv (imilia predict of several slides); pass --labels CSV to name the slides"
-    )
+        cohort = Cohort.open(results)
+    elif (results / "cohort.csv").is_file():
+        cohort, made_here = Cohort.build(results, results), True
+    elif labels:
+        return Cohort.build(labels, results)  # no cohort yet: the CSV names its slides
+    else:
+        raise ImiliaError(
+            f"{results} holds no cohort: neither {COHORT_FILE} (a cohort reviewed in napari) "
+            "nor cohort.csv (imilia predict of several slides); pass --labels CSV to name "
+            "the slides"
+        )
+    if labels:
+        try:
+            cohort.apply_labels(labels)
+        except ImiliaError:
+            if made_here:  # the command fails: it leaves no cohort file of its own
+                cohort.path.unlink(missing_ok=True)
+            raise
+    return cohort
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImiliaError(f"--top-tiles must be 0 or more, got {args.top_tiles}")
     if not 0.0 <= args.threshold <= 1.0:
         raise ImiliaError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    cohort = load_cohort(Path(args.results).expanduser(), args.labels)
+    cohort = load_cohort(Path(args.results), args.labels)  # absolute (user_path)
     if args.no_slide_pages:
         written = write_cohort_report(cohort, threshold=args.threshold)
         if has_reader_study(cohort):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia.errors import ImiliaError
 
 
@@ -28,12 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model",
+        type=user_path,
         required=True,
         action="append",
         help="checkpoint file or folder; repeat to form an ensemble",
     )
-    parser.add_argument("--features", required=True, help="folder of <slide_id>.h5 files")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--features", type=user_path, required=True, help="folder of <slide_id>.h5 files"
+    )
+    parser.add_argument("--out", type=user_path, required=True, help="output folder")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--pad-to-tiles",

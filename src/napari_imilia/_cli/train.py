@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from napari_imilia._cli.paths import user_path
 from napari_imilia.errors import ImiliaError
 
 DEFAULT_ARCH = "imilia-chowder"
@@ -29,9 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "train the final model on all slides and save it (--out .safetensors + .json)."
         ),
     )
-    parser.add_argument("--features", required=True, help="folder of <slide_id>.h5 files")
-    parser.add_argument("--labels", required=True, help="CSV with columns slide_id,label")
-    parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    parser.add_argument(
+        "--features", type=user_path, required=True, help="folder of <slide_id>.h5 files"
+    )
+    parser.add_argument(
+        "--labels", type=user_path, required=True, help="CSV with columns slide_id,label"
+    )
+    parser.add_argument(
+        "--out", type=user_path, required=True, help="model file to write (.safetensors)"
+    )
     parser.add_argument(
         "--arch", default=DEFAULT_ARCH, help=f"architecture (see `imilia models`; {DEFAULT_ARCH})"
     )

@@ -67,6 +67,9 @@ def connect(
     from distributed import Client, LocalCluster
 
     if scheduler is None:
+        from napari_imilia.processes import start_dask_workers_without_main
+
+        start_dask_workers_without_main()  # an unguarded user script is not run again
         with _children_ignore_ctrl_c():
             cluster = LocalCluster(
                 n_workers=cluster_workers,

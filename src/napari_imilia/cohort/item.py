@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from napari_imilia.errors import DataError
+from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.review.drafts import has_draft
 from napari_imilia.review.grade import SlideGrade
 from napari_imilia.review.reads import SlideReads, load_slide_reads
@@ -256,3 +256,45 @@ def unreadable_reason(path: str) -> str:
     except Exception as exc:  # a file no reader expected: say what it was
         return f"cannot open {Path(path).name}: {type(exc).__name__}: {exc}"
     return ""
+
+
+def read_item_results(
+    item: CohortItem,
+    folder: Path,
+    owner: str,
+    study: Study | None,
+    reader: str,
+    *,
+    hide_all: bool = False,
+) -> None:
+    """Fill ``item``'s file error, score, grades and tile-review flag from its results
+    ``folder``; ``owner``: the path of the first slide with its id (another path: a
+    duplicate id, an error); ``hide_all``: hide the model on every slide (a study that
+    cannot be read)."""
+    if Path(owner) != Path(item.path):
+        item.file_error = (
+            f"duplicate slide id {item.slide_id!r}: {owner} has it too, and their results "
+            "would overwrite each other; rename one of the files"
+        )
+    elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
+        item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
+    info = None
+    try:
+        info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+    except DataError as error:
+        item.score_error = f"its result cannot be read: {error}"
+    item.score = None if info is None else float(info["score"])
+    item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
+    item.model = "" if info is None else str(info.get("model", ""))
+    if item.score is not None:
+        item.score_error = ""
+    duplicate = Path(owner) != Path(item.path)
+    if not duplicate:  # a slide moved away keeps its grades
+        try:
+            read_grades(item, folder, study, reader, hide_all=hide_all)
+        except ImiliaError as error:  # e.g. a grade file of another slide: costs this one
+            item.file_error = item.file_error or str(error)
+    if not item.file_error:
+        item.has_tile_reviews = (folder / "review.json").is_file()
+    if not item.file_error and item.score is None and not item.score_error:
+        item.file_error = unreadable_reason(item.path)

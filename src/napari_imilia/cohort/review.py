@@ -37,11 +37,9 @@ from napari_imilia.cohort.item import (
     add_sources,
     items_from_records,
     merge_saved_records,
-    read_grades,
-    read_slide_json,
+    read_item_results,
     reading_order,
     review_table,
-    unreadable_reason,
 )
 from napari_imilia.errors import DataError, ImiliaError
 from napari_imilia.files import write_text_atomic
@@ -87,7 +85,7 @@ class Cohort:
         items: list[CohortItem],
         reader: str | None = None,
     ) -> None:
-        self.results_root = Path(results_root)
+        self.results_root = absolute_path(results_root)
         self.items = items
         self.source = ""
         self.current_index: int | None = None
@@ -113,20 +111,21 @@ class Cohort:
         (default: ``source`` itself when it is a results folder holding ``cohort.csv``, else
         ``$IMILIA_RESULTS_DIR``), seen by ``reader``. Review state already saved there is
         kept; new slides are appended. A results folder holding only ``cohort_review.json``
-        reopens that cohort. A damaged cohort file is moved aside with a warning."""
+        reopens that cohort. A damaged cohort file is moved aside with a warning. Relative
+        paths are relative to the current folder; the file keeps them absolute."""
         from napari_imilia.user_dirs import default_results_root
 
-        source_path = Path(os.fspath(source)).expanduser()
+        source_path = absolute_path(source)
         saved_only = (source_path / COHORT_FILE).is_file() and not (
             source_path / "cohort.csv"
         ).is_file()
-        if saved_only and (results_root is None or Path(results_root) == source_path):
+        if saved_only and (results_root is None or absolute_path(results_root) == source_path):
             return cls.open(source_path, reader)  # a cohort saved before it was scored
         if results_root is None:
             is_results = source_path.is_dir() and (source_path / "cohort.csv").is_file()
             results_root = source_path if is_results else default_results_root()
         sources = discover_slides(source)
-        root = Path(results_root).expanduser()
+        root = absolute_path(results_root)
         saved: Cohort | None = None
         if (root / COHORT_FILE).exists():
             try:
@@ -136,7 +135,7 @@ class Cohort:
                 saved = None
         cohort = saved or cls(root, [], reader)
         if not cohort.source:
-            cohort.source = os.fspath(source)
+            cohort.source = str(source_path)
         add_sources(cohort.items, sources)
         cohort.refresh()
         cohort.save()
@@ -146,8 +145,9 @@ class Cohort:
     def open(cls, results_root: str | os.PathLike[str], reader: str | None = None) -> Cohort:
         """The cohort saved in ``results_root/cohort_review.json``, seen by ``reader`` (default:
         the saved reviewer identity). A damaged file is moved aside and ``CohortFileError``
-        says where it went and how to rebuild."""
-        root = Path(results_root).expanduser()
+        says where it went and how to rebuild. Slide paths the file holds relative are
+        relative to ``results_root``."""
+        root = absolute_path(results_root)
         path = root / COHORT_FILE
         if not os.path.lexists(path):
             raise DataError(
@@ -165,6 +165,8 @@ class Cohort:
                     "update napari-imilia to open it"
                 )
             items, cleaned = items_from_records(data["slides"], path)
+            for item in items:
+                item.path = str(absolute_path(root / item.path))  # a relative one: to root
         except DataError as exc:
             if "newer napari-imilia" in str(exc):
                 raise
@@ -239,33 +241,8 @@ class Cohort:
             item.file_error, item.score, item.n_tiles = str(error), None, None
             return
         owner = first_owner.get(item.slide_id, item.path)
-        if Path(owner) != Path(item.path):
-            item.file_error = (
-                f"duplicate slide id {item.slide_id!r}: {owner} has it too, and their results "
-                "would overwrite each other; rename one of the files"
-            )
-        elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
-            item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
-        info = None
-        try:
-            info = read_slide_json(folder, item.slide_id) if not item.file_error else None
-        except DataError as error:
-            item.score_error = f"its result cannot be read: {error}"
-        item.score = None if info is None else float(info["score"])
-        item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
-        item.model = "" if info is None else str(info.get("model", ""))
-        if item.score is not None:
-            item.score_error = ""
-        duplicate = Path(owner) != Path(item.path)
-        if not duplicate:  # a slide moved away keeps its grades
-            try:
-                read_grades(item, folder, self.study, self.reader, hide_all=bool(self.study_error))
-            except ImiliaError as error:  # e.g. a grade file of another slide: costs this one
-                item.file_error = item.file_error or str(error)
-        if not item.file_error:
-            item.has_tile_reviews = (folder / "review.json").is_file()
-        if not item.file_error and item.score is None and not item.score_error:
-            item.file_error = unreadable_reason(item.path)
+        hide_all = bool(self.study_error)
+        read_item_results(item, folder, owner, self.study, self.reader, hide_all=hide_all)
 
     def _load_study(self) -> None:
         try:
@@ -388,6 +365,13 @@ class Cohort:
             self.save()
         self.item_changed.emit(index)
         return index
+
+    def apply_labels(self, csv_path: str | os.PathLike[str]) -> int:
+        """Label this cohort's slides from a labels CSV, never adding one; returns how many
+        got labels (:func:`napari_imilia.cohort.labels.label_cohort`)."""
+        from napari_imilia.cohort.labels import label_cohort
+
+        return label_cohort(self, csv_path)
 
 
 __all__ = [

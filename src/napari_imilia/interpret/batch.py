@@ -175,7 +175,10 @@ def inspect_slide(
 
 
 def _path_text(path: str | os.PathLike[str] | None) -> str | None:
-    return None if path is None else os.fspath(path)
+    """A user's path, absolute (it is recorded in markers_summary.json)."""
+    from napari_imilia.trust.paths import absolute_path
+
+    return None if path is None or not os.fspath(path) else str(absolute_path(path))
 
 
 def _scored_prediction(

@@ -2,12 +2,14 @@
 
 Each worker opens the slide and creates the backends once (``_worker_init``), then inspects
 chunks of tile rows; results come back as ``TileRecord`` (no images) in submission order.
+Workers are started by :func:`napari_imilia.processes.process_context` (never running the
+user's script) and end with the process that started them
+(:func:`~napari_imilia.processes.watch_parent`).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from shapely.geometry import Polygon
 from napari_imilia.errors import ImiliaError
 from napari_imilia.interpret.tile import TileInspection
 from napari_imilia.interpret.tools import InspectConfig, InspectTools
+from napari_imilia.processes import process_context, watch_parent
 
 ProgressCallback = Callable[[int, int], None]
 #: What a worker sends back of each ``TileInspection`` (a picklable module-level function).
@@ -65,6 +68,7 @@ def _worker_init(
     the tools once per process."""
     from napari_imilia.slide import open_slide
 
+    watch_parent()
     if config.uses_deep_model:  # share the cores between the processes' torch threads
         import torch
 
@@ -150,7 +154,7 @@ def iter_tile_records(
             ]
         return
     cores = os.cpu_count() or 1
-    context = multiprocessing.get_context("spawn")
+    context = process_context("spawn")
     chunks = [
         chunk[i : i + BATCH_TILES]
         for chunk in _chunks(records_in, workers * 4)

@@ -11,7 +11,8 @@ label columns of a CSV) in the order given:
 - any other folder: every slide below it (recursively), sorted by path; a folder of DICOM
   files below it is one slide, never one per ``.dcm`` file;
 - a CSV (or TSV) with a slide path column (``slide``, ``path`` or ``slide_path``; relative
-  paths are relative to the CSV's folder) and optional label columns (``active``, ``nancy``);
+  paths are relative to the CSV's folder, or to the current folder where only that finds
+  the file) and optional label columns (``active``, ``nancy``);
 - a glob pattern such as ``/data/*.svs`` or ``'/data/**/*.ndpi'`` (``**`` recurses), sorted.
 
 Paths are made absolute by :func:`~napari_imilia.trust.paths.absolute_path`. A slide found
@@ -151,8 +152,9 @@ def slides_from_csv(csv_path: Source) -> list[FoundSlide]:
         if not raw:
             continue
         path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = csv_path.parent / path
+        if not path.is_absolute():  # beside the CSV; in the current folder if only there
+            beside = csv_path.parent / path
+            path = beside if beside.exists() or not path.exists() else path
         labels = {str(c).strip(): str(values[c]).strip() for c in label_columns}
         slides.append(FoundSlide(str(absolute_path(path)), {k: v for k, v in labels.items() if v}))
     if not slides:

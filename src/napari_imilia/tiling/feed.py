@@ -18,7 +18,9 @@ Leaving the loop early (``break``, an exception, Ctrl-C, ``close()``) stops and 
 workers. Workers start with the ``forkserver`` method (safe from threaded hosts such as
 napari, and torch's threads): the server imports the decoding modules once per Python
 process (:func:`warm_up` starts it early), then each worker forks from it without importing
-anything again.
+anything again. They are started by :func:`napari_imilia.processes.process_context`: never
+running the user's script (a script without a main guard, or read from stdin, works) and
+ending with the process that decodes (:func:`~napari_imilia.processes.watch_parent`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from napari_imilia.errors import SlideError
+from napari_imilia.processes import process_context, watch_parent
 from napari_imilia.slide import BACKEND_CHOICES, Slide
 from napari_imilia.tiling.grid import TileGrid
 
@@ -39,7 +42,13 @@ from napari_imilia.tiling.grid import TileGrid
 START_METHOD = "forkserver"
 #: Modules the fork server imports once so that every worker forks with them loaded (torch
 #: runs the DataLoader's worker loop).
-_PRELOAD = ["torch", "torch.utils.data", "tiffslide", "napari_imilia.tiling.feed"]
+_PRELOAD = [
+    "torch",
+    "torch.utils.data",
+    "tiffslide",
+    "napari_imilia.processes",
+    "napari_imilia.tiling.feed",
+]
 
 
 class TileReadError(SlideError):
@@ -102,10 +111,7 @@ def warm_up() -> None:
 
 
 def _context() -> Any:
-    context = multiprocessing.get_context(START_METHOD)
-    if START_METHOD == "forkserver":
-        context.set_forkserver_preload(_PRELOAD)
-    return context
+    return process_context(START_METHOD, preload=_PRELOAD)
 
 
 class TileFeed:
@@ -215,6 +221,7 @@ class TileFeed:
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             collate_fn=_as_is,
             multiprocessing_context=_context(),
+            worker_init_fn=watch_parent,
         )
         try:
             self._iterator = iter(loader)

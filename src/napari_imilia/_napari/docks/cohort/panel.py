@@ -101,6 +101,11 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.results_edit = QLineEdit()
         self.results_edit.setPlaceholderText("results folder (default: the usual one)")
         self.open_button = QPushButton("Open cohort")
+        self.labels_button = QPushButton("Labels…")
+        self.labels_button.setToolTip(
+            "label the cohort's slides from a CSV (slide column + label columns such as "
+            "active, nancy); rows find slides by path, then by slide id, and add none"
+        )
         self.summary_label = plain_label("no cohort open")
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter (any column)")
@@ -147,7 +152,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         layout = QVBoxLayout(scroll_content(self))
         rows: list[tuple[QWidget, ...]] = [
             (self.source_edit, self.browse_button, self.csv_button),
-            (self.results_edit, self.open_button),
+            (self.results_edit, self.open_button, self.labels_button),
             (self.summary_label,),
             (self.filter_edit, self.status_combo),
             (self.table,),
@@ -172,6 +177,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.browse_button.clicked.connect(self._choose_folder)
         self.csv_button.clicked.connect(self._choose_csv)
         self.open_button.clicked.connect(self._open_from_fields)
+        self.labels_button.clicked.connect(self._choose_labels)
         self.source_edit.returnPressed.connect(self._open_from_fields)
         self.filter_edit.textChanged.connect(lambda text: self.proxy.set_filter(text=text))
         self.status_combo.currentIndexChanged.connect(
@@ -221,7 +227,30 @@ class CohortPanel(CohortScoringMixin, QWidget):
         if source:
             self.open_cohort(source, self.results_edit.text().strip() or None)
 
+    def _choose_labels(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Labels CSV", "", "CSV (*.csv *.tsv)")
+        if path:
+            self.apply_labels(path)
+
     # ------------------------------------------------------------------ cohort
+    def apply_labels(self, csv_path: str | Path) -> int:
+        """Label the open cohort's slides from ``csv_path`` (``Cohort.apply_labels``: never
+        adds a slide); returns how many slides got labels (0 and a message when none)."""
+        cohort = self.cohort
+        if cohort is None:
+            return 0
+        known = len(cohort.warnings)
+        try:
+            n_labelled = cohort.apply_labels(csv_path)
+        except ImiliaError as error:
+            notify("error", f"napari-imilia: labels not applied: {error}")
+            return 0
+        for message in cohort.warnings[known:]:
+            notify("warning", message)
+        notify("info", f"labels of {n_labelled} slide(s) from {Path(csv_path).name}")
+        self._refresh()
+        return n_labelled
+
     def open_cohort(
         self, source: str | Path, results_root: str | Path | None = None
     ) -> Cohort | None:
@@ -267,7 +296,12 @@ class CohortPanel(CohortScoringMixin, QWidget):
     def _update_buttons(self) -> None:
         has = self.cohort is not None and len(self.cohort) > 0
         running = self.worker is not None
-        for button in (self.previous_button, self.next_button, self.report_button):
+        for button in (
+            self.previous_button,
+            self.next_button,
+            self.report_button,
+            self.labels_button,
+        ):
             button.setEnabled(has)
         self.score_button.setEnabled(has and not running)
         blinded = has and self.cohort.study is not None and self.cohort.study.blinded
