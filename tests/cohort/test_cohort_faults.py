@@ -265,6 +265,40 @@ def test_workers_stop_writing_when_their_client_is_killed(
     assert not list(out.glob("*/slide.json")) and not list(out.glob("*/.staging-*"))
 
 
+def test_cancelling_score_all_stops_the_slides_running_on_the_cluster(
+    cluster: LoopbackCluster, slides: list[Path], model_path: Path, tmp_path: Path
+) -> None:
+    """Both workers hold a computed slide at the gate when Score all is cancelled: neither is
+    written once the gate opens, and the run returns."""
+    from napari_imilia.cohort.review import Cohort
+    from napari_imilia.cohort.scoring import score_unscored
+
+    cohort = Cohort.build(slides[0].parent, tmp_path / "results")
+    cancel = threading.Event()
+    with _gated(cluster, tmp_path / "gate") as gate:
+        outcome: dict = {}
+
+        def score() -> None:
+            outcome["progress"] = score_unscored(
+                cohort, scheduler=cluster.address, cancel=cancel, model_path=model_path,
+                device="cpu",
+            )  # fmt: skip
+
+        thread = threading.Thread(target=score, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 180
+        while len(list(gate.glob("waiting-*"))) < 2:
+            assert thread.is_alive() and time.monotonic() < deadline, outcome
+            time.sleep(0.1)
+        cancel.set()
+        time.sleep(2)  # told to stop while held at the gate
+        (gate / "open").touch()
+        thread.join(120)
+    assert not thread.is_alive() and outcome["progress"].cancelled
+    assert not list((tmp_path / "results").glob("*/slide.json"))
+    assert cohort.unscored() == list(range(N_SLIDES))
+
+
 def test_the_client_of_a_killed_scheduler_exits_with_one_line(
     cluster: LoopbackCluster, slides: list[Path], model_path: Path, tmp_path: Path
 ) -> None:

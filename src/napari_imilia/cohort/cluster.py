@@ -193,7 +193,9 @@ def _finished(client: Any, pending: dict[Any, str]) -> set[Any]:
     except TimeoutError:
         return set()
     except (CancelledError, OSError) as error:
-        raise _lost(client, error) from error
+        if client.status != "running":
+            raise _lost(client, error) from error
+        return {future for future in pending if future.status == "cancelled"}
 
 
 def _take(client: Any, future: Any, slide: str, error_row: ErrorRow) -> dict[str, Any]:
@@ -279,7 +281,7 @@ def _stop(
 
     try:
         with contextlib.suppress(TimeoutError):  # a frozen worker does not answer
-            call(client, client._run, function=cancel_run, args=(run_id,), on_error="ignore")
+            call(client, client._run, cancel_run, run_id, on_error="ignore")
         processing = call(client, client.scheduler.processing)
         running_keys = {key for keys in processing.values() for key in keys}
         running = {f: s for f, s in pending.items() if f.key in running_keys}

@@ -91,9 +91,10 @@ class ClusterWatch:
         return findings
 
 
-def call(client: Any, method: Any, **kwargs: Any) -> Any:
-    """``method(**kwargs)`` on the scheduler, bounded by :data:`CALL_TIMEOUT_S`."""
-    return client.sync(method, callback_timeout=CALL_TIMEOUT_S, **kwargs)
+def call(client: Any, method: Any, *args: Any, **kwargs: Any) -> Any:
+    """``method(*args, **kwargs)`` (a coroutine function: the scheduler's RPC, the client's
+    async methods) run by the client, bounded by :data:`CALL_TIMEOUT_S`."""
+    return client.sync(method, *args, callback_timeout=CALL_TIMEOUT_S, **kwargs)
 
 
 def remove_worker(client: Any, address: str) -> None:
