@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +16,7 @@ from napari_imilia.cohort.run import SUMMARY_COLUMNS, predict_cohort
 from napari_imilia.demo.sample import write_synthetic_slide
 from napari_imilia.errors import ImiliaError
 from napari_imilia.mil import create_model, save_model
+from napari_imilia.predict.lock import LOCK_FOLDER
 from napari_imilia.predict.slide import RESULT_FILES
 
 
@@ -160,8 +163,9 @@ def test_cli_cohort(slides: list[Path], model_path: Path, tiff_writer, tmp_path:
 
 
 def stray_files(out: Path) -> list[Path]:
-    """Hidden staging folders and temporary files anywhere below ``out``."""
-    return list(out.rglob(".*"))
+    """Hidden staging folders and temporary files anywhere below ``out`` (not the lock
+    files in ``out/.imilia``)."""
+    return [p for p in out.rglob(".*") if LOCK_FOLDER not in p.relative_to(out).parts]
 
 
 def test_rerun_reuses_merges_and_keeps_integers(
@@ -185,7 +189,9 @@ def test_rerun_reuses_merges_and_keeps_integers(
     # an interrupted earlier run left a staging folder and a temporary feature file
     (out / "case_1" / ".staging-x1").mkdir()
     (out / "case_1" / ".staging-x1" / "tiles.csv").write_text("partial")
-    (out / "features" / ".case_2.h5.abc.tmp").write_bytes(b"partial")
+    stale = out / "features" / ".case_2.h5.abc.tmp"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))  # a killed run's, hours ago
     seen: list[dict] = []
     second = predict_cohort([slides[0].parent], out, on_result=seen.append, **options)
     assert [(row["slide_id"], bool(row.get("reused"))) for row in seen] == [

@@ -24,6 +24,7 @@ from napari_imilia.cli import main
 from napari_imilia.cohort.run import predict_cohort
 from napari_imilia.demo.sample import write_synthetic_slide
 from napari_imilia.mil import create_model, save_model
+from napari_imilia.predict.lock import LOCK_FOLDER
 from napari_imilia.predict.slide import RESULT_FILES
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,8 +67,10 @@ def result_files(out: Path) -> dict[str, int]:
 
 
 def check_clean(out: Path, slide_ids: list[str]) -> None:
-    """Each slide folder holds exactly the result files; no hidden staging or temp file."""
-    assert not list(out.rglob(".*")), list(out.rglob(".*"))
+    """Each slide folder holds exactly the result files; no hidden staging or temp file
+    (only the lock files in ``out/.imilia``)."""
+    hidden = [p for p in out.rglob(".*") if LOCK_FOLDER not in p.relative_to(out).parts]
+    assert not hidden, hidden
     for slide_id in slide_ids:
         assert sorted(p.name for p in (out / slide_id).iterdir()) == sorted(RESULT_FILES)
 

@@ -29,6 +29,9 @@ def predict_many(args: argparse.Namespace, settings: Any, options: dict[str, Any
             on_progress=bar.update,
             force=args.force,
             scheduler_timeout_s=args.scheduler_timeout,
+            slide_timeout_s=args.slide_timeout,
+            worker_timeout_s=args.worker_timeout,
+            lock_wait_s=args.wait_for_lock,
             **options,
         )
     except CohortInterrupted as stop:

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from typing import Any
 
+from napari_imilia._cli._predict_limits import add_limit_options, check_limit_args
 from napari_imilia._cli.paths import user_path
 from napari_imilia.device import DEVICE_CHOICES
 from napari_imilia.errors import ImiliaError
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_tissue_options(parser)
     _add_run_options(parser)
     _add_cluster_options(parser)
+    add_limit_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -296,6 +298,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ImiliaError(f"--parallel-slides must be at least 1, got {args.cluster_workers}")
     if args.scheduler_timeout <= 0:
         raise ImiliaError(f"--scheduler-timeout must be positive, got {args.scheduler_timeout}")
+    check_limit_args(args)
     if not 0.0 <= args.min_tissue <= 1.0:
         raise ImiliaError(f"--min-tissue must be between 0 and 1, got {args.min_tissue}")
     if args.batch_size < 1:
@@ -371,9 +374,23 @@ def _one_slide_here(args: argparse.Namespace) -> bool:
 
 def _predict_one(args: argparse.Namespace, settings: Any) -> int:
     """``predict_slide`` here: its errors are the command's."""
+    from napari_imilia.cohort.guard import slide_guard
     from napari_imilia.predict.slide import RESULT_FILES, predict_slide
 
-    result = predict_slide(args.slides[0], args.out, settings=settings, **run_options(args))
+    with slide_guard(None, args.slide_timeout) as stop:
+        try:
+            result = predict_slide(
+                args.slides[0],
+                args.out,
+                settings=settings,
+                cancel=stop,
+                lock_wait_s=args.wait_for_lock,
+                **run_options(args),
+            )
+        except ImiliaError:
+            if stop.timed_out:
+                raise ImiliaError(f"{args.slides[0]}: {stop.reason}") from None
+            raise
     demo = " [DEMO model: not for diagnosis]" if result.info.get("model_is_demo") else ""
     print(
         f"{result.slide_id}: score {result.score:.4f} ({result.info['n_tiles']} tiles, model "

@@ -7,15 +7,18 @@ absolute, settings built, the model loaded so a bad checkpoint, a bad scheduler 
 unreachable scheduler or one without workers fail before anything is written), take the
 slides whose complete result was made with the same settings (the one reuse rule,
 ``force=True`` recomputes them), run the others, and merge the table into ``OUT/cohort.csv``
-(one row per slide, the newest result wins), also when the run is interrupted: then it holds
-the slides that finished.
+(one row per slide, the newest result wins, rebuilt from what the slide folders hold), also
+when the run is interrupted or loses its scheduler: then it holds the slides that finished.
+The whole run holds ``OUT``'s run lock (:mod:`~napari_imilia.predict.lock`): one run writes
+into a results folder at a time. Each slide has a time limit, and on a cluster the client
+watches the workers' heartbeats (:mod:`~napari_imilia.cohort.guard`,
+:mod:`~napari_imilia.cohort.watch`): no fault leaves the run waiting forever.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from napari_imilia.cohort.cluster import RunClient, SchedulerLost
+from napari_imilia.cohort.guard import slide_guard
 from napari_imilia.cohort.inputs import (
     absolute_options,
     check_scheduler_address,
@@ -33,10 +38,14 @@ from napari_imilia.cohort.summary import (
     SUMMARY_COLUMNS,
     ok_row,
     remove_stray_files,
+    rows_from_folders,
     summary_table,
     write_cohort_csv,
 )
+from napari_imilia.cohort.task import error_row, predict_row, predict_task
+from napari_imilia.cohort.watch import WORKER_TIMEOUT_S
 from napari_imilia.errors import ImiliaError
+from napari_imilia.predict.lock import run_lock
 from napari_imilia.predict.results import reusable_result
 from napari_imilia.predict.settings import PredictSettings, keyword_alias, settings_from
 from napari_imilia.progress import RunProgress
@@ -56,6 +65,19 @@ CohortProgress = RunProgress
 #: Seconds a run waits for the scheduler to answer and for a first worker (and, while slides
 #: run, for a worker to come back when none is left).
 SCHEDULER_TIMEOUT_S = 30.0
+#: Seconds one slide may run by default (``--slide-timeout``): hours of CPU for the largest.
+SLIDE_TIMEOUT_S = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """How long a run waits for what: the scheduler and a worker (``scheduler_timeout_s``),
+    one slide (``slide_timeout_s``, None or 0: no limit), a silent worker
+    (``worker_timeout_s``) before it is taken for frozen."""
+
+    scheduler_timeout_s: float = SCHEDULER_TIMEOUT_S
+    slide_timeout_s: float | None = SLIDE_TIMEOUT_S
+    worker_timeout_s: float = WORKER_TIMEOUT_S
 
 
 class CohortInterrupted(KeyboardInterrupt):
@@ -81,6 +103,9 @@ def predict_cohort(
     scheduler_timeout_s: float = SCHEDULER_TIMEOUT_S,
     cancel: threading.Event | None = None,
     n_workers: int | None = None,
+    slide_timeout_s: float | None = SLIDE_TIMEOUT_S,
+    worker_timeout_s: float = WORKER_TIMEOUT_S,
+    lock_wait_s: float = 0.0,
     **options: Any,
 ) -> pd.DataFrame:
     """Score ``slides`` (anything :func:`~napari_imilia.slide.discover.discover_slides`
@@ -107,22 +132,42 @@ def predict_cohort(
     at the start, after each slide and, on a cluster, every half second. Setting ``cancel``
     stops the run (running slides stop between tile batches) and returns the slides that
     finished; Ctrl-C does the same and raises :class:`CohortInterrupted`.
+
+    ``out_dir``'s run lock is held from before reuse is decided until ``cohort.csv`` is
+    written: while another run writes there, this one waits ``lock_wait_s`` seconds at most,
+    then raises ``FolderBusyError``. A slide running longer than ``slide_timeout_s`` seconds
+    (None or 0: no limit) stops and is an error; on a cluster, a worker whose heartbeat stops
+    for ``worker_timeout_s`` seconds is removed and its slides run on another. Losing the
+    scheduler raises :class:`~napari_imilia.cohort.cluster.SchedulerLost` (an
+    ``ImiliaError``) once ``cohort.csv`` lists the slides that finished.
     """
     cluster_workers = keyword_alias(cluster_workers, n_workers, "n_workers", "cluster_workers")
     run = plan_run(slides, out_dir, settings, options, scheduler, cluster_workers)
-    reused, todo = reusable_rows(run, force)
-    tally = _Tally(len(run.paths), on_result, on_progress)
-    run_start_s = time.time()
-    interrupted = False
+    limits = RunLimits(scheduler_timeout_s, slide_timeout_s, worker_timeout_s)
+    cluster = RunClient(run.address, cluster_workers, processes, limits.scheduler_timeout_s)
+    if run.distributed and reusable_rows(run, force)[1]:
+        cluster.connect()  # a bad or empty cluster fails before any file is made
+    stopped: BaseException | None = None
     try:
-        run_slides(
-            run, reused, todo, tally, cluster_workers, processes, scheduler_timeout_s, cancel
-        )
-    except KeyboardInterrupt:
-        interrupted = True
-    table = write_table(run, tally.rows, todo, since_s=run_start_s)
-    if interrupted:
+        with run_lock(run.out, wait_s=lock_wait_s):
+            reused, todo = reusable_rows(run, force)  # again: another run may have ended
+            tally = _Tally(len(run.paths), on_result, on_progress)
+            run_start_s = time.time()
+            try:
+                run_slides(run, reused, todo, tally, cluster, limits, cancel)
+            except (KeyboardInterrupt, SchedulerLost) as error:
+                stopped = error
+            table = write_table(run, tally.rows, todo, since_s=run_start_s)
+    finally:
+        cluster.close()
+    if isinstance(stopped, KeyboardInterrupt):
         raise CohortInterrupted(table)
+    if stopped is not None:
+        n_ok = int((table["status"] == "ok").sum())
+        raise SchedulerLost(
+            f"{stopped}; cohort.csv lists the {n_ok} of {len(run.paths)} slides that finished "
+            "(run again for the others: finished slides are reused)"
+        ) from stopped
     return table
 
 
@@ -253,18 +298,15 @@ def run_slides(
     reused: list[dict[str, Any]],
     todo: list[str],
     tally: _Tally,
-    cluster_workers: int | None,
-    processes: bool,
-    timeout_s: float,
+    cluster: RunClient,
+    limits: RunLimits,
     cancel: threading.Event | None,
 ) -> None:
     """Report the reused slides, then compute the others here or on the cluster; what an
     interrupted run left for these slides is removed before and after."""
-    client = cluster = None
-    if run.distributed and todo:
-        from napari_imilia.cohort.cluster import connect
+    from napari_imilia.cohort.cluster import run_tasks
 
-        client, cluster = connect(run.address, cluster_workers, processes, timeout_s)
+    client = cluster.connect() if run.distributed and todo else None
     try:
         run.out.mkdir(parents=True, exist_ok=True)
         remove_stray_files(run.out, run.cache_dir, run.slide_ids)  # of an earlier run
@@ -273,80 +315,42 @@ def run_slides(
             tally.finished(row)
         tally.restart_clock()
         if client is not None:
-            from napari_imilia.cohort.cluster import run_tasks
-
+            options = {**run.options, "progress": False}
             run_tasks(
                 client,
-                _predict_task,
+                predict_task,
                 todo,
-                (str(run.out), run.settings, {**run.options, "progress": False}),
+                (str(run.out), run.settings, options, limits.slide_timeout_s),
                 uuid.uuid4().hex[:12],  # task keys unique per run, even on a shared scheduler
                 on_row=tally.finished,
                 on_tick=tally.report,
-                error_row=_error_row,
+                error_row=error_row,
                 cancel=cancel,
-                worker_timeout_s=timeout_s,
+                workerless_s=limits.scheduler_timeout_s,
+                liveness_s=limits.worker_timeout_s,
+                slide_timeout_s=limits.slide_timeout_s,
             )
         else:
-            _run_here(run, todo, tally, cancel)
+            _run_here(run, todo, tally, cancel, limits.slide_timeout_s)
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
         if run.out.is_dir():
             remove_stray_files(run.out, run.cache_dir, run.slide_ids)  # of slides stopped
 
 
 def _run_here(
-    run: CohortRun, todo: list[str], tally: _Tally, cancel: threading.Event | None
+    run: CohortRun,
+    todo: list[str],
+    tally: _Tally,
+    cancel: threading.Event | None,
+    time_limit_s: float | None,
 ) -> None:
     for slide in todo:
         if cancel is not None and cancel.is_set():
             break
-        row = _predict_row(slide, str(run.out), run.settings, run.options, cancel)
+        with slide_guard(None, time_limit_s, cancel) as stop:
+            row = predict_row(slide, str(run.out), run.settings, run.options, stop)
         if row["status"] != "cancelled":
             tally.finished(row)
-
-
-def _predict_row(
-    slide: str,
-    out_dir: str,
-    settings: PredictSettings,
-    options: dict[str, Any],
-    cancel: threading.Event | None,
-) -> dict[str, Any]:
-    """Run ``predict_slide`` for one slide and turn the outcome into one summary row
-    (status ``cancelled`` when ``cancel`` stopped it)."""
-    from napari_imilia.predict.slide import predict_slide
-
-    try:
-        result = predict_slide(slide, out_dir, settings=settings, cancel=cancel, **options)
-    except Exception as error:
-        if cancel is not None and cancel.is_set():
-            return {**_error_row(slide, error), "status": "cancelled"}
-        return _error_row(slide, error)
-    return ok_row(slide, result.info)
-
-
-def _predict_task(
-    slide: str, out_dir: str, settings: PredictSettings, options: dict[str, Any], run_id: str
-) -> dict:
-    """One slide on a dask worker; stops when the client cancels ``run_id``."""
-    from napari_imilia.cohort.cluster import run_cancel_event
-
-    with run_cancel_event(run_id) as cancel:
-        return _predict_row(slide, out_dir, settings, options, cancel)
-
-
-def _error_row(slide: str, error: BaseException) -> dict[str, Any]:
-    from napari_imilia.slide import slide_id_for
-
-    if isinstance(error, ImiliaError):
-        detail = str(error)
-    else:  # a bug or an unexpected file: keep the cohort going, say what it was
-        detail = traceback.format_exception_only(type(error), error)[-1].strip()
-    return {"slide": slide, "slide_id": slide_id_for(slide), "status": "error", "error": detail}
 
 
 def write_table(
@@ -354,7 +358,8 @@ def write_table(
 ) -> pd.DataFrame:
     """This run's table (also slides whose result was written during the run, since
     ``since_s`` epoch seconds, though their answer never came back: the run was stopped
-    meanwhile), merged into ``cohort.csv``."""
+    meanwhile), merged into ``cohort.csv``. Scores are those the slide folders hold now."""
+    rows = rows_from_folders(run.out, rows)
     if len(rows) < len(run.paths):
         seen = {row["slide"] for row in rows}
         for slide in (s for s in todo if s not in seen):

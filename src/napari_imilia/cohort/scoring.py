@@ -3,8 +3,8 @@
 :func:`score_unscored` hands the slides to :func:`napari_imilia.cohort.run.predict_cohort` (in
 this process, or on dask.distributed with ``cluster_workers`` / ``scheduler``) and records each
 slide in the cohort as it finishes, so a table showing the cohort fills in as it goes. Cancel
-takes effect between feature batches in this process, and between batches of slides on a
-cluster; a slide stopped by cancel stays 'not scored' (its earlier result, if any, is kept).
+takes effect between feature batches, in this process and on a cluster (running slides
+stop too); a slide stopped by cancel stays 'not scored' (its earlier result, if any, is kept).
 At the end ``results_root/cohort.csv`` lists every slide of the cohort
 (:func:`~napari_imilia.cohort.summary.write_cohort_csv`, rows rebuilt from the slide folders).
 """
@@ -69,6 +69,7 @@ def score_unscored(
                     on_result=tally.record,
                     scheduler=scheduler,
                     cluster_workers=cluster_workers,
+                    cancel=cancel,
                     **options,
                 )
     finally:

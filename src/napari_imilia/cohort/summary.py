@@ -4,13 +4,17 @@
 slides) merges the slides it ran into it, and Score all (``score_unscored``) merges the rows of
 every slide of the cohort, rebuilt from what the slide folders hold (:func:`cohort_rows`).
 Merging keeps one row per ``slide_id``: a slide already in the file gets its new row in
-place, new slides follow in the order given, slides only the file knows stay.
+place, new slides follow in the order given, slides only the file knows stay. The merge
+holds ``OUT/.imilia/cohort.lock`` (:mod:`~napari_imilia.predict.lock`), so two writers
+never lose each other's rows, and the scores it writes are those the slide folders hold
+(:func:`rows_from_folders`).
 """
 
 from __future__ import annotations
 
 import io
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = ("slide", "slide_id", "status", "score", "n_t
 #: Summary columns that hold whole numbers (written without a decimal point, blank when unknown).
 INTEGER_COLUMNS: tuple[str, ...] = ("n_tiles",)
 SUMMARY_FILE = "cohort.csv"
+#: A temporary feature file older than this (seconds) was left by a run that was killed.
+STALE_TEMP_S = 3600.0
 
 
 def ok_row(slide: str | Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +43,25 @@ def ok_row(slide: str | Path, info: dict[str, Any]) -> dict[str, Any]:
         "score": float(info["score"]),
         "n_tiles": int(info["n_tiles"]),
     }
+
+
+def rows_from_folders(out_dir: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with every ``ok`` row made again from what ``out_dir/<slide_id>/slide.json``
+    holds now (what a reader of the folder sees); a slide whose folder lost its result
+    meanwhile becomes an error."""
+    from napari_imilia.cohort.item import read_slide_json
+
+    remade = []
+    for row in rows:
+        if row.get("status") == "ok":
+            info = read_slide_json(out_dir / str(row["slide_id"]), str(row["slide_id"]))
+            if info is None:
+                gone = "its result is no longer in the results folder (removed meanwhile)"
+                row = {**row, "status": "error", "score": None, "n_tiles": None, "error": gone}
+            else:
+                row = {**row, **ok_row(row["slide"], info)}
+        remade.append(row)
+    return remade
 
 
 def cohort_rows(cohort: Any) -> list[dict[str, Any]]:
@@ -97,39 +122,55 @@ def write_cohort_csv(out_dir: Path, table: pd.DataFrame) -> pd.DataFrame:
     """Merge ``table`` into ``out_dir/cohort.csv`` (see the module docstring) and write it
     atomically; returns the merged table. Within ``table`` the first row of a slide id wins
     (a second slide with the same id cannot have a result of its own)."""
+    from napari_imilia.predict.lock import file_lock
+
     path = out_dir / SUMMARY_FILE
     rows: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for row in read_summary(path).to_dict("records"):
-            rows.setdefault(row["slide_id"], row)
-    new: set[str] = set()
-    for row in table.to_dict("records"):
-        if row["slide_id"] not in new:
-            rows[row["slide_id"]] = row  # in place when known, appended when new
-            new.add(row["slide_id"])
-    merged = _typed(pd.DataFrame(list(rows.values()), columns=list(SUMMARY_COLUMNS)))
-    write_text_atomic(path, spreadsheet_csv(merged))
+    with file_lock(out_dir, "cohort"):
+        _unlink_all(out_dir.glob(f".{SUMMARY_FILE}.*.tmp"))  # of writers killed: none runs now
+        if path.is_file():
+            for row in read_summary(path).to_dict("records"):
+                rows.setdefault(row["slide_id"], row)
+        new: set[str] = set()
+        for row in table.to_dict("records"):
+            if row["slide_id"] not in new:
+                rows[row["slide_id"]] = row  # in place when known, appended when new
+                new.add(row["slide_id"])
+        merged = _typed(pd.DataFrame(list(rows.values()), columns=list(SUMMARY_COLUMNS)))
+        write_text_atomic(path, spreadsheet_csv(merged))
     return merged
 
 
 def remove_stray_files(out_dir: Path, cache_dir: Path, slide_ids: Iterable[str]) -> list[Path]:
-    """Remove what an interrupted run (a killed worker, Ctrl-C) left for these slides: the
-    hidden staging folders in ``out_dir/<slide_id>/``, the temporary feature files
-    ``cache_dir/.<slide_id>.h5.*.tmp``, and a temporary ``cohort.csv``. Returns what was removed.
-
-    Only call it while no task writes these slides (before a run's tasks start, after all
-    of them ended).
+    """Remove what interrupted runs (a killed worker, Ctrl-C) left for these slides; returns
+    what was removed. Safe while other processes write, because it only removes what nobody
+    writes: hidden staging folders in ``out_dir/<slide_id>/`` while that slide's write lock
+    is free (:mod:`~napari_imilia.predict.lock`: a writer holds it as long as its staging
+    exists), and temporary feature files ``cache_dir/.<slide_id>.h5.*.tmp`` older than
+    :data:`STALE_TEMP_S` (a feature cache may be shared with runs into other folders).
     """
+    from napari_imilia.predict.lock import slide_lock_if_free
+
     removed: list[Path] = []
     for slide_id in slide_ids:
         folder = out_dir / slide_id
-        if folder.is_dir():
-            for staging in folder.glob(".staging-*"):
-                shutil.rmtree(staging, ignore_errors=True)
-                removed.append(staging)
-        removed.extend(_unlink_all(cache_dir.glob(f".{slide_id}.h5.*.tmp")))
-    removed.extend(_unlink_all(out_dir.glob(f".{SUMMARY_FILE}.*.tmp")))
+        stale = list(folder.glob(".staging-*")) if folder.is_dir() else []
+        if stale:
+            with slide_lock_if_free(folder) as free:
+                for staging in stale if free else ():
+                    shutil.rmtree(staging, ignore_errors=True)
+                    removed.append(staging)
+        old_s = time.time() - STALE_TEMP_S
+        temporary = cache_dir.glob(f".{slide_id}.h5.*.tmp")
+        removed.extend(_unlink_all(p for p in temporary if _modified_s(p) < old_s))
     return removed
+
+
+def _modified_s(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _unlink_all(paths: Iterable[Path]) -> list[Path]:

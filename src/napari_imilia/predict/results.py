@@ -2,16 +2,26 @@
 rule that decides an existing result can be reused (:func:`reusable_result`).
 
 :data:`RESULT_FILES` are first written into a hidden staging folder inside the slide's folder
-and moved into place only once all of them exist, ``slide.json`` last: a run that fails leaves
-the folder as it was (an earlier result stays complete) and no partial file behind.
+and moved into place only once all of them exist, under the slide's write lock
+(:mod:`~napari_imilia.predict.lock`), ``slide.json`` last: a run that fails leaves the folder
+as it was (an earlier result stays complete) and no partial file behind. ``slide.json`` is the
+manifest of that switch: it records the SHA-256 of the files moved in with it (``files``), so
+a reader that took ``slide.json`` of one result and ``tiles.csv`` of the next (a ``--force``
+run switching them meanwhile, or a run killed mid-switch) sees it and reads again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import math
+import os
 import shutil
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from napari_imilia.errors import ImiliaError, one_line
-from napari_imilia.files import write_json_atomic, write_text_atomic
+from napari_imilia.files import sha256_file, write_json_atomic, write_text_atomic
 from napari_imilia.mil.channels import normalise_channel_columns
 from napari_imilia.predict.settings import PredictSettings, extractor_key, tissue_settings
 from napari_imilia.trust.paths import absolute_path
@@ -29,6 +39,8 @@ from napari_imilia.trust.results import read_results_bytes, read_results_json
 RESULT_FILES: tuple[str, ...] = ("tiles.csv", "heatmap.png", "tiles.geojson", "slide.json")
 #: Columns every ``tiles.csv`` has.
 TILE_COLUMNS: tuple[str, ...] = ("tile_id", "x", "y", "width", "height", "score")
+#: Reads of a slide's ``slide.json`` + ``tiles.csv`` before a mismatched pair is an error.
+READ_ATTEMPTS = 8
 
 
 @dataclass
@@ -64,7 +76,8 @@ class PredictionResult:
 
 
 def load_prediction(result_dir: str | Path) -> PredictionResult:
-    """Re-open the files ``predict_slide`` wrote for one slide (``out_dir/<slide_id>``),
+    """Re-open the files ``predict_slide`` wrote for one slide (``out_dir/<slide_id>``):
+    ``slide.json`` and the ``tiles.csv`` it was switched in with (see the module docstring),
     through the results-folder gate (:mod:`napari_imilia.trust.results`: regular files inside
     the folder, within the import limits); ``ImiliaError`` when absent or damaged."""
     result_dir = Path(result_dir)
@@ -72,9 +85,10 @@ def load_prediction(result_dir: str | Path) -> PredictionResult:
     if not info_path.is_file() or not tiles_path.is_file():
         raise ImiliaError(f"{result_dir} holds no prediction (slide.json and tiles.csv expected)")
     try:
-        info = read_results_json(info_path, result_dir)
-        raw = read_results_bytes(tiles_path, result_dir)
-        tiles = normalise_channel_columns(pd.read_csv(io.BytesIO(raw), dtype={"tile_id": str}))
+        info, tiles_bytes = read_matching_pair(result_dir)
+        tiles = normalise_channel_columns(
+            pd.read_csv(io.BytesIO(tiles_bytes), dtype={"tile_id": str})
+        )
         result = PredictionResult.from_record(info, tiles, result_dir)
         if not 0.0 <= result.score <= 1.0 or not math.isfinite(result.logit):
             raise ValueError(f"score {result.score} / logit {result.logit} out of range")
@@ -91,6 +105,32 @@ def load_prediction(result_dir: str | Path) -> PredictionResult:
     return result
 
 
+def read_matching_pair(result_dir: Path) -> tuple[dict[str, Any], bytes]:
+    """(``slide.json``'s record, ``tiles.csv``'s bytes) of one and the same switch.
+
+    A pair whose ``tiles.csv`` is not the one ``slide.json`` names (a switch under way) is
+    read again, :data:`READ_ATTEMPTS` times at most over about a second; then ``ImiliaError``
+    (a run was killed mid-switch). Results from versions that did not record ``files``
+    are read as they are."""
+    for attempt in range(READ_ATTEMPTS):
+        info = read_results_json(result_dir / "slide.json", result_dir)
+        tiles_bytes = read_results_bytes(result_dir / "tiles.csv", result_dir)
+        wanted = _recorded_digest(info, "tiles.csv")
+        if wanted is None or hashlib.sha256(tiles_bytes).hexdigest() == wanted:
+            return info, tiles_bytes
+        time.sleep(0.02 * (attempt + 1))
+    raise ImiliaError(
+        f"{result_dir}: tiles.csv is not the one slide.json was written with (a run writing "
+        "this slide was stopped while switching its files in); run the prediction again"
+    )
+
+
+def _recorded_digest(info: Any, name: str) -> str | None:
+    files = info.get("files") if isinstance(info, dict) else None
+    digest = files.get(name) if isinstance(files, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
 # ------------------------------------------------------------------ the reuse rule
 def reusable_result(
     slide: str | Path, out_dir: str | Path, settings: PredictSettings, since_s: float | None = None
@@ -99,8 +139,9 @@ def reusable_result(
     ``settings`` (resolved: :meth:`PredictSettings.resolve`), else None.
 
     Reused only when the result is complete (all :data:`RESULT_FILES`), its ``slide.json`` is
-    readable and newer than the slide (and than ``since_s`` epoch seconds when given), it
-    is of the same slide file, and it was made with the same model and extractor (and
+    readable, names the ``tiles.csv`` beside it (:func:`read_matching_pair`) and is newer
+    than the slide (and than ``since_s`` epoch seconds when given), it is of the same slide
+    file, and it was made with the same model and extractor (and
     weights), ``mpp`` override (or none), ``target_mpp``, ``tile_px``, tiling, protocol,
     minimum tissue fraction and tissue settings. A setting left None in ``settings`` (an
     extractor default not known without loading it) matches any value. Never reused: a
@@ -118,7 +159,7 @@ def reusable_result(
         written_s = (folder / "slide.json").stat().st_mtime
         if written_s < Path(slide).stat().st_mtime or (since_s is not None and written_s < since_s):
             return None  # the slide changed since, or an older result
-        info = read_results_json(folder / "slide.json", folder)
+        info, _ = read_matching_pair(folder)  # not a pair a killed run half switched
         same = _same_slide(info, slide) and _made_with(info, settings)
     except (OSError, ValueError, KeyError, TypeError, OverflowError, ImiliaError):
         return None  # unreadable, or from a version that did not record it: compute again
@@ -161,31 +202,103 @@ def _same_number(stored: Any, wanted: Any) -> bool:
 
 
 # ------------------------------------------------------------------ writing
-def write_result(slide: Any, slide_dir: Path, tiles: pd.DataFrame, info: dict) -> Path:
-    """Write :data:`RESULT_FILES` into a staging folder, then move them into ``slide_dir``;
-    returns ``slide_dir``."""
+class ResultNotWritten(ImiliaError):
+    """The slide was stopped (``cancel`` set) before its result was switched into place."""
+
+
+def write_result(
+    slide: Any,
+    slide_dir: Path,
+    tiles: pd.DataFrame,
+    info: dict,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """:func:`draft_result`, then :func:`switch_in`: the result files of ``tiles`` and
+    ``info`` in ``slide_dir``; returns the record written to ``slide.json``."""
+    with draft_result(slide, tiles, info) as draft:
+        return switch_in(draft, slide_dir, cancel)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """:data:`RESULT_FILES` drawn in ``folder`` (a scratch folder), ``record`` their
+    ``slide.json``."""
+
+    folder: Path
+    record: dict[str, Any]
+
+
+@contextlib.contextmanager
+def draft_result(slide: Any, tiles: pd.DataFrame, info: dict) -> Iterator[Draft]:
+    """Draw :data:`RESULT_FILES` in a scratch folder of the system's (removed afterwards):
+    the slow part (the heatmap), done before any lock is taken. ``slide.json`` gets ``info``
+    plus the SHA-256 of the others in ``files`` (the switch's manifest)."""
+    with tempfile.TemporaryDirectory(prefix="imilia-result-") as scratch:
+        yield Draft(Path(scratch), _write_files(slide, Path(scratch), tiles, info))
+
+
+def switch_in(
+    draft: Draft, slide_dir: Path, cancel: threading.Event | None = None
+) -> dict[str, Any]:
+    """Under the slide's write lock, copy the drafted files into a staging folder in
+    ``slide_dir`` and switch them in, ``slide.json`` last (milliseconds); returns the
+    record written to ``slide.json``.
+
+    When ``cancel`` is set before the switch (the run was stopped, its client is gone),
+    nothing is switched and :class:`ResultNotWritten` is raised.
+    """
+    from napari_imilia.predict.lock import slide_write_lock
+
     created = [p for p in (slide_dir, *slide_dir.parents) if not p.exists()]  # deepest first
     slide_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=slide_dir))
     try:
-        _write_files(slide, staging, tiles, info)
-        # slide.json marks a complete result: drop the old one first, move the new one last
-        (slide_dir / "slide.json").unlink(missing_ok=True)
-        for name in RESULT_FILES:
-            (staging / name).replace(slide_dir / name)
+        with slide_write_lock(slide_dir):
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=slide_dir))
+            try:
+                for name in RESULT_FILES:
+                    _copy_synced(draft.folder / name, staging / name)
+                if cancel is not None and cancel.is_set():
+                    raise ResultNotWritten(
+                        f"{draft.record['slide_id']}: stopped before its result was switched "
+                        "in; the folder holds what it held before"
+                    )
+                _switch(staging, slide_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         for folder in created:  # the folders this call made, when still empty
             try:
                 folder.rmdir()
             except OSError:
                 break
         raise
-    shutil.rmtree(staging, ignore_errors=True)
-    return slide_dir
+    return draft.record
 
 
-def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> None:
+def _copy_synced(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    with open(target, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _switch(staging: Path, slide_dir: Path) -> None:
+    """Move the staged files in, ``slide.json`` last. A ``slide.json`` without a manifest (an
+    earlier version's) is removed first, so a switch cut short never leaves it beside files
+    it cannot vouch for."""
+    old = slide_dir / "slide.json"
+    try:
+        if (
+            old.is_file()
+            and _recorded_digest(read_results_json(old, slide_dir), "tiles.csv") is None
+        ):
+            old.unlink()
+    except (OSError, ValueError, ImiliaError):
+        old.unlink(missing_ok=True)
+    for name in RESULT_FILES:
+        (staging / name).replace(slide_dir / name)
+
+
+def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> dict[str, Any]:
     from napari_imilia.export import ExportContext, tiles_to_features, write_geojson
     from napari_imilia.predict.heatmap import score_grid, write_heatmap_png
 
@@ -209,4 +322,7 @@ def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> N
         tile_px=info["tile_px"],
     )
     write_geojson(folder / "tiles.geojson", tiles_to_features(tiles, context), context)
-    write_json_atomic(folder / "slide.json", info)  # strict JSON: no NaN / Infinity
+    files = {name: sha256_file(folder / name) for name in RESULT_FILES if name != "slide.json"}
+    record = {**info, "files": files}
+    write_json_atomic(folder / "slide.json", record)  # strict JSON: no NaN / Infinity
+    return record

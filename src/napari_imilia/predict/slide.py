@@ -19,9 +19,11 @@ Features are cached in ``cache_dir`` (default ``out_dir/features``) as ``<slide_
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ from napari_imilia.mil.channels import channel_columns, channels_info
 from napari_imilia.predict.results import (
     RESULT_FILES,
     PredictionResult,
+    draft_result,
     load_prediction,
-    write_result,
+    switch_in,
 )
 from napari_imilia.predict.settings import (
     SETTING_KEYWORDS,
@@ -93,6 +96,8 @@ def predict_slide(
     tiles_from: str | Path | None = None,
     protocol: str | None = None,
     num_workers: int | None = None,
+    hold_run_lock: bool = True,
+    lock_wait_s: float = 0.0,
 ) -> PredictionResult:
     """Score one slide and write its result files; see the module docstring.
 
@@ -106,7 +111,11 @@ def predict_slide(
     ``num_workers``): tile decoding processes (None: the machine's default beside the
     extractor's device, :func:`~napari_imilia.tiling.feed.default_decode_workers`; 0: none).
     ``progress``: True for a tqdm bar (tiles/s, ETA), False, or a callable
-    ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches.
+    ``progress(done_tiles, total_tiles)``; setting ``cancel`` stops between batches, and
+    before the result is switched in. ``out_dir``'s run lock (:mod:`~napari_imilia.predict.lock`)
+    is held while the files are switched in, waiting ``lock_wait_s`` seconds at most for
+    another run writing there (then ``FolderBusyError``; the features stay cached);
+    ``hold_run_lock=False`` when the caller holds it (``predict_cohort`` for its slides).
     ``slide_backend``: "auto" (chosen from the file), "tiffslide", "wsidicom" or
     "openslide". Raises ``ImiliaError`` (or a subclass) for anything the user can fix.
     """
@@ -123,6 +132,37 @@ def predict_slide(
         settings, model=model, extractor=extractor, device=device, batch_size=batch_size
     )
     settings = settings.resolve(model, extractor)
+    lock_wait = lock_wait_s if hold_run_lock else None
+    steps = _Steps(batch_size, decode_workers, progress, cancel, started, lock_wait)
+    return _score_slide_file(
+        slide_path, out_dir, cache, settings, model, extractor, steps, slide_backend
+    )
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """How ``predict_slide``'s steps run: feature batches, decoders, progress, cancel, start,
+    and how long to wait for ``out_dir``'s run lock (None: the caller holds it)."""
+
+    batch_size: int
+    decode_workers: int | None
+    progress: bool | ProgressCallback
+    cancel: threading.Event | None
+    started: float
+    lock_wait_s: float | None
+
+
+def _score_slide_file(
+    slide_path: str | Path,
+    out_dir: str | Path,
+    cache: Path,
+    settings: PredictSettings,
+    model: Any,
+    extractor: Any,
+    steps: _Steps,
+    slide_backend: str,
+) -> PredictionResult:
+    """Open the slide, find tissue and tiles, extract features, score, write the files."""
     from napari_imilia.features.extract import extract_slide_features
     from napari_imilia.slide import open_slide
 
@@ -136,16 +176,24 @@ def predict_slide(
             grid,
             extractor,
             cache_dir=cache,
-            batch_size=batch_size,
-            decode_workers=decode_workers,
-            progress=progress,
-            cancel=cancel,
+            batch_size=steps.batch_size,
+            decode_workers=steps.decode_workers,
+            progress=steps.progress,
+            cancel=steps.cancel,
         )
         prediction = score_slide(model, bag.features, settings)
         tiles = tile_table(grid, prediction)
-        info = slide_record(slide, settings, model, tissue, prediction, tiles, started)
-        write_result(slide, slide_dir, tiles, info)
+        info = slide_record(slide, settings, model, tissue, prediction, tiles, steps.started)
+        with draft_result(slide, tiles, info) as draft, _run_lock(out_dir, steps.lock_wait_s):
+            info = switch_in(draft, slide_dir, cancel=steps.cancel)
     return PredictionResult.from_record(info, tiles, slide_dir)
+
+
+def _run_lock(out_dir: str | Path, wait_s: float | None) -> Any:
+    """``out_dir``'s run lock, or nothing when the caller holds it (``wait_s`` None)."""
+    from napari_imilia.predict.lock import run_lock
+
+    return contextlib.nullcontext() if wait_s is None else run_lock(out_dir, wait_s=wait_s)
 
 
 def check_output_folders(out_dir: str | Path, cache_dir: str | Path | None) -> Path:

@@ -30,6 +30,9 @@ TARGET_CHUNK_PX = 1024
 OVERVIEW_MAX_PX = 2048
 #: At most this many files of a multi-file slide (DICOM folder, MIRAX) enter the quick hash.
 HASH_MAX_FILES = 64
+#: A whole-slide overview (lazy levels, tissue detection, thumbnail) decodes at most this many
+#: megapixels of the coarsest stored level; environment variable ``IMILIA_MAX_OVERVIEW_MPX``.
+MAX_OVERVIEW_MPX = 4096
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class Slide:
             if info.downsample >= target_ds * 0.999:
                 level = info.index
                 break
+        check_overview(self, level, "a thumbnail")
         # a local scheduler: inside a dask.distributed task the default one would be the
         # cluster's, which cannot receive this graph (it holds the open file)
         image = np.asarray(self.levels[level].compute(scheduler="threads"))
@@ -292,7 +296,9 @@ def dask_levels(source: SlideSource) -> tuple[list[da.Array], list[LevelInfo]]:
                 native=True,
             )
         )
-    while max(levels[-1].shape[:2]) > OVERVIEW_MAX_PX:
+    # lazy levels reduce the coarsest stored level: not from one too big to ever decode
+    overview = overview_budget_px() >= levels[-1].shape[0] * levels[-1].shape[1]
+    while overview and max(levels[-1].shape[:2]) > OVERVIEW_MAX_PX:
         coarser = _coarsen2(levels[-1])
         levels.append(coarser)
         infos.append(
@@ -305,6 +311,38 @@ def dask_levels(source: SlideSource) -> tuple[list[da.Array], list[LevelInfo]]:
             )
         )
     return levels, infos
+
+
+def overview_budget_px() -> int:
+    """Pixels an overview may decode (:data:`MAX_OVERVIEW_MPX`, or ``IMILIA_MAX_OVERVIEW_MPX``)."""
+    text = os.environ.get("IMILIA_MAX_OVERVIEW_MPX", "").strip()
+    try:
+        mpx = float(text) if text else MAX_OVERVIEW_MPX
+    except ValueError:
+        raise SlideError(
+            f"IMILIA_MAX_OVERVIEW_MPX must be a number of megapixels, got {text!r}"
+        ) from None
+    return int(max(mpx, 0.0) * 1e6)
+
+
+def check_overview(slide: Slide, level: int, what: str) -> None:
+    """Raise ``SlideError`` when making ``what`` from ``level`` would decode more than
+    :func:`overview_budget_px` pixels of a stored level (a lazy level reduces the coarsest
+    stored one: a slide without a pyramid decodes all of level 0)."""
+    info = slide.level_info[level]
+    source = info if info.native else slide.level_info[slide.native_level_count - 1]
+    pixels = source.width_px * source.height_px
+    budget = overview_budget_px()
+    if pixels <= budget:
+        return
+    width, height = slide.dimensions
+    raise SlideError(
+        f"{slide.path.name} is {width} x {height} px and its coarsest stored level is "
+        f"{source.width_px} x {source.height_px} px: {what} would decode {pixels / 1e6:,.0f} "
+        f"megapixels, above the limit of {budget / 1e6:,.0f} megapixels (IMILIA_MAX_OVERVIEW_MPX "
+        "raises it); save the slide as a pyramidal TIFF (e.g. vips tiffsave SLIDE out.tif --tile "
+        "--pyramid --compression jpeg) and use that"
+    )
 
 
 def chunks_for(native: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,7 @@ def open_slide(
         raise SlideError(f"unknown slide backend {backend!r}; choose one of {BACKEND_CHOICES}")
     if not path.exists():
         raise SlideError(f"slide not found: {path}")
+    check_file_kind(path)
     if path.is_file() and path.stat().st_size == 0:
         raise SlideError(f"{path} is empty (0 bytes); copy the slide again")
     if mpp is not None and not PLAUSIBLE_MPP_RANGE[0] <= mpp <= PLAUSIBLE_MPP_RANGE[1]:
@@ -143,6 +145,22 @@ def open_slide(
     opener = _opener(chosen, detected, path)
     source = opener(path)
     return _slide(path, source, mpp)
+
+
+def check_file_kind(path: Path) -> None:
+    """Refuse what is neither a regular file nor a folder (a FIFO, socket or device, also
+    behind a link): reading one may block forever or never end."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    raise SlideError(f"{path} is {kind}, not a slide file; give the slide file itself")
 
 
 def _slide(path: Path, source: SlideSource, mpp: float | None) -> Slide:

@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 
 from napari_imilia.errors import ImiliaError
 from napari_imilia.slide import Slide
+from napari_imilia.slide.core import check_overview
 
 #: Otsu thresholds are clipped into these ranges (saturation in [0, 1], mean OD).
 SATURATION_BOUNDS: tuple[float, float] = (0.05, 0.15)
@@ -127,7 +128,9 @@ def low_resolution_rgb(slide: Slide, mask_mpp: float) -> tuple[np.ndarray, float
     """RGB image at about ``mask_mpp`` µm/px (never coarser) and its level-0 px per pixel.
 
     Uses the coarsest level at least as fine as ``mask_mpp`` and block-averages it by the
-    largest integer factor that keeps the result at or below ``mask_mpp``.
+    largest integer factor that keeps the result at or below ``mask_mpp``. Refused
+    (``SlideError``) when that would decode more than ``IMILIA_MAX_OVERVIEW_MPX`` megapixels
+    (a giant slide without a pyramid: :func:`~napari_imilia.slide.core.check_overview`).
     """
     if mask_mpp <= 0:
         raise ImiliaError(f"mask_mpp must be positive, got {mask_mpp}")
@@ -136,6 +139,7 @@ def low_resolution_rgb(slide: Slide, mask_mpp: float) -> tuple[np.ndarray, float
         info for info in slide.level_info if slide_mpp * info.downsample <= mask_mpp * 1.001
     ]
     info = max(fine_enough, key=lambda i: i.downsample) if fine_enough else slide.level_info[0]
+    check_overview(slide, info.index, "finding its tissue")
     level = slide.levels[info.index]
     factor = max(1, math.floor(mask_mpp / (slide_mpp * info.downsample) + 1e-6))
     factor = min(factor, int(level.shape[0]), int(level.shape[1]))
