@@ -230,6 +230,12 @@ MATRIX: dict[str, dict] = {
                   f"{DATA}/vit.safetensors", "--out", "probe/episeg.safetensors", "--folds", "2",
                   "--device", "cpu"]],
     },
+    "cells": {"argv": [["cells", f"{DATA}/slides/case_02.svs", "--out", "census", "--workers",
+                        "1"]]},
+    "study": {
+        "needs": ["report"],  # a study changes what the report says: set up after it
+        "argv": [["study", "results", "--readers", "Dr A,Dr B", "--seed", "3"]],
+    },
 }  # fmt: skip
 
 
@@ -349,6 +355,18 @@ def _check_train_episeg(work: Path, printed: str) -> None:
     assert (work / "run" / "probe" / "episeg_cv.json").is_file()
 
 
+def _check_cells(work: Path, printed: str) -> None:
+    census = json.loads(
+        (work / "run" / "census" / "case_02" / "census" / "census.json").read_text()
+    )
+    assert census["slide_identity"]["slide"] == str(work / "data" / "slides" / "case_02.svs")
+
+
+def _check_study(work: Path, printed: str) -> None:
+    study = json.loads((work / "run" / "results" / "study.json").read_text())
+    assert sorted(study["study"]["readers"]) == ["Dr A", "Dr B"]
+
+
 CHECKS: dict[str, Callable[[Path, str], None]] = {
     "demo": _check_demo,
     "predict": _check_predict,
@@ -360,6 +378,8 @@ CHECKS: dict[str, Callable[[Path, str], None]] = {
     "train": _check_train,
     "score": _check_score,
     "train-episeg": _check_train_episeg,
+    "cells": _check_cells,
+    "study": _check_study,
 }
 
 
@@ -385,6 +405,9 @@ PATH_OPTIONS: dict[str, set[str]] = {
     "train": {"features", "labels", "out"},
     "score": {"model", "features", "out"},
     "train-episeg": {"tiles", "masks", "dataset", "extractor_weights", "out"},
+    "cells": {"slides", "out", "cell_checkpoint", "histoplus_json", "episeg_probe",
+              "episeg_extractor_weights"},
+    "study": {"results"},
 }  # fmt: skip
 
 

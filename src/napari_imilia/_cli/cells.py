@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from napari_imilia.device import DEVICE_CHOICES
+from napari_imilia._cli.paths import user_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from napari_imilia._cli.inspect import _add_backend_options
+    from napari_imilia._cli.inspect import add_inspect_options
 
     parser = subparsers.add_parser(
         "cells",
@@ -23,24 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "finished census made with the same settings is reused."
         ),
     )
-    parser.add_argument("slides", metavar="SLIDE", nargs="+", help="slides, folders, globs or CSV")
-    parser.add_argument("--out", required=True, help="output folder (OUT/<slide_id>/census/)")
-    _add_backend_options(parser)
     parser.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default="auto",
-        help="where deep cell/epithelium models run",
+        "slides", type=user_path, metavar="SLIDE", nargs="+", help="slides, folders, globs or CSV"
     )
     parser.add_argument(
-        "--mpp", type=float, default=None, help="level-0 µm/px, overriding the slide's metadata"
+        "--out", type=user_path, required=True, help="output folder (OUT/<slide_id>/census/)"
     )
-    parser.add_argument(
-        "--analysis-mpp",
-        type=float,
-        default=None,
-        help="µm/px tiles are analysed at (default: the cell backend's)",
-    )
+    add_inspect_options(parser)
     parser.add_argument(
         "--tile-px",
         type=int,
@@ -71,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dask scheduler address (tcp://host:port): one task per slide",
     )
     parser.add_argument(
-        "--cluster-workers",
+        "--parallel-slides",
+        dest="cluster_workers",
+        metavar="N",
         type=int,
         default=None,
         help="slides at once on a local dask cluster of this many workers",

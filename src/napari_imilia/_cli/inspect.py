@@ -39,7 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder imilia predict wrote into (default: --out)",
     )
-    _add_backend_options(parser)
+    add_inspect_options(parser)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all cores for weight-free backends, 1 for deep models)",
+    )
+    parser.set_defaults(func=run)
+
+
+def add_inspect_options(parser: argparse.ArgumentParser) -> None:
+    """How tiles are inspected (``imilia inspect`` and ``imilia cells``): the device, MPP
+    override and analysis MPP, then the cell and epithelium backends and their files."""
     parser.add_argument(
         "--device",
         choices=DEVICE_CHOICES,
@@ -57,13 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "CellViT checkpoint's own); needed for a CellViT checkpoint that is not a HistoPLUS "
         "release and has no JSON config",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes (default: all cores for weight-free backends, 1 for deep models)",
-    )
-    parser.set_defaults(func=run)
+    _add_backend_options(parser)
 
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:

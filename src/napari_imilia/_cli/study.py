@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_imilia._cli.paths import user_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "every reader's progress. imilia report RESULTS_DIR writes the agreement report."
         ),
     )
-    parser.add_argument("results", metavar="RESULTS_DIR", help="the cohort's results folder")
+    parser.add_argument(
+        "results", type=user_path, metavar="RESULTS_DIR", help="the cohort's results folder"
+    )
     parser.add_argument(
         "--readers",
         default=None,
