@@ -14,7 +14,8 @@ that:
   (``layers.heatmap``), the selected tile's outline (role ``selected_tile``), the reviewed
   tiles in their verdict's colour (``layers.verdicts``), the "Review regions" layer
   (``layers.regions``), the shown inspection's cell and epithelium masks
-  (``layers.inspection``) and their legend on the canvas (``layers.legend``);
+  (``layers.inspection``) and their legend on the canvas (``layers.legend``), and a scale
+  bar on every slide whatever opened it (reader, Cohort dock, ``open_review_viewer``);
 - the state's ``review_target`` follows the user: 'tile' when a tile is selected, 'region'
   when a region is drawn or selected (``region_drawn(index)``, ``regions_selected(indices)``).
 
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from napari_imilia._napari.compat import viewer_camera
+from napari_imilia._napari.compat import scale_bar, viewer_camera
 from napari_imilia._napari.layers.heatmap import HeatmapLayers
 from napari_imilia._napari.layers.inspection import remove_inspection_layers, show_inspection
 from napari_imilia._napari.layers.legend import CellClassLegend
@@ -62,6 +63,8 @@ from napari_imilia.review.session import ReviewSession
 
 #: A press and release further apart than this (canvas px) is a drag (pan), not a click.
 CLICK_SLOP_PX = 4.0
+#: Where the scale bar sits (napari's toasts come up bottom right).
+SCALE_BAR_POSITION = "bottom_left"
 
 
 def select_tile_at_world(viewer: Any, world_rc: Any, *, announce: bool = True) -> str | None:
@@ -109,8 +112,10 @@ class ViewerLink:
         self._session: ReviewSession | None = None
         self.state = state
         self.regions: ReviewRegions | None = None
-        self.heatmap = HeatmapLayers(viewer)
+        self.heatmap = HeatmapLayers(viewer, state)
         self.legend = CellClassLegend(viewer)
+        self.heatmap.corner_changed.connect(self._place_legend)
+        self._place_legend(self.heatmap.corner)
         state.session_changed.connect(self._on_session_changed)
         state.inspections.shown.connect(self._show_inspection)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -171,6 +176,8 @@ class ViewerLink:
             session.prediction_changed.connect(self._on_prediction_changed)
             session.review_changed.connect(self._on_review_changed)
         self.heatmap.set_session(session)
+        if session is not None:
+            self._show_scale_bar(session)
         if session is not None and self.ensure_regions() is not None:
             for message in session.review.warnings:
                 notify("warning", message)
@@ -233,6 +240,21 @@ class ViewerLink:
             self.regions_selected.emit(indices)
 
     # ------------------------------------------------------------------ drawing
+    def _place_legend(self, heatmap_corner: str) -> None:
+        """The cell legend takes the top corner the colour bar does not (napari's toasts
+        come up bottom right, the scale bar sits bottom left)."""
+        self.legend.set_position("top_left" if heatmap_corner.endswith("right") else "top_right")
+
+    def _show_scale_bar(self, session: ReviewSession) -> None:
+        """A scale bar on every slide with a known pixel size, whatever opened it."""
+        viewer = self.viewer
+        if viewer is None or not getattr(session.slide, "mpp", None):
+            return
+        bar = scale_bar(viewer)
+        bar.visible = True
+        bar.position = SCALE_BAR_POSITION
+        bar.box = True
+
     def _raise_outlines(self) -> None:
         """Keep the verdict and selection outlines above a heatmap added after them."""
         viewer = self.viewer

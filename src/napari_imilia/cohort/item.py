@@ -12,8 +12,10 @@ from napari_imilia.review.grade import SlideGrade
 
 @dataclass
 class CohortItem:
-    """One slide of the cohort. ``score`` (0-1) and ``n_tiles`` come from its cached result;
-    ``labels``: the cohort CSV's label columns; ``error``: why the status is 'error'."""
+    """One slide of the cohort. ``score`` (0-1), ``n_tiles``, ``model_sha256`` and
+    ``value_ranges`` (its tile values' percentiles, for colour scales shared across the
+    cohort: ``predict.colour_scale``) come from its cached result; ``labels``: the cohort
+    CSV's label columns; ``error``: why the status is 'error'."""
 
     path: str
     slide_id: str
@@ -21,6 +23,8 @@ class CohortItem:
     score: float | None = None
     n_tiles: int | None = None
     model: str = ""
+    model_sha256: str = ""
+    value_ranges: dict[str, Any] | None = None
     grade: SlideGrade | None = None
     opened_utc: str = ""
     score_error: str = ""

@@ -34,6 +34,7 @@ from napari_imilia.cohort.item import (
 )
 from napari_imilia.errors import DataError
 from napari_imilia.files import write_text_atomic
+from napari_imilia.predict.colour_scale import RANGES_KEY
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import GRADE_FILE, SlideGrade, load_slide_grade, save_slide_grade
 from napari_imilia.slide.discover import FoundSlide, discover_slides
@@ -242,6 +243,9 @@ class Cohort:
         item.score = None if info is None else float(info["score"])
         item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
         item.model = "" if info is None else str(info.get("model", ""))
+        item.model_sha256 = "" if info is None else str(info.get("model_sha256") or "")
+        ranges = None if info is None else info.get(RANGES_KEY)
+        item.value_ranges = ranges if isinstance(ranges, dict) else None
         if item.score is not None:
             item.score_error = ""
         if not item.file_error:
