@@ -44,7 +44,11 @@ def demo_cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             levels=(1, 4),
         ),
         "inactive": write_synthetic_slide(
-            root / "slides" / "inactive.svs", width_px=2048, height_px=2048, seed=1001, levels=(1, 4)
+            root / "slides" / "inactive.svs",
+            width_px=2048,
+            height_px=2048,
+            seed=1001,
+            levels=(1, 4),
         ),
     }
     for slide in slides.values():
