@@ -1,5 +1,6 @@
 """Slide-level grading form: Nancy index (with each grade's definition), activity, agreement
-with the model's call, note. Embedded in the Review and Cohort docks.
+with the model's call, note. Embedded in the Review and Cohort docks. A grade is signed with
+the reviewer's one identity (``_napari.reviewer``; changed in the Review dock's header).
 
 The form grades the viewer's current slide (its ``ReviewSession``): Save writes the grade to
 the slide's ``slide_grade.json`` (through the cohort under review in the viewer's state when
@@ -9,6 +10,7 @@ every other form and the cohort table showing that slide refresh.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from psygnal import Signal
@@ -22,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.reviewer import reviewer_for_action
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.review.grade import (
     ACTIVITIES,
@@ -86,8 +89,6 @@ class SlideGradeForm(QWidget):
         self.model_label = QLabel("")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note on the slide (optional)")
-        self.reviewer_edit = QLineEdit()
-        self.reviewer_edit.setPlaceholderText("your name (optional)")
         self.save_button = QPushButton("Save slide grade")
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
@@ -99,7 +100,6 @@ class SlideGradeForm(QWidget):
         form.addRow("Model's call", self.model_label)
         form.addRow("Verdict", self.agreement_combo)
         form.addRow("Note", self.note_edit)
-        form.addRow("Reviewer", self.reviewer_edit)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
@@ -138,10 +138,9 @@ class SlideGradeForm(QWidget):
         agreement = self.agreement_combo.findData(grade.model_agreement)
         self.agreement_combo.setCurrentIndex(max(agreement, 0))
         self.note_edit.setText(grade.note)
-        if grade.reviewer:
-            self.reviewer_edit.setText(grade.reviewer)
+        by = f" by {grade.reviewer}" if grade.reviewer else ""
         self.status_label.setText(
-            f"saved {grade.updated_utc[:19].replace('T', ' ')} UTC" if grade.updated_utc else ""
+            f"saved {grade.updated_utc[:19].replace('T', ' ')} UTC{by}" if grade.updated_utc else ""
         )
         self._show_definition()
 
@@ -177,11 +176,12 @@ class SlideGradeForm(QWidget):
             activity=self.activity_combo.currentData() or "",
             model_agreement=self.agreement_combo.currentData() or "",
             note=self.note_edit.text(),
-            reviewer=self.reviewer_edit.text().strip(),
         )
 
     def save(self) -> SlideGrade | None:
-        """Save the form's grade for the current slide; returns it as saved."""
+        """Save the form's grade for the current slide, signed with the reviewer's name;
+        returns it as saved."""
         if self._session is None:
             return None
-        return save_grade_for_session(self.viewer, self._session, self.grade())
+        grade = replace(self.grade(), reviewer=reviewer_for_action(self.viewer))
+        return save_grade_for_session(self.viewer, self._session, grade)
