@@ -86,7 +86,7 @@ def _check_heatmap(viewer, session, column: str = "score") -> None:
     assert f"slide score {session.prediction.score:.4f}" in caption
     assert f"fixed scale: {scale.source}\n" in caption
     low, high = layer.contrast_limits
-    assert f"range {low:.3g} to {high:.3g} · mid-colour 0 (neutral)" in caption
+    assert f"range {low:.3g} to {high:.3g} · 0 (neutral) = mid-colour" in caption
     assert len(layers_with_role(viewer, TILE_TABLE_ROLE)) == 1
 
 

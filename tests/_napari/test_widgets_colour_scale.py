@@ -83,7 +83,7 @@ def test_hottest_tiles_of_an_active_and_an_inactive_slide_differ(make_napari_vie
         colours[name] = _hottest_rgb(viewer)
         caption = heatmap.caption()
         assert "fixed scale: cohort of 2 slides" in caption
-        assert "mid-colour 0 (neutral)" in caption
+        assert "0 (neutral) = mid-colour" in caption
         # the demo model scored it: flagged on the canvas, first line
         assert caption.startswith(DEMO_TEXT) and heatmap.demo_overlay().visible
     assert scores["active"] > 0.9 > 0.2 > scores["inactive"]

@@ -38,6 +38,7 @@ from napari_imilia._napari.layers.inspection import remove_inspection_layers, sh
 from napari_imilia._napari.layers.legend import CellClassLegend
 from napari_imilia._napari.layers.placement import (
     add_layer_keeping_selection,
+    fit_beside_overlays,
     latest_slide_layer,
     level0_pixel_at,
     tile_outline_px,
@@ -156,6 +157,14 @@ class ViewerLink:
         session = self.state.session
         if slide is not None and (session is None or session.slide is not slide):
             self._start_session(slide)
+            self.fit_view()
+
+    def fit_view(self) -> None:
+        """Show the whole slide with the canvas overlays' corner kept free of tissue."""
+        viewer = self.viewer
+        layer = None if viewer is None else latest_slide_layer(viewer)
+        if layer is not None:
+            fit_beside_overlays(viewer, layer, self.heatmap.corner)
 
     def _on_layer_removed(self, event: Any) -> None:
         session = self.state.session

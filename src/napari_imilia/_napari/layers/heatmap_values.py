@@ -73,7 +73,7 @@ def driver_values(tiles: pd.DataFrame) -> np.ndarray:
 
 def _neutral_text(column: str) -> str:
     """What the middle colour of a fixed scale means."""
-    return "mid-colour 1/N (uniform)" if is_attention(column) else "mid-colour 0 (neutral)"
+    return "1/N (uniform) = mid-colour" if is_attention(column) else "0 (neutral) = mid-colour"
 
 
 def heatmap_image(

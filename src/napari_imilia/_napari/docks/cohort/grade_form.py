@@ -17,6 +17,7 @@ from psygnal import Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -63,6 +64,21 @@ def save_grade_for_session(viewer: Any, session: Any, grade: SlideGrade) -> Slid
     return saved
 
 
+def _narrow(combo: QComboBox, characters: int = 10) -> QComboBox:
+    """A combo box that may be narrower than its longest item (shown elided)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+    return combo
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        row.addWidget(widget, 1 if isinstance(widget, QComboBox | QLineEdit) else 0)
+    return row
+
+
 class SlideGradeForm(QWidget):
     """Nancy / activity / agreement / note of the viewer's current slide, and Save."""
 
@@ -89,22 +105,27 @@ class SlideGradeForm(QWidget):
         self.model_label = QLabel("")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note on the slide (optional)")
-        self.save_button = QPushButton("Save slide grade")
+        self.save_button = QPushButton("Save grade")
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
 
+        # compact: five rows, so the grade shows beside a cohort table on a laptop screen
+        for combo in (self.nancy_combo, self.activity_combo, self.agreement_combo):
+            _narrow(combo)
         form = QFormLayout()
+        form.setVerticalSpacing(3)
         form.addRow("Nancy index", self.nancy_combo)
-        form.addRow("", self.definition_label)
-        form.addRow("Activity", self.activity_combo)
-        form.addRow("Model's call", self.model_label)
-        form.addRow("Verdict", self.agreement_combo)
-        form.addRow("Note", self.note_edit)
+        form.addRow(self.definition_label)
+        form.addRow("Activity", _row(self.activity_combo, QLabel("Verdict"), self.agreement_combo))
+        form.addRow("Note", _row(self.note_edit, self.save_button))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title)
+        layout.setSpacing(3)
+        self.model_label.setToolTip("the model's call on this slide")
+        title = _row(self.title, self.model_label)
+        title.insertStretch(1)
+        layout.addLayout(title)
         layout.addLayout(form)
-        layout.addWidget(self.save_button)
         layout.addWidget(self.status_label)
 
         self.nancy_combo.currentIndexChanged.connect(self._show_definition)

@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
 from napari_imilia._napari.docks.cohort.grade_form import GRADES, SlideGradeForm
 from napari_imilia._napari.docks.cohort.scoring import CohortScoringMixin, ProgressRelay
 from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableModel
+from napari_imilia._napari.docks.fold import FoldSection
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.layers.placement import latest_slide_layer
@@ -53,6 +54,31 @@ from napari_imilia.slide import open_slide
 
 #: (canvas key, dock key) to step to the next / previous slide.
 STEP_KEYS: dict[int, tuple[str, str]] = {+1: ("Alt-N", "PgDown"), -1: ("Alt-P", "PgUp")}
+#: Table rows that always show (the dock's minimum height keeps them).
+MIN_TABLE_ROWS = 8
+#: Rows measured to size the table's columns.
+SIZE_ROWS = 50
+NO_COHORT_TITLE = "Open a cohort: slides, results folder, model"
+
+
+class StatusLabel(QLabel):
+    """A wrapped line of status that takes no room while it has nothing to say."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.setWordWrap(True)
+        self.setVisible(False)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setVisible(bool(text))
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
 
 
 class CohortPanel(CohortScoringMixin, QWidget):
@@ -102,6 +128,10 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter (any column)")
         self.status_combo = QComboBox()
+        self.status_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.status_combo.setMinimumContentsLength(9)
         self.status_combo.addItem("all statuses", "")
         for status in STATUSES:
             self.status_combo.addItem(status, status)
@@ -109,8 +139,10 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.proxy = CohortFilter(self)
         self.proxy.setSourceModel(self.model)
         self.table = self._make_table()
-        self.previous_button = QPushButton("◀ Previous slide")
-        self.next_button = QPushButton("Next slide ▶")
+        self.previous_button = QPushButton("◀ Prev")
+        self.previous_button.setToolTip("Previous slide (Alt+P on the canvas, Page Up here)")
+        self.next_button = QPushButton("Next ▶")
+        self.next_button.setToolTip("Next slide (Alt+N on the canvas, Page Down here)")
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("MIL model checkpoint (empty: the demo model)")
         self.workers_spin = QSpinBox()
@@ -121,9 +153,12 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.score_button = QPushButton("Score all")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setVisible(False)
         self.progress_bar = QProgressBar()
-        self.progress_label = QLabel("")
-        self.report_button = QPushButton("Write reports")
+        self.progress_bar.setVisible(False)
+        self.progress_label = StatusLabel()
+        self.report_button = QPushButton("Reports")
+        self.report_button.setToolTip("Write the slide reports and the cohort report (HTML)")
         self.grade_form = SlideGradeForm(self.viewer)
 
     def _make_table(self) -> QTableView:
@@ -135,33 +170,52 @@ class CohortPanel(CohortScoringMixin, QWidget):
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        table.horizontalHeader().setResizeContentsPrecision(SIZE_ROWS)
         table.verticalHeader().setVisible(False)
-        table.setMinimumHeight(220)
+        # compact rows: MIN_TABLE_ROWS rows show together with the slide and its grade form
+        row_px = table.fontMetrics().height() + 6
+        table.verticalHeader().setDefaultSectionSize(row_px)
+        table.verticalHeader().setMinimumSectionSize(row_px)
+        header_px = table.horizontalHeader().sizeHint().height()
+        scroll_px = table.horizontalScrollBar().sizeHint().height()
+        table.setMinimumHeight(
+            header_px + MIN_TABLE_ROWS * row_px + scroll_px + 2 * table.frameWidth() + 2
+        )
         return table
 
     def _lay_out(self) -> None:
-        layout = QVBoxLayout(scroll_content(self))
+        source = QWidget()
+        source_layout = QVBoxLayout(source)
+        source_layout.setContentsMargins(0, 0, 0, 0)
+        source_layout.addWidget(self.summary_label)
         rows: list[tuple[QWidget, ...]] = [
             (self.source_edit, self.browse_button, self.csv_button),
             (self.results_edit, self.open_button),
-            (self.summary_label,),
-            (self.filter_edit, self.status_combo),
-            (self.table,),
-            (self.previous_button, self.next_button),
             (self.model_edit, QLabel("workers"), self.workers_spin),
-            (self.score_button, self.cancel_button, self.report_button),
-            (self.progress_bar,),
-            (self.progress_label,),
-            (self.grade_form,),
         ]
         for widgets in rows:
-            if len(widgets) == 1:
-                layout.addWidget(widgets[0], 1 if widgets[0] is self.table else 0)
-                continue
-            row = QHBoxLayout()
-            for widget in widgets:
-                row.addWidget(widget)
-            layout.addLayout(row)
+            source_layout.addLayout(_row(*widgets))
+        # folded once a cohort is open (its title says how far the review is): the table,
+        # its buttons and the grade form come first
+        self.source_section = FoldSection(NO_COHORT_TITLE, source, unfolded=True)
+        self.source_section.button.setToolTip("the cohort's slides, results folder and model")
+        layout = QVBoxLayout(scroll_content(self))
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.source_section)
+        layout.addLayout(_row(self.filter_edit, self.status_combo))
+        layout.addWidget(self.table, 1)
+        layout.addLayout(
+            _row(
+                self.previous_button,
+                self.next_button,
+                self.score_button,
+                self.cancel_button,
+                self.report_button,
+            )
+        )
+        layout.addLayout(_row(self.progress_bar, self.progress_label))
+        layout.addWidget(self.grade_form)
 
     def _connect_widgets(self) -> None:
         self.browse_button.clicked.connect(self._choose_folder)
@@ -227,6 +281,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         except ImiliaError as error:
             notify("error", f"napari-imilia cannot open this cohort: {error}")
             self.summary_label.setText(str(error))
+            self.source_section.set_unfolded(True)
             return None
         self.set_cohort(cohort)
         return cohort
@@ -242,15 +297,25 @@ class CohortPanel(CohortScoringMixin, QWidget):
         """Show the viewer's cohort under review (its state's)."""
         cohort = self.cohort
         self.model.set_cohort(cohort)
-        self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)  # room for the bold row
+        self._size_columns()
         if cohort is not None:
             self.results_edit.setText(str(cohort.results_root))
+        self.source_section.set_unfolded(cohort is None)
         self._refresh()
+
+    def _size_columns(self) -> None:
+        """Columns as wide as their header and first rows (``SIZE_ROWS``: measuring every
+        row of a large cohort takes seconds), the slide column with room for the bold row."""
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)
 
     def _refresh(self) -> None:
         cohort = self.cohort
-        self.summary_label.setText("no cohort open" if cohort is None else cohort.summary_text())
+        summary = "no cohort open" if cohort is None else cohort.summary_text()
+        self.summary_label.setText(summary)
+        self.source_section.button.setText(
+            NO_COHORT_TITLE if cohort is None else f"Cohort: {summary}"
+        )
         self.model.refresh_all()
         self._select_current()
         self._update_buttons()
@@ -262,6 +327,8 @@ class CohortPanel(CohortScoringMixin, QWidget):
             button.setEnabled(has)
         self.score_button.setEnabled(has and not running)
         self.cancel_button.setEnabled(running)
+        self.cancel_button.setVisible(running)  # in the row only while scoring
+        self.progress_bar.setVisible(running)
 
     def _source_row(self, proxy_index: Any) -> int:
         return self.proxy.mapToSource(proxy_index).row()

@@ -14,6 +14,8 @@ into the slide's results folder; reopening the slide reloads the list and the li
 the regions. "k of K top tiles reviewed" counts the tile verdicts among the state's top tiles
 (``ViewerState.top_tiles``, which the Top tiles dock edits: the 10 highest by default). The
 list shows every entry of the slide: selecting one edits it and jumps to its tile or region.
+The slide grade form sits at the bottom, except under a cohort review (the Cohort dock shows
+it beside the table).
 """
 
 from __future__ import annotations
@@ -70,11 +72,13 @@ class ReviewPanel(ReviewListMixin, QWidget):
         self.links.connect(self.state.session_changed, self._on_session_changed)
         self.links.connect(self.state.verdicts_recorded, self._on_verdicts_recorded)
         self.links.connect(self.state.top_tiles_changed, self.show_progress)
+        self.links.connect(self.state.cohort_changed, self._on_cohort_changed)
         self.links.connect(self.link.region_drawn, self._on_region_drawn)
         self.links.connect(self.link.regions_selected, self._on_shape_selection)
         self.form.fields_changed.connect(self._push_draft)
         self.destroyed.connect(partial(_forget_draft, self.state))
         self._push_draft()
+        self._on_cohort_changed(self.state.cohort)
         self._on_session_changed(self.link.ensure_session())
         # edits another window or reviewer saved for this slide appear within a few seconds
         self.sync_timer = QTimer(self)
@@ -140,6 +144,11 @@ class ReviewPanel(ReviewListMixin, QWidget):
             shortcut = QShortcut(QKeySequence(panel_key), self)
             shortcut.setContext(context)
             shortcut.activated.connect(lambda v=verdict: self.record(v))
+
+    def _on_cohort_changed(self, cohort: Any) -> None:
+        """Under a cohort review the slide is graded in the Cohort dock, beside its table:
+        this dock's copy of the grade form steps aside (one grade form on the screen)."""
+        self.grade_form.setVisible(cohort is None)
 
     def _push_draft(self) -> None:
         """What the form holds goes with the next verdict, from a button or a key."""
