@@ -64,7 +64,7 @@ def _shown_viewer(make_napari_viewer: Any, slide: Path) -> tuple[Any, Any]:
 
 @pytest.mark.usefixtures("results_root")
 def test_asked_once_then_written_with_every_review_action_and_in_the_reports(
-    make_napari_viewer, small_svs, asked
+    make_napari_viewer, small_svs, asked, qtbot
 ) -> None:
     from napari_imilia.cohort.review import Cohort
     from napari_imilia.report import write_cohort_report, write_slide_report
@@ -88,6 +88,8 @@ def test_asked_once_then_written_with_every_review_action_and_in_the_reports(
     assert edits == []  # no second "Reviewer" field in the grade form
     session.select_tile(second)
     review.verdict_buttons["uncertain"].click()
+    # a shown window draws the review layers in a turn of the event loop of their own
+    qtbot.waitUntil(lambda: len(layers_with_role(viewer, REGIONS_ROLE)) == 1, timeout=10_000)
     (regions,) = layers_with_role(viewer, REGIONS_ROLE)
     mpp = float(session.slide.mpp)
     regions.add_rectangles([level0_to_world(np.array([[200.0, 300.0], [600.0, 700.0]]), mpp)])

@@ -110,7 +110,9 @@ def _check_laptop_claims(found: dict[str, Any]) -> None:
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb for its own screens")
 @pytest.mark.parametrize("screen", SCREENS)
 def test_a_cohort_table_the_slide_and_its_grade_form_show_together(
-    screen: str, scored_results: Path, tmp_path: Path  # noqa: F811
+    screen: str,
+    scored_results: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """The workspace from the Plugins menu, a 13-slide cohort opened and a slide opened from
     its table: the table (8 rows at least), its buttons and the whole grade form show beside

@@ -26,8 +26,15 @@ def demo(sample_slide: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_demo_writes_every_product_and_marks_the_demo_model(demo) -> None:
     slide_dir = demo.slide_dir
     for name in (
-        "tiles.csv", "slide.json", "heatmap.png", "tiles.geojson", "markers.csv",
-        "cells.geojson", "epithelium.geojson", "markers_summary.json", GALLERY_NAME,
+        "tiles.csv",
+        "slide.json",
+        "heatmap.png",
+        "tiles.geojson",
+        "markers.csv",
+        "cells.geojson",
+        "epithelium.geojson",
+        "markers_summary.json",
+        GALLERY_NAME,
     ):
         assert (slide_dir / name).is_file(), name
     assert demo.model_is_demo and demo.score > 0.5
@@ -69,8 +76,16 @@ def test_bad_demo_parameters_and_gallery_inputs(tmp_path: Path) -> None:
 
 #: Every file README.md says command 1 writes into imilia_demo/<slide_id>/ (and beside it).
 README_SLIDE_FILES = (
-    "tiles.csv", "slide.json", "heatmap.png", "tiles.geojson", "markers.csv", "cells.geojson",
-    "epithelium.geojson", "markers_summary.json", "markers_vs_score.png", GALLERY_NAME,
+    "tiles.csv",
+    "slide.json",
+    "heatmap.png",
+    "tiles.geojson",
+    "markers.csv",
+    "cells.geojson",
+    "epithelium.geojson",
+    "markers_summary.json",
+    "markers_vs_score.png",
+    GALLERY_NAME,
 )
 
 
@@ -85,10 +100,22 @@ def test_imilia_demo_as_typed_with_a_relative_out_from_another_folder(
 
     env = {**os.environ, "IMILIA_CACHE_DIR": str(sample_slide.parent)}
     env.pop("DISPLAY", None)
-    command = [sys.executable, "-m", "napari_imilia.cli", "demo", "--out", "imilia_demo",
-               "--no-viewer", "--top", "4", "--mask-tiles", "1"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    command = [
+        sys.executable,
+        "-m",
+        "napari_imilia.cli",
+        "demo",
+        "--out",
+        "imilia_demo",
+        "--no-viewer",
+        "--top",
+        "4",
+        "--mask-tiles",
+        "1",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "imilia_demo"
     record = json.loads((out / DEMO_SUMMARY_NAME).read_text())

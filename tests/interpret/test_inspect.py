@@ -203,7 +203,6 @@ def test_select_tiles_specs():
             select_tiles(tiles, spec)
 
 
-
 @pytest.fixture(scope="module")
 def scored_slide(tmp_path_factory) -> tuple[Path, Path]:
     return make_scored_slide(tmp_path_factory.mktemp("scored"))

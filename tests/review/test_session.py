@@ -26,8 +26,13 @@ def _fake_prediction(session: ReviewSession, out_dir: Path) -> PredictionResult:
         }
     )
     tiles["rank"] = tiles["score"].rank(ascending=False).astype(int)
-    info = {"slide": str(session.slide.path), "slide_id": session.slide_id, "score": 0.8,
-            "logit": 1.4, "model_sha256": "abc"}
+    info = {
+        "slide": str(session.slide.path),
+        "slide_id": session.slide_id,
+        "score": 0.8,
+        "logit": 1.4,
+        "model_sha256": "abc",
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     tiles.to_csv(out_dir / "tiles.csv", index=False)
     (out_dir / "slide.json").write_text(json.dumps(info))

@@ -19,6 +19,9 @@ that:
 - the state's ``review_target`` follows the user: 'tile' when a tile is selected, 'region'
   when a region is drawn or selected (``region_drawn(index)``, ``regions_selected(indices)``).
 
+A new session is drawn over the previous one's layers (reused, not removed: see
+``layers.slide``); in a shown window the heatmap and the review layers are drawn in turns of
+the event loop of their own, so opening the next slide never blocks the window for long.
 Coordinates are those of ``layers.placement`` (level-0 pixels on the slide layer, world µm).
 The link keeps only weak references to its viewer, so closing the viewer frees everything.
 """
@@ -26,13 +29,15 @@ The link keeps only weak references to its viewer, so closing the viewer frees e
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 
-from napari_imilia._napari.compat import scale_bar, viewer_camera
+from napari_imilia._napari.compat import main_window, scale_bar, viewer_camera
 from napari_imilia._napari.layers.heatmap import HeatmapLayers
 from napari_imilia._napari.layers.inspection import remove_inspection_layers, show_inspection
 from napari_imilia._napari.layers.legend import CellClassLegend
@@ -41,6 +46,7 @@ from napari_imilia._napari.layers.placement import (
     fit_beside_overlays,
     latest_slide_layer,
     level0_pixel_at,
+    set_if_changed,
     tile_outline_px,
     world_layer_kwargs,
     world_um_per_px,
@@ -113,6 +119,7 @@ class ViewerLink:
         self._session: ReviewSession | None = None
         self.state = state
         self.regions: ReviewRegions | None = None
+        self._generation = 0
         self.heatmap = HeatmapLayers(viewer, state)
         self.legend = CellClassLegend(viewer)
         self.heatmap.corner_changed.connect(self._place_legend)
@@ -159,6 +166,21 @@ class ViewerLink:
             self._start_session(slide)
             self.fit_view()
 
+    def open_slide(self, slide: Any, results_root: Path | None = None) -> Any:
+        """Show ``slide`` in place of the viewer's slide (``layers.slide.show_slide``: its
+        layer reused, the layers drawn over it redrawn) with a session in ``results_root``
+        (default: the cohort's, else the saved folder); returns the slide layer."""
+        from napari_imilia._napari.layers.slide import show_slide
+
+        layer, reused = show_slide(self.viewer, slide)
+        session = self.state.session
+        stale = session is None or session.slide is not slide
+        if reused or stale or (results_root is not None and session.results_root != results_root):
+            self._start_session(slide, results_root)
+        if reused:
+            self.fit_view()
+        return layer
+
     def fit_view(self) -> None:
         """Show the whole slide with the canvas overlays' corner kept free of tissue."""
         viewer = self.viewer
@@ -178,20 +200,49 @@ class ViewerLink:
             old.tile_selected.disconnect(self._on_tile_selected)
             old.prediction_changed.disconnect(self._on_prediction_changed)
             old.review_changed.disconnect(self._on_review_changed)
-        self._drop_regions()
+        # the next slide reuses the layers of the previous one (a removed layer costs napari
+        # a full garbage collection, a new one its Qt controls)
+        self._drop_regions(keep_layer=session is not None)
         self._session = session
         if session is not None:
             session.tile_selected.connect(self._on_tile_selected)
             session.prediction_changed.connect(self._on_prediction_changed)
             session.review_changed.connect(self._on_review_changed)
-        self.heatmap.set_session(session)
+        self._generation += 1
+        self._in_stages(
+            [lambda: self.heatmap.set_session(session), lambda: self._draw_review(session)]
+        )
+
+    def _draw_review(self, session: ReviewSession | None) -> None:
+        """The scale bar, the review regions, the verdict and selection outlines."""
         if session is not None:
             self._show_scale_bar(session)
         if session is not None and self.ensure_regions() is not None:
             for message in session.review.warnings:
                 notify("warning", message)
-        self._show_verdicts()
-        self._show_selection()
+        self._show_verdicts(keep_empty=True)
+        self._show_selection(keep_empty=True)
+
+    def _in_stages(self, stages: list[Any]) -> None:
+        """Run ``stages`` now in a hidden window (scripts, tests); in a shown one each in its
+        own turn of the event loop, so drawing the next slide never blocks the window for
+        long. A stage of an older session is dropped."""
+        viewer = self.viewer
+        window = None if viewer is None else main_window(viewer)
+        if window is None or not window.isVisible():
+            for stage in stages:
+                stage()
+            return
+        generation = self._generation
+
+        def run(index: int) -> None:
+            if generation != self._generation or self.viewer is None:
+                return
+            stages[index]()
+            if index + 1 < len(stages):
+                QTimer.singleShot(0, partial(run, index + 1))
+
+        QTimer.singleShot(0, partial(run, 0))
 
     def _on_tile_selected(self, _tile_id: Any) -> None:
         self.state.review_target = "tile"
@@ -227,12 +278,14 @@ class ViewerLink:
         self.regions.layer.selected_data.events.items_changed.connect(self._on_shape_selection)
         return self.regions
 
-    def _drop_regions(self) -> None:
+    def _drop_regions(self, keep_layer: bool = False) -> None:
+        """Let go of the session's regions (``keep_layer``: the layer stays, for the next
+        session's regions)."""
         if self.regions is not None:
             self.regions.layer.selected_data.events.items_changed.disconnect(
                 self._on_shape_selection
             )
-            self.regions.close()
+            self.regions.close(keep_layer=keep_layer)
             self.regions = None
 
     def _on_region_drawn(self, index: int) -> None:
@@ -273,11 +326,11 @@ class ViewerLink:
             for layer in layers_with_role(viewer, role):
                 viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
 
-    def _show_verdicts(self) -> None:
+    def _show_verdicts(self, keep_empty: bool = False) -> None:
         """Outline the reviewed tiles in their verdict's colour (``layers.verdicts``)."""
         viewer = self.viewer
         if viewer is not None:
-            sync_verdict_layer(viewer, self._session)
+            sync_verdict_layer(viewer, self._session, keep_empty=keep_empty)
 
     def _show_inspection(self, inspection: Any) -> None:
         """Show the state's current inspection as masks (remove them for None)."""
@@ -289,15 +342,20 @@ class ViewerLink:
         else:
             show_inspection(viewer, session, inspection)
 
-    def _show_selection(self) -> None:
-        """Outline the session's selected tile (remove the outline when nothing is selected)."""
+    def _show_selection(self, keep_empty: bool = False) -> None:
+        """Outline the session's selected tile (remove the outline when nothing is selected;
+        ``keep_empty``: empty it, keeping the layer for the next slide)."""
         viewer = self.viewer
         if viewer is None:
             return
         session = self._session
         tile_id = None if session is None else session.selected_tile_id
         if tile_id is None or session.prediction is None:
-            remove_role_layers(viewer, SELECTION_ROLE)
+            kept = layers_with_role(viewer, SELECTION_ROLE)
+            if keep_empty and session is not None and kept:
+                kept[0].data = []
+            else:
+                remove_role_layers(viewer, SELECTION_ROLE)
             return
         tile = session.tile_row(tile_id)
         placement = world_layer_kwargs(viewer, session)
@@ -305,7 +363,7 @@ class ViewerLink:
         outline = tile_outline_px(tile)
         if layers:
             layers[0].data = [outline]
-            layers[0].scale = placement["scale"]
+            set_if_changed(layers[0], "scale", placement["scale"])
             return
         from napari.layers import Shapes
 

@@ -196,7 +196,8 @@ class Cohort:
                 "current_slide_id": None if current is None else current.slide_id,
                 "slides": [item.record() for item in self.items],
             }
-            text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+            # compact: JSON's C encoder (indented runs in Python); rewritten at every step
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
             return write_text_atomic(self.path, text)
 
     def _add_sources(self, sources: list[FoundSlide]) -> None:
@@ -204,14 +205,15 @@ class Cohort:
 
         known = {absolute_path(item.path): item for item in self.items}
         for source in sources:  # absolute paths (the finder's); a saved cohort's may not be
-            item = known.get(absolute_path(source.path))
+            key = Path(source.path)
+            item = known.get(key)
             if item is not None:
                 item.labels = {**item.labels, **source.labels}
                 continue
             item = CohortItem(path=source.path, slide_id=slide_id_for(source.path))
             item.labels = dict(source.labels)
             self.items.append(item)
-            known[absolute_path(source.path)] = item
+            known[key] = item
 
     # ------------------------------------------------------------------ reading results
     def slide_dir(self, index: int) -> Path:
@@ -228,18 +230,23 @@ class Cohort:
                 self._refresh_item(index, first_owner)
 
     def _refresh_item(self, index: int, first_owner: dict[str, str]) -> None:
+        """Re-read one slide's state: one listing of its results folder, then its files."""
         item = self.items[index]
         folder = self.slide_dir(index)
         item.file_error = ""
         owner = first_owner.get(item.slide_id, item.path)
-        if Path(owner) != Path(item.path):
+        if owner != item.path and Path(owner) != Path(item.path):
             item.file_error = (
                 f"duplicate slide id {item.slide_id!r}: {owner} has it too, and their results "
                 "would overwrite each other; rename one of the files"
             )
-        elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
+        elif not os.path.exists(item.path):  # a file, or a DICOM WSI series' folder
             item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
-        info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+        try:
+            names = set() if item.file_error else set(os.listdir(folder))
+        except OSError:  # no results folder yet
+            names = set()
+        info = read_slide_json(folder, item.slide_id) if "slide.json" in names else None
         item.score = None if info is None else float(info["score"])
         item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
         item.model = "" if info is None else str(info.get("model", ""))
@@ -249,12 +256,12 @@ class Cohort:
         if item.score is not None:
             item.score_error = ""
         if not item.file_error:
-            saved = load_slide_grade(folder, item.slide_id) if folder.is_dir() else None
+            saved = load_slide_grade(folder, item.slide_id) if GRADE_FILE in names else None
             if saved is not None and (
                 item.grade is None or saved.updated_utc >= item.grade.updated_utc
             ):
                 item.grade = saved
-            item.has_tile_reviews = (folder / "review.json").is_file()
+            item.has_tile_reviews = "review.json" in names
         if not item.file_error and item.score is None and not item.score_error:
             item.file_error = unreadable_reason(item.path)
 

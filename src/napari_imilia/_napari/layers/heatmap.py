@@ -48,6 +48,7 @@ from napari_imilia._napari.layers.heatmap_values import (
 )
 from napari_imilia._napari.layers.placement import (
     add_layer_keeping_selection,
+    set_if_changed,
     world_layer_kwargs,
     world_um_per_px,
 )
@@ -260,8 +261,8 @@ class HeatmapLayers:
             add_layer_keeping_selection(viewer, layer)
         else:
             layer.data = image.values
-            layer.scale = placement["scale"]
-            layer.translate = placement["translate"]
+            set_if_changed(layer, "scale", placement["scale"])
+            set_if_changed(layer, "translate", placement["translate"])
             layer.contrast_limits_range = image.value_range
             layer.contrast_limits = image.value_range
             layer.name = name
@@ -278,7 +279,7 @@ class HeatmapLayers:
     def _apply_look(self) -> None:
         layer = self.heatmap_layer()
         if layer is not None:
-            layer.colormap = self._colormap()
+            set_if_changed(layer, "colormap", self._colormap())
             layer.opacity = self.opacity
         self._update_caption()
 
@@ -363,4 +364,5 @@ class HeatmapLayers:
         else:
             layer.data = tile_table_points(tiles)
             layer.features = features
-            layer.scale = placement["scale"]
+            set_if_changed(layer, "scale", placement["scale"])
+            layer.name = f"{session.slide_id} tiles (table)"

@@ -127,3 +127,22 @@ def fit_beside_overlays(viewer: Any, layer: Any, corner: str = "top_right") -> N
     shift_um = free_px / 2 / zoom * (1 if corner.endswith("right") else -1)
     camera.zoom = zoom
     camera.center = ((row0 + row1) / 2, (col0 + col1) / 2 + shift_um)
+
+
+def set_if_changed(layer: Any, name: str, value: Any) -> None:
+    """``layer.<name> = value`` unless it already has that value (a colormap: that name):
+    each napari setter refreshes the layer, and a new colormap rebuilds its shader."""
+    current = getattr(layer, name)
+    if name == "colormap":
+        same = getattr(current, "name", None) == getattr(value, "name", value)
+    elif name == "units":
+        same = tuple(str(u) for u in current) == tuple(str(u) for u in value)
+    else:
+        try:
+            same = np.allclose(
+                np.asarray(current, dtype=np.float64), np.asarray(value, dtype=np.float64)
+            )
+        except (TypeError, ValueError):
+            same = current == value
+    if not same:
+        setattr(layer, name, value)

@@ -43,13 +43,9 @@ from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableMo
 from napari_imilia._napari.docks.fold import FoldSection
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
-from napari_imilia._napari.layers.placement import latest_slide_layer
 from napari_imilia._napari.notify import notify
-from napari_imilia._napari.reader import slide_from_metadata, slide_layer_data
-from napari_imilia._napari.roles import LAYER_ROLE_KEY
 from napari_imilia.cohort.review import STATUSES, Cohort
 from napari_imilia.errors import ImiliaError, SlideError
-from napari_imilia.review.session import ReviewSession
 from napari_imilia.slide import open_slide
 
 #: (canvas key, dock key) to step to the next / previous slide.
@@ -170,7 +166,7 @@ class CohortPanel(CohortScoringMixin, QWidget):
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        table.horizontalHeader().setResizeContentsPrecision(SIZE_ROWS)
+        table.verticalHeader().setResizeContentsPrecision(SIZE_ROWS)  # rows measured
         table.verticalHeader().setVisible(False)
         # compact rows: MIN_TABLE_ROWS rows show together with the slide and its grade form
         row_px = table.fontMetrics().height() + 6
@@ -309,14 +305,21 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)
 
-    def _refresh(self) -> None:
+    def _refresh(self, rows: list[int | None] | None = None) -> None:
+        """Show the cohort's state again: its summary, the table (only ``rows`` when given:
+        a step changes the previous and the new current slide), the current row."""
         cohort = self.cohort
         summary = "no cohort open" if cohort is None else cohort.summary_text()
         self.summary_label.setText(summary)
         self.source_section.button.setText(
             NO_COHORT_TITLE if cohort is None else f"Cohort: {summary}"
         )
-        self.model.refresh_all()
+        if rows is None:
+            self.model.refresh_all()
+        else:
+            for row in rows:
+                if row is not None:
+                    self.model.refresh_row(row)
         self._select_current()
         self._update_buttons()
 
@@ -355,33 +358,16 @@ class CohortPanel(CohortScoringMixin, QWidget):
             self.model.refresh_row(row)
             return False
         try:
-            data, kwargs, _ = slide_layer_data(open_slide(item.path))
+            slide = open_slide(item.path)
         except SlideError as error:  # changed since the cohort was read
             notify("error", f"{item.slide_id}: {error}")
             return False
-        # one batch: napari cleans its scene graph (a full gc.collect) once, not per layer
-        with self.viewer.layers.batched_update():
-            self._remove_slide_layers()
-            self.viewer.add_image(data, **kwargs)  # the viewer link starts the session
-        session = self.link.state.session
-        if session is None or session.results_root != cohort.results_root:
-            layer = latest_slide_layer(self.viewer)
-            slide = slide_from_metadata(layer.metadata)
-            self.link.state.set_session(ReviewSession.for_slide(slide, cohort.results_root))
+        previous = cohort.current_index
         cohort.set_current(row)
-        self._refresh()
+        # in place of the previous slide, its layers reused (the link draws them again)
+        self.link.open_slide(slide, cohort.results_root)
+        self._refresh(rows=[previous, row])
         return True
-
-    def _remove_slide_layers(self) -> None:
-        """Remove the previous slide's layer and every layer napari-imilia made for it."""
-        doomed = [
-            layer
-            for layer in self.viewer.layers
-            if slide_from_metadata(layer.metadata) is not None or LAYER_ROLE_KEY in layer.metadata
-        ]
-        for layer in doomed:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
 
     def step(self, delta: int) -> bool:
         """Open the next (``delta`` +1) or previous (-1) openable slide; False at either end."""
@@ -399,10 +385,13 @@ class CohortPanel(CohortScoringMixin, QWidget):
         if session is None or cohort is None:
             return
         path = Path(session.slide.path)
+        current = cohort.current_index
+        if current is not None and Path(cohort.items[current].path) == path:
+            return  # opened from this dock: already the current slide
         for index, item in enumerate(cohort.items):
-            if Path(item.path) == path and cohort.current_index != index:
+            if Path(item.path) == path:
                 cohort.set_current(index)
-                self._refresh()
+                self._refresh(rows=[current, index])
                 break
 
     def _on_grade_saved(self, slide_id: str, _grade: Any) -> None:
