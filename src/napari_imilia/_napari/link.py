@@ -20,8 +20,9 @@ that:
   when a region is drawn or selected (``region_drawn(index)``, ``regions_selected(indices)``).
 
 A new session is drawn over the previous one's layers (reused, not removed: see
-``layers.slide``); in a shown window the heatmap and the review layers are drawn in turns of
-the event loop of their own, so opening the next slide never blocks the window for long.
+``layers.slide``); in a shown window the review layers are drawn in a turn of the event
+loop of their own, after the slide and its heatmap, so opening the next slide never blocks
+the window for long.
 Coordinates are those of ``layers.placement`` (level-0 pixels on the slide layer, world µm).
 The link keeps only weak references to its viewer, so closing the viewer frees everything.
 """
@@ -209,9 +210,8 @@ class ViewerLink:
             session.prediction_changed.connect(self._on_prediction_changed)
             session.review_changed.connect(self._on_review_changed)
         self._generation += 1
-        self._in_stages(
-            [lambda: self.heatmap.set_session(session), lambda: self._draw_review(session)]
-        )
+        self.heatmap.set_session(session)  # with the slide: never a frame of the old heatmap
+        self._in_stages([lambda: self._draw_review(session)])
 
     def _draw_review(self, session: ReviewSession | None) -> None:
         """The scale bar, the review regions, the verdict and selection outlines."""
