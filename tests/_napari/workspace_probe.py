@@ -83,10 +83,13 @@ def _open_cohort(viewer: Any, results_root: Path) -> dict[str, Any]:
     panel.open_cohort(results_root)
     _settle()
     panel.open_index(3)
+    panel.grade_form.nancy_combo.setCurrentIndex(3)  # a grade chosen: its definition shows
     _settle()
     table = panel.table
     return {
         "table_rows": table.viewport().height() / max(table.rowHeight(0), 1),
+        "cohort_rows": panel.proxy.rowCount(),
+        "summary": panel.source_section.button.text(),
         "table_shown": not table.visibleRegion().isEmpty(),
         "grade_form_shown": _fully_shown(panel.grade_form),
         "buttons_shown": _fully_shown(panel.next_button) and _fully_shown(panel.score_button),

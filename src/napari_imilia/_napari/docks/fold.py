@@ -8,7 +8,7 @@ content is hidden (not only squeezed), so the dock's layout gives its height to 
 from __future__ import annotations
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 FOLDED_ARROW, UNFOLDED_ARROW = Qt.ArrowType.RightArrow, Qt.ArrowType.DownArrow
 
@@ -53,3 +53,12 @@ class FoldSection(QWidget):
     def _apply(self, unfolded: bool) -> None:
         self.button.setArrowType(UNFOLDED_ARROW if unfolded else FOLDED_ARROW)
         self.content.setVisible(unfolded)
+        # the enclosing layouts, up to the dock's scroll area, take the new height now: a
+        # layout whose last request came while its dock was a hidden tab would otherwise keep
+        # the old height (a blank under the folded title) until the dock is resized
+        self.updateGeometry()
+        widget: QWidget | None = self
+        while widget is not None and not isinstance(widget, QScrollArea):
+            if widget.layout() is not None:
+                widget.layout().activate()
+            widget = widget.parentWidget()

@@ -58,15 +58,24 @@ def on_screen_or_headless(widget: Any) -> bool:
 
 
 class _PaintWatch(QObject):
-    """Tells its owner when the watched widget is painted (shown again)."""
+    """Tells its owner when the watched widget is shown or painted again (a dock whose
+    content fills it, e.g. a scroll area, is shown without a paint of its own)."""
 
-    def __init__(self, widget: Any, on_paint: Callable[[], None]) -> None:
+    def __init__(
+        self, widget: Any, on_paint: Callable[[], None], on_idle: Callable[[], None]
+    ) -> None:
         super().__init__(widget)
         self._on_paint = on_paint
+        #: runs ``on_idle`` in the next turn of the event loop (owned here, so it lives as
+        #: long as the widget)
+        self.idle = QTimer(self)
+        self.idle.setSingleShot(True)
+        self.idle.setInterval(0)
+        self.idle.timeout.connect(on_idle)
         widget.installEventFilter(self)
 
     def eventFilter(self, watched: Any, event: Any) -> bool:
-        if event.type() == QEvent.Type.Paint:
+        if event.type() in (QEvent.Type.Paint, QEvent.Type.Show):
             self._on_paint()
         return False
 
@@ -81,7 +90,7 @@ class DockLinks:
         self._waiting: dict[Any, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._waiting_session: dict[Any, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._flush_queued = False
-        self._watch = _PaintWatch(widget, self._on_paint)
+        self._watch = _PaintWatch(widget, self._on_paint, self.flush)
         widget.destroyed.connect(partial(_drop_all, self._permanent, self._session))
 
     def connect(self, signal: Any, slot: Callable[..., Any]) -> None:
@@ -136,7 +145,7 @@ class DockLinks:
     def _on_paint(self) -> None:
         if self.waiting and not self._flush_queued:
             self._flush_queued = True
-            QTimer.singleShot(0, self.flush)
+            self._watch.idle.start()
 
     def flush(self) -> None:
         """Run the calls kept while the dock was hidden, the state's first."""

@@ -2,14 +2,12 @@
 other, scored in the background, graded, and reported.
 
 Open a cohort from a folder (slides found recursively), a glob, a CSV (slide path column,
-optional label columns) or a results folder holding ``cohort.csv``; its state lives in a
-Qt-free :class:`~napari_imilia.cohort.review.Cohort` saved in the results folder, held as the
-cohort under review by the viewer's state (``ViewerState.cohort``: new sessions go to its
-results folder, grades saved in any dock reach its file). Double-click
-a row (or Next / Previous, keys Alt-N / Alt-P on the canvas, Page Down / Page Up in the dock)
-to open a slide: its layers replace the previous slide's and its cached result loads at
-once. "Score all" scores every unscored slide in a ``thread_worker`` (k of N, ETA, cancel),
-the table filling in as slides finish. "Write reports" writes the HTML reports.
+optional label columns) or a results folder holding ``cohort.csv``; its Qt-free
+:class:`~napari_imilia.cohort.review.Cohort` is the viewer state's cohort under review
+(``ViewerState.cohort``: new sessions go to its results folder, grades reach its file).
+Double-click a row (or Next / Previous, Alt-N / Alt-P on the canvas, Page Down / Page Up
+here) to open a slide in place of the previous one. "Score all" scores every unscored slide
+in a ``thread_worker`` (k of N, ETA, cancel); "Reports" writes the HTML reports.
 """
 
 from __future__ import annotations
