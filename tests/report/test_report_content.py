@@ -34,17 +34,19 @@ def scored_copy(scored_results: Path, tmp_path: Path) -> Path:  # noqa: F811
 
 
 #: Width of the browser window the pages must fit (px).
-PAGE_WIDTH_PX = 1280
+PAGE_WIDTH_PX = 1100
 
 
 def _render(page: Path) -> tuple[str, int]:
-    """(the page's text as headless Chromium renders it, the document's width in px) in a
-    window ``PAGE_WIDTH_PX`` wide."""
+    """(the page's text as headless Chromium renders it, the document's width in px, a table
+    scrolling sideways in its box counted too) in a window ``PAGE_WIDTH_PX`` wide."""
     probe = page.with_name(f"probe_{page.name}")
     script = (
         "<script>window.addEventListener('load',()=>{const p=document.createElement('pre');"
         "p.id='rendered';p.textContent=document.body.innerText;"
-        "p.dataset.width=document.documentElement.scrollWidth;document.body.append(p);});"
+        "p.dataset.width=Math.max(document.documentElement.scrollWidth,"
+        "...[...document.querySelectorAll('.wide')].map(w=>w.scrollWidth-w.clientWidth+"
+        "document.documentElement.clientWidth));document.body.append(p);});"
         "</script>"
     )
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"))
@@ -56,7 +58,7 @@ def _render(page: Path) -> tuple[str, int]:
     probe.unlink()
     rendered = dom[dom.index('<pre id="rendered"') :]
     width = int(rendered.split('data-width="')[1].split('"')[0])
-    return html.unescape(rendered), width
+    return html.unescape(rendered).replace("\u00ad", ""), width  # soft hyphens: no text
 
 
 def _page_text(page: Path) -> str:

@@ -25,7 +25,7 @@ th{background:#f1f1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .demo{background:#ffe9e9;border:1px solid #d66;padding:6px 10px}
 .caution{background:#fff3e0;border:1px solid #e0a040;padding:6px 12px}
 .wide{overflow-x:auto;max-width:100%}.wide table{width:100%}
-.wide th{white-space:normal;font-size:0.9em}
+.wide th{white-space:normal;font-size:0.85em}
 .overlays{display:flex;gap:16px;align-items:flex-start}.overlays .figs{flex:1}
 .legend{font-size:0.85em;border:1px solid #ddd;padding:6px 10px;align-self:flex-start}
 .legend div{white-space:nowrap;margin:2px 0}

@@ -24,16 +24,17 @@ from napari_imilia.review.grade import NANCY_GRADES, SlideGrade, load_slide_grad
 #: Tiles shown with their overlays, best first.
 DEFAULT_TOP_TILES = 4
 #: Marker columns shown (those present), after tile_id, score and rank, and their headers.
+#: Soft hyphens (U+00AD) let a long word break over two lines of a narrow column.
 MARKER_LABELS: dict[str, str] = {
     "n_cells": "cells",
-    "epithelium_fraction": "epithelium (fraction of tissue)",
+    "epithelium_fraction": "epi\u00adthelium (fraction of tissue)",
     "density_per_mm2_immune": "immune cells per mm²",
-    "density_per_mm2_Lymphocytes": "lymphocytes per mm²",
-    "density_per_mm2_Plasmocytes": "plasmocytes per mm²",
-    "density_per_mm2_Neutrophils": "neutrophils per mm²",
-    "density_per_mm2_Eosinophils": "eosinophils per mm²",
-    "intraepithelial_Neutrophils": "intraepithelial neutrophils",
-    "intraepithelial_immune": "intraepithelial immune cells",
+    "density_per_mm2_Lymphocytes": "lympho\u00adcytes per mm²",
+    "density_per_mm2_Plasmocytes": "plasmo\u00adcytes per mm²",
+    "density_per_mm2_Neutrophils": "neutro\u00adphils per mm²",
+    "density_per_mm2_Eosinophils": "eosino\u00adphils per mm²",
+    "intraepithelial_Neutrophils": "intra\u00adepithelial neutro\u00adphils",
+    "intraepithelial_immune": "intra\u00adepithelial immune cells",
 }
 MARKER_COLUMNS: tuple[str, ...] = tuple(MARKER_LABELS)
 #: Headers of the first columns of the marker table.
@@ -184,6 +185,11 @@ def write_slide_report(
             body.append(f'<p class="missing">Tiles could not be inspected: {H.esc(error)}</p>')
         else:
             body.append(figures)
+            for column in [c for c in markers.columns if c.startswith("density_per_mm2")]:
+                # whole cells per mm²: a narrower table that fits the page
+                markers[column] = markers[column].map(
+                    lambda v: int(round(v)) if pd.notna(v) else float("nan")
+                )
             markers = markers.rename(columns={**TILE_LABELS, **MARKER_LABELS})
             body += [
                 "<h2>Markers of the top tiles</h2>",
