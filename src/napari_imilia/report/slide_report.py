@@ -188,7 +188,7 @@ def write_slide_report(
             for column in [c for c in markers.columns if c.startswith("density_per_mm2")]:
                 # whole cells per mm²: a narrower table that fits the page
                 markers[column] = markers[column].map(
-                    lambda v: int(round(v)) if pd.notna(v) else float("nan")
+                    lambda v: round(float(v)) if pd.notna(v) else float("nan")
                 )
             markers = markers.rename(columns={**TILE_LABELS, **MARKER_LABELS})
             body += [
