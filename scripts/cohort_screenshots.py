@@ -1,8 +1,12 @@
-"""Screenshots of docs/cohort_review.md: the Cohort dock and both HTML reports.
+"""Screenshots of docs/cohort_review.md: the review workspace with a cohort, the Cohort dock
+and both HTML reports.
 
 Generates a small synthetic cohort (half with planted inflamed areas), scores it with the
 bundled demo model, grades a few slides in the Cohort dock, writes the reports and
-screenshots them in headless Chromium. Run under a display (``xvfb-run -a``):
+screenshots them in headless Chromium. The review workspace with the cohort open and a
+slide opened from the table is shot on a 1366 x 768 and a 1920 x 1080 screen
+(``cohort_workspace_<screen>.png``, each in a child process on a private Xvfb of that
+size). Run under a display (``xvfb-run -a``):
 
     xvfb-run -a -s "-screen 0 1440x900x24" python scripts/cohort_screenshots.py --out docs/images
 """
@@ -20,6 +24,8 @@ from pathlib import Path
 N_SLIDES = 8
 SIZE_PX = (1536, 1024)
 MAX_PNG_BYTES = 300_000
+WORKSPACE_SCREENS = ("1366x768", "1920x1080")
+REVIEWER = "AB"
 
 
 def settle(seconds: float) -> None:
@@ -75,10 +81,56 @@ def small_png(path: Path) -> int:
     return path.stat().st_size
 
 
+def workspace_shot(labels: Path, results: Path, png: Path) -> None:
+    """The review workspace (Plugins menu's *Review workspace*) on this display's screen,
+    the cohort open in the Cohort dock and its third slide opened from the table, a Nancy
+    grade chosen (not saved yet: its definition shows)."""
+    import napari
+
+    from napari_imilia._napari.compat import main_window
+    from napari_imilia._napari.display import _close_notifications
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.add_plugin_dock_widget("napari-imilia", "Review workspace")
+    settle(1.0)
+    panel = viewer.window.dock_widgets["Cohort (napari-imilia)"]
+    panel.open_cohort(labels, results)
+    panel.open_index(2)
+    panel.grade_form.nancy_combo.setCurrentIndex(3)
+    _close_notifications()
+    settle(2.0)
+    main_window(viewer).grab().save(str(png))
+    viewer.close()
+
+
+def workspace_shots(labels: Path, results: Path, out: Path) -> list[Path]:
+    """``cohort_workspace_<screen>.png`` for each of ``WORKSPACE_SCREENS``, each in a child
+    process on a private Xvfb of that size."""
+    import sys
+
+    from napari_imilia._napari.display import private_xvfb
+
+    written = []
+    for screen in WORKSPACE_SCREENS:
+        png = out / f"cohort_workspace_{screen}.png"
+        with private_xvfb(f"{screen}x24") as display:
+            env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+            command = [sys.executable, __file__, "--workspace-child", str(labels), str(results)]
+            subprocess.run([*command, "--out", str(png)], env=env, check=True, timeout=600)
+        written.append(png)
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images", help="folder for the PNGs")
+    parser.add_argument(
+        "--workspace-child", nargs=2, metavar=("LABELS", "RESULTS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.workspace_child:
+        workspace_shot(*(Path(p) for p in args.workspace_child), Path(args.out))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="imilia_cohort_screens_"))
@@ -86,18 +138,21 @@ def main() -> int:
 
     import napari
 
+    from napari_imilia._napari.compat import main_window
     from napari_imilia.cohort.review import Cohort
     from napari_imilia.cohort.scoring import score_unscored
     from napari_imilia.report import write_reports
     from napari_imilia.review.grade import SlideGrade
+    from napari_imilia.review.reviewer import save_reviewer
 
+    save_reviewer(REVIEWER)  # the children share the settings: no dialog asks for a name
     labels = make_cohort(work)
     results = work / "results"
     cohort = Cohort.build(labels, results)
     score_unscored(cohort, device="cpu")
 
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1440, 900)
+    main_window(viewer).resize(1440, 900)
     viewer.window.add_plugin_dock_widget("napari-imilia", "Heatmap")
     dock, panel = viewer.window.add_plugin_dock_widget("napari-imilia", "Cohort")
     panel.open_cohort(labels, results)
@@ -105,8 +160,11 @@ def main() -> int:
         panel.step(+1)
         settle(0.5)
     for row, grade in (
-        (0, SlideGrade(nancy=3, model_agreement="agree", note="crypt abscesses", reviewer="AB")),
-        (1, SlideGrade(nancy=1, model_agreement="agree", reviewer="AB")),
+        (
+            0,
+            SlideGrade(nancy=3, model_agreement="agree", note="crypt abscesses", reviewer=REVIEWER),
+        ),
+        (1, SlideGrade(nancy=1, model_agreement="agree", reviewer=REVIEWER)),
     ):
         panel.cohort.set_grade(row, grade)
     panel.open_index(2)
@@ -117,7 +175,6 @@ def main() -> int:
 
     _close_notifications()
     settle(2.0)
-    viewer.screenshot(str(out / "cohort_viewer.png"), canvas_only=False, flash=False)
     dock.setFloating(True)
     dock.resize(640, 900)
     settle(1.5)
@@ -125,11 +182,12 @@ def main() -> int:
     panel.grab().save(str(out / "dock_cohort.png"))  # the user guide's copy
     viewer.close()
 
+    shots = workspace_shots(labels, results, out)
     written = write_reports(Cohort.open(results), top_k=4)
     chromium_shot(written["html"], out / "cohort_report.png", (1200, 2200))
     first = Cohort.open(results)[0].slide_id
     chromium_shot(results / first / "report.html", out / "slide_report.png", (1100, 2300))
-    names = ("cohort_dock.png", "dock_cohort.png", "cohort_viewer.png")
+    names = ("cohort_dock.png", "dock_cohort.png", *(shot.name for shot in shots))
     for name in (*names, "cohort_report.png", "slide_report.png"):
         print(f"wrote {out / name} ({small_png(out / name) / 1000:.0f} kB)")
     print(f"reports in {results}")

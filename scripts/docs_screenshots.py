@@ -101,7 +101,7 @@ def dock_name(display_name: str) -> str:
 
 
 def raise_dock(viewer, display_name: str) -> None:
-    viewer.window._wrapped_dock_widgets[dock_name(display_name)].raise_()
+    viewer.window.dock_widgets[dock_name(display_name)].parent().raise_()
     settle(0.5)
 
 
@@ -109,7 +109,9 @@ def tab_titles(viewer) -> list[str]:
     """Texts of the main window's dock tabs (what the user reads on them)."""
     from qtpy.QtWidgets import QTabBar
 
-    bars = viewer.window._qt_window.findChildren(QTabBar)
+    from napari_imilia._napari.compat import main_window
+
+    bars = main_window(viewer).findChildren(QTabBar)
     return [bar.tabText(i) for bar in bars for i in range(bar.count())]
 
 
@@ -144,7 +146,6 @@ def record_reviews(viewer, top: str, second: str) -> None:
     from napari_imilia.export.layers import level0_to_world
 
     session, review = _session(viewer), _widget(viewer, "Review")
-    review.reviewer_edit.setText("Dr Example")
     session.select_tile(second)
     review.class_combo.setEditText("chronic inflammation")
     review.record("uncertain")
@@ -182,7 +183,7 @@ def window_shot(viewer, path: Path) -> None:
 
 def dock_shot(viewer, display_name: str, size_px: tuple[int, int], path: Path) -> None:
     """The dock alone, floating at ``size_px``, then docked back."""
-    qt_dock = viewer.window._wrapped_dock_widgets[dock_name(display_name)]
+    qt_dock = viewer.window.dock_widgets[dock_name(display_name)].parent()
     qt_dock.setFloating(True)
     qt_dock.resize(*size_px)
     settle(0.8)
@@ -248,8 +249,11 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="imilia_screens_"))
     os.environ["IMILIA_CONFIG_DIR"] = str(work / "config")
+    from napari_imilia.review.reviewer import save_reviewer
 
-    from napari_imilia._napari.compat import scale_bar
+    save_reviewer("Dr Example")  # the children share the settings: no dialog asks for a name
+
+    from napari_imilia._napari.compat import main_window, scale_bar
     from napari_imilia._napari.launch import open_review_viewer
     from napari_imilia._napari.layers.placement import centre_on_tile
     from napari_imilia._napari.roles import HEATMAP_ROLE
@@ -266,7 +270,7 @@ def main() -> int:
     if args.workspace_only:
         return 0
     viewer = open_review_viewer(slide, work / "results", show=True)
-    viewer.window._qt_window.resize(*WINDOW_PX)
+    main_window(viewer).resize(*WINDOW_PX)
     scale_bar(viewer).visible = True
     _widget(viewer, "Slide and model").form.set_model_path(args.model)
     session = _session(viewer)

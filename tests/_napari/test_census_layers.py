@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_imilia._napari.clicks import pick_census_tile_at_world
 from napari_imilia._napari.compat import viewer_camera
 from napari_imilia._napari.layers.density import CELLS_MAX_VIEW_UM
-from napari_imilia._napari.link import pick_census_tile_at_world
 from napari_imilia._napari.roles import (
     CELLS_ROLE,
     CENSUS_CELLS_ROLE,

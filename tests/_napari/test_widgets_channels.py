@@ -28,6 +28,7 @@ from napari_imilia._napari.roles import (
 )
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.mil import create_model, save_model
+from napari_imilia.predict.colour_scale import reference_scale
 from napari_imilia.predict.heatmap import score_grid
 
 pytestmark = [
@@ -70,19 +71,22 @@ def _caption(viewer) -> str:
 
 
 def _check_heatmap(viewer, session, column: str = "score") -> None:
+    """The heatmap of ``column`` on the model's fixed scale (no cohort: the model's reference
+    saved with the result, centred at 0), its colorbar and caption."""
     layer = _heatmap(viewer)
     assert layer is not None and layer.visible and layer.colorbar.visible
     np.testing.assert_allclose(layer.data, score_grid(session.tiles, column).values, rtol=1e-6)
-    assert tuple(layer.contrast_limits) == pytest.approx(
-        (np.nanmin(layer.data), np.nanmax(layer.data))
-    )
+    scale = reference_scale(session.prediction.info, column)
+    assert tuple(layer.contrast_limits) == pytest.approx((scale.low, scale.high))
+    assert scale.low < 0 < scale.high  # tile logits: 0 (neutral) in the middle colour
     overlays = link_viewer(viewer).heatmap.caption_overlays()
     assert len(overlays) == 3
     assert all(o.visible and o.position == layer.colorbar.position for o in overlays)
     caption = _caption(viewer)
     assert f"slide score {session.prediction.score:.4f}" in caption
+    assert f"fixed scale: {scale.source}\n" in caption
     low, high = layer.contrast_limits
-    assert f"range {low:.3g} to {high:.3g}" in caption
+    assert f"range {low:.3g} to {high:.3g} · 0 (neutral) = mid-colour" in caption
     assert len(layers_with_role(viewer, TILE_TABLE_ROLE)) == 1
 
 
@@ -100,11 +104,11 @@ def test_heatmap_appears_after_a_run_and_on_reopen_with_only_the_slide_dock(
     session = viewer_state(viewer).session
     assert set(viewer.window.dock_widgets) == {"Slide and model (napari-imilia)"}
     _check_heatmap(viewer, session)
-    assert _caption(viewer).startswith("tile score\n")
+    assert _caption(viewer).startswith("tile score · slide score")
     _heatmap(viewer).visible = False  # the caption follows the layer
     assert _caption(viewer) == ""
     _heatmap(viewer).visible = True
-    assert _caption(viewer).startswith("tile score\n")
+    assert _caption(viewer).startswith("tile score · slide score")
 
     # the same slide opened again in a fresh viewer: the cached result shows at once
     again = make_napari_viewer(show=False)
@@ -152,7 +156,7 @@ def test_channels_drivers_and_ranking_by_channel(
     heat.colormap_combo.setCurrentText("viridis")  # drivers keep their diverging colours
     assert layer.colormap.name == "imilia drivers"
     heat.values_combo.setCurrentText("tile score")
-    assert layer.colormap.name == "viridis"
+    assert layer.colormap.name.startswith("viridis")
 
     # a result without channels: the heatmap falls back to the tile score, the dock follows
     heat.values_combo.setCurrentText(f"channel ch2 (polarity {sign})")
@@ -203,7 +207,7 @@ def test_cell_class_legend_on_the_canvas_while_masks_are_shown(
         assert overlay.text == f"■ {name} ({count})"
         rgb = np.asarray(overlay.color)[:3] * 255
         np.testing.assert_allclose(rgb, CELL_CLASS_COLORS[name], atol=1)
-        assert overlay.box and overlay.position == "bottom_left"
+        assert overlay.box and overlay.position == "top_left"  # the colour bar is top right
     assert overlays[-1].text.startswith("■ epithelium")
     (cells,) = layers_with_role(viewer, CELLS_ROLE)
     cells.visible = False

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from test_widgets_slide_core import EXTRACTOR, small_model
 
+from napari_imilia._napari.clicks import tile_click_callback
 from napari_imilia._napari.compat import viewer_camera
-from napari_imilia._napari.link import tile_click_callback
 from napari_imilia._napari.roles import SELECTION_ROLE
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.predict.heatmap import score_grid

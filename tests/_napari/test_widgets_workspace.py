@@ -24,12 +24,17 @@ from napari_imilia._napari.state import viewer_state
 from napari_imilia.export.layers import level0_to_world
 from napari_imilia.interpret import inspect_tile
 from napari_imilia.review import ReviewStore
+from support.cohort_data import cohort_data, scored_results  # noqa: F401 (fixtures)
 
 PLUGIN = "napari-imilia"
 PROBE = Path(__file__).with_name("workspace_probe.py")
 SCREENS = ("1366x768", "1920x1080")
 #: The Top tiles list must show at least this many rows in the workspace.
 MIN_TOP_ROWS = 6
+#: The cohort table must show at least this many rows beside the slide and its grade form.
+MIN_COHORT_ROWS = 8
+#: The canvas must get at least this share of the screen's width.
+MIN_CANVAS_SHARE = 0.55
 
 
 def _inside(rect: list[int], area: list[int]) -> bool:
@@ -68,24 +73,64 @@ def test_workspace_and_docks_one_by_one_fit_the_screen(
     screen: str, small_svs: Path, tmp_path: Path
 ) -> None:
     results = Path(os.environ["IMILIA_RESULTS_DIR"])  # the results_root fixture
-    # the README's viewer: every dock, tabbed in three groups, the window filling the screen
+    # the README's viewer: every dock, tabbed in two groups, the window filling the screen;
+    # no cohort: the top group shows Slide and model, the bottom one Review (Top tiles a
+    # click away, its list then shows its rows)
     found = _probe("workspace", screen, small_svs, results, tmp_path / "workspace.json")
     area = found["available"]
     assert found["frame"] == area
-    assert {"Slide and model", "Top tiles", "Review"} <= {
-        name.split(" (")[0] for name in found["docks"]
-    }
+    assert {name.split(" (")[0] for name in found["docks"]} == {"Slide and model", "Review"}
+    assert not found["top_tiles_shown_first"]
     assert all(_inside(rect, area) for rect in found["docks"].values()), found["docks"]
     assert not any(found["overlaps"].values()), found["overlaps"]
     assert found["top_tiles_visible"] and found["listed_tiles"] == 10
     assert found["top_tiles_rows"] >= MIN_TOP_ROWS
     assert len(found["opened"]) == 9  # eight docks (Cohort too) and the Review workspace dock
+    _check_laptop_claims(found)
     # the eight docks opened one by one from the Plugins menu: stacked, scrolling, on screen
     found = _probe("one_by_one", screen, small_svs, results, tmp_path / "one.json")
     assert _inside(found["frame"], found["available"]), found
     assert len(found["docks"]) == 8
     assert all(_inside(rect, found["available"]) for rect in found["docks"].values())
     assert not any(found["overlaps"].values()), found["overlaps"]
+
+
+def _check_laptop_claims(found: dict[str, Any]) -> None:
+    """The canvas gets most of the width (napari's layer docks folded away, one click brings
+    them back), tab titles are drawn in full, no napari deprecation warning was caused."""
+    width = found["available"][2]
+    assert found["canvas_px"] >= MIN_CANVAS_SHARE * width, (found["canvas_px"], width)
+    assert found["layer_docks_shown"] == []
+    assert found["layer_docks_after_click"] == ["layer controls", "layer list"]
+    for tab in found["tabs"]:
+        assert not tab["elided"] and tab["text_px"] <= tab["tab_px"], tab
+    assert {t["title"] for t in found["tabs"]} >= {"Cohort", "Review"}
+    assert found["warnings"] == []
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason=NEEDS_XVFB)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_a_cohort_table_the_slide_and_its_grade_form_show_together(
+    screen: str,
+    scored_results: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The workspace from the Plugins menu, a 13-slide cohort opened and a slide opened from
+    its table: the table (8 rows at least), its buttons and the whole grade form show beside
+    the slide, the slide has a scale bar, and nothing is over the screen's edge."""
+    results = Path(shutil.copytree(scored_results, tmp_path / "results"))
+    found = _probe("cohort", screen, Path(), results, tmp_path / "cohort.json")
+    area = found["available"]
+    assert found["frame"] == area
+    assert all(_inside(rect, area) for rect in found["docks"].values()), found["docks"]
+    assert not any(found["overlaps"].values()), found["overlaps"]
+    assert {name.split(" (")[0] for name in found["docks"]} == {"Cohort", "Review"}
+    assert found["table_shown"] and found["table_rows"] >= MIN_COHORT_ROWS, found["table_rows"]
+    # the dock was a hidden tab when the cohort opened: it caught up once raised
+    assert found["cohort_rows"] == 13 and found["summary"].startswith("Cohort: "), found
+    assert found["grade_form_shown"] and found["buttons_shown"]
+    assert found["scale_bar"]
+    _check_laptop_claims(found)
 
 
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason=NEEDS_XVFB)

@@ -3,9 +3,13 @@
 ``python workspace_probe.py MODE SLIDE RESULTS_ROOT OUT_JSON``; MODE ``workspace`` opens the
 README's review viewer (``open_review_viewer``: every dock in the workspace), ``one_by_one``
 opens the slide and then each dock as the Plugins menu does (stacked, not tabbed; the
-results folder comes from ``IMILIA_RESULTS_DIR``). Writes
-the screen's available geometry, the main window's frame, each dock's frame on the screen,
-overlapping sibling widgets in the docks, and the Top tiles list's visible rows.
+results folder comes from ``IMILIA_RESULTS_DIR``), ``cohort`` opens the workspace from the
+Plugins menu's *Review workspace* dock, then the cohort in ``RESULTS_ROOT`` in the Cohort
+dock and a slide from its table (``SLIDE`` is unused). Writes the screen's available
+geometry, the main window's frame, each dock's frame on the screen, overlapping sibling
+widgets in the docks, the Top tiles list's visible rows, the canvas's width, the tab titles
+as drawn, napari's layer docks and the warnings napari-imilia caused; in mode ``cohort``
+also the cohort table's visible rows and whether the table and the whole grade form show.
 """
 
 from __future__ import annotations
@@ -43,25 +47,91 @@ def _overlaps(root: Any) -> list[str]:
     return found
 
 
-def main(mode: str, slide: Path, results_root: Path, out_json: Path) -> None:
-    import napari
+def _tabs(main_window: Any) -> list[dict[str, Any]]:
+    """Each tab of the dock groups: its title, the title's width and the tab's width (px)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    tabs = []
+    for bar in main_window.findChildren(QTabBar):
+        if not bar.isVisible():
+            continue
+        metrics = bar.fontMetrics()
+        for i in range(bar.count()):
+            tabs.append(
+                {
+                    "title": bar.tabText(i),
+                    "text_px": metrics.horizontalAdvance(bar.tabText(i)),
+                    "tab_px": bar.tabRect(i).width(),
+                    "elided": bar.elideMode() != Qt.TextElideMode.ElideNone,
+                }
+            )
+    return tabs
+
+
+def _fully_shown(widget: Any) -> bool:
+    """Whether all of ``widget`` is on the screen (not scrolled away nor clipped)."""
+    region = widget.visibleRegion()
+    return not region.isEmpty() and region.boundingRect() == widget.rect()
+
+
+def _open_cohort(viewer: Any, results_root: Path) -> dict[str, Any]:
+    """Open the cohort in the Cohort dock and its fourth slide from the table; what shows."""
+    from napari_imilia._napari.compat import scale_bar
+
+    panel = viewer.window.dock_widgets["Cohort (napari-imilia)"]
+    panel.open_cohort(results_root)
+    _settle()
+    panel.open_index(3)
+    panel.grade_form.nancy_combo.setCurrentIndex(3)  # a grade chosen: its definition shows
+    _settle()
+    table = panel.table
+    return {
+        "table_rows": table.viewport().height() / max(table.rowHeight(0), 1),
+        "cohort_rows": panel.proxy.rowCount(),
+        "summary": panel.source_section.button.text(),
+        "table_shown": not table.visibleRegion().isEmpty(),
+        "grade_form_shown": _fully_shown(panel.grade_form),
+        "buttons_shown": _fully_shown(panel.next_button) and _fully_shown(panel.score_button),
+        "scale_bar": bool(scale_bar(viewer).visible),
+    }
+
+
+def _settle(rounds: int = 20) -> None:
     from qtpy.QtWidgets import QApplication
 
-    from napari_imilia._napari.launch import REVIEW_DOCKS, open_review_viewer
-    from napari_imilia._napari.workspace import WORKSPACE_DOCK
+    for _ in range(rounds):
+        QApplication.instance().processEvents()
 
+
+def main(mode: str, slide: Path, results_root: Path, out_json: Path) -> None:
+    import warnings
+
+    import napari
+    from qtpy.QtWidgets import QApplication, QDockWidget, QToolButton
+
+    from napari_imilia._napari.launch import REVIEW_DOCKS, open_review_viewer
+    from napari_imilia._napari.workspace import LAYERS_BUTTON, WORKSPACE_DOCK
+
+    caught = warnings.catch_warnings(record=True)
+    seen = caught.__enter__()
+    warnings.simplefilter("always")
     if mode == "workspace":
         viewer = open_review_viewer(slide, results_root, show=True)
+    elif mode == "cohort":  # the Plugins menu's Review workspace arranges every dock
+        viewer = napari.Viewer(show=True)
+        viewer.window.add_plugin_dock_widget("napari-imilia", WORKSPACE_DOCK)
     else:  # the docks' session takes its results folder from IMILIA_RESULTS_DIR
         viewer = napari.Viewer(show=True)
         viewer.open(str(slide), plugin="napari-imilia")
         for name in [n for n in REVIEW_DOCKS if n != WORKSPACE_DOCK]:
             viewer.window.add_plugin_dock_widget("napari-imilia", name)
-    app = QApplication.instance()
-    for _ in range(20):
-        app.processEvents()
+    _settle()
+    cohort = _open_cohort(viewer, results_root) if mode == "cohort" else {}
+    caught.__exit__(None, None, None)
     main_window = viewer.window._qt_window
     screen = QApplication.primaryScreen()
+    _settle()
     docks = {}
     overlaps = {}
     for name, widget in viewer.window.dock_widgets.items():
@@ -73,6 +143,9 @@ def main(mode: str, slide: Path, results_root: Path, out_json: Path) -> None:
         content = widget.scroll_area.widget()
         overlaps[name] = _overlaps(content)
     top = viewer.window.dock_widgets["Top tiles (napari-imilia)"]
+    top_shown_first = not top.visibleRegion().isEmpty()
+    top.parent().raise_()  # its tab, one click away in the workspace
+    _settle()
     row_px = max(top.list.sizeHintForRow(0), 1)
     result = {
         "available": _rect(screen.availableGeometry()),
@@ -81,10 +154,35 @@ def main(mode: str, slide: Path, results_root: Path, out_json: Path) -> None:
         "overlaps": overlaps,
         "top_tiles_rows": top.list.viewport().height() / row_px,
         "top_tiles_visible": not top.visibleRegion().isEmpty(),
+        "top_tiles_shown_first": top_shown_first,
         "listed_tiles": len(top.tile_ids()),
         "opened": sorted(viewer.window.dock_widgets),
+        "canvas_px": viewer.window._qt_viewer.canvas.native.width(),
+        "tabs": _tabs(main_window),
+        "layer_docks_shown": [
+            d.objectName()
+            for d in main_window.findChildren(QDockWidget)
+            if d.objectName() in ("layer list", "layer controls") and d.isVisible()
+        ],
+        "warnings": [
+            f"{w.category.__name__}: {w.message}"
+            for w in seen
+            if "napari_imilia" in str(w.filename) and issubclass(w.category, FutureWarning)
+        ],
+        **cohort,
     }
-    if mode == "workspace":
+    button = main_window.findChild(QToolButton, LAYERS_BUTTON)
+    if button is not None:  # one click brings napari's layer docks back
+        button.click()
+        _settle()
+        result["layer_docks_after_click"] = sorted(
+            d.objectName()
+            for d in main_window.findChildren(QDockWidget)
+            if d.objectName() in ("layer list", "layer controls") and d.isVisible()
+        )
+        button.click()
+        _settle()
+    if mode in ("workspace", "cohort"):
         main_window.grab().save(str(out_json.with_suffix(".png")))
     out_json.write_text(json.dumps(result, indent=1), encoding="utf-8")
     viewer.close()

@@ -4,7 +4,8 @@ napari 0.9 moved the camera to ``viewer.scene.camera`` and the canvas overlays (
 and size to ``viewer.canvas``; the old ``viewer.camera`` / ``viewer.scale_bar`` still work
 there but warn. napari 0.6.6-0.8 (the oldest supported: pyproject) have only the old
 attributes (and ``viewer._canvas_size``).
-The dock widgets, scripts and benchmarks use these helpers, never the old names.
+The dock widgets, scripts and benchmarks use these helpers, never the old names; the main
+window is reached through :func:`main_window` (public API), never ``window._qt_window``.
 """
 
 from __future__ import annotations
@@ -40,3 +41,12 @@ def scale_bar(viewer: Any) -> Any:
     if overlays is not None and "scale_bar" in overlays:
         return overlays["scale_bar"]
     return viewer.scale_bar
+
+
+def main_window(viewer: Any) -> Any | None:
+    """The viewer's Qt main window through public API only (``viewer.window.main_menu``'s
+    window: no private ``Window._qt_window``, which napari deprecates from plugin code); None
+    when the viewer has no window."""
+    window = getattr(viewer, "window", None)
+    menu = getattr(window, "main_menu", None)
+    return None if menu is None else menu.window()

@@ -162,9 +162,9 @@ def screenshot_view(slide_path: Path, out_png: Path, results_root: Path | None =
     """
     viewer = open_viewer(slide_path, show=True, results_root=results_root)
     try:
-        viewer.window._qt_window.resize(*WINDOW_SIZE_PX)
-        from napari_imilia._napari.compat import scale_bar
+        from napari_imilia._napari.compat import main_window, scale_bar
 
+        main_window(viewer).resize(*WINDOW_SIZE_PX)
         scale_bar(viewer).visible = True
         _process_qt_events()  # lay the resized window out first: reset_view fits the canvas
         viewer.reset_view()

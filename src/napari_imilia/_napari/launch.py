@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from napari_imilia._napari.link import link_viewer
 from napari_imilia._napari.reader import slide_from_metadata
 from napari_imilia._napari.state import viewer_state
 from napari_imilia._napari.workspace import WORKSPACE_GROUPS, open_workspace
@@ -30,7 +31,7 @@ def open_review_viewer(
     """A napari viewer with the slide layer, its ``ReviewSession`` over ``results_root``
     (an earlier prediction in ``results_root/<slide_id>`` is loaded), the heatmap layer and
     every dock arranged to fit the screen (``open_workspace``); the camera shows the whole
-    slide.
+    slide beside the colour bar and its caption (``ViewerLink.fit_view``).
     Raises ``SlideError`` when ``slide_path`` is not a slide our reader opens.
     """
     import napari
@@ -44,5 +45,9 @@ def open_review_viewer(
         raise SlideError(f"napari-imilia could not open {slide_path} as a slide")
     viewer_state(viewer).set_session(ReviewSession.for_slide(slide, Path(results_root)))
     open_workspace(viewer)
-    viewer.reset_view()
+    if show:
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()  # the canvas takes its size in the arranged window
+    link_viewer(viewer).fit_view()
     return viewer

@@ -14,12 +14,17 @@ that:
   (``layers.heatmap``), the selected tile's outline (role ``selected_tile``), the reviewed
   tiles in their verdict's colour (``layers.verdicts``), the "Review regions" layer
   (``layers.regions``), the shown inspection's cell and epithelium masks
-  (``layers.inspection``) and their legend on the canvas (``layers.legend``), and the
-  census's density map and cells in view (``layers.density``; a click on it picks the census
-  tile there: ``CensusRunner.pick``);
+  (``layers.inspection``) and their legend on the canvas (``layers.legend``), the census's
+  density map and cells in view (``layers.density``; a click on it picks the census tile
+  there: ``CensusRunner.pick``), and a scale bar on every slide whatever opened it (reader,
+  Cohort dock, ``open_review_viewer``);
 - the state's ``review_target`` follows the user: 'tile' when a tile is selected, 'region'
   when a region is drawn or selected (``region_drawn(index)``, ``regions_selected(indices)``).
 
+A new session is drawn over the previous one's layers (reused, not removed: see
+``layers.slide``); in a shown window the review layers are drawn in a turn of the event
+loop of their own, after the slide and its heatmap, so opening the next slide never blocks
+the window for long.
 Coordinates are those of ``layers.placement`` (level-0 pixels on the slide layer, world µm).
 The link keeps only weak references to its viewer, so closing the viewer frees everything.
 """
@@ -27,32 +32,32 @@ The link keeps only weak references to its viewer, so closing the viewer frees e
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 
-from napari_imilia._napari.compat import viewer_camera
+from napari_imilia._napari.clicks import tile_click_callback
+from napari_imilia._napari.compat import main_window, scale_bar
 from napari_imilia._napari.layers.density import CensusLayers
 from napari_imilia._napari.layers.heatmap import HeatmapLayers
 from napari_imilia._napari.layers.inspection import remove_inspection_layers, show_inspection
 from napari_imilia._napari.layers.legend import CellClassLegend
 from napari_imilia._napari.layers.placement import (
     add_layer_keeping_selection,
+    fit_beside_overlays,
     latest_slide_layer,
-    level0_pixel_at,
+    set_if_changed,
     tile_outline_px,
     world_layer_kwargs,
-    world_um_per_px,
 )
 from napari_imilia._napari.layers.regions import ReviewRegions
 from napari_imilia._napari.layers.verdicts import sync_verdict_layer
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.reader import slide_from_metadata
 from napari_imilia._napari.roles import (
-    CENSUS_CELLS_ROLE,
-    CENSUS_DENSITY_ROLE,
     HEATMAP_ROLE,
     LAYER_ROLE_KEY,
     SELECTION_ROLE,
@@ -65,62 +70,8 @@ from napari_imilia._napari.state import ViewerState, viewer_state
 from napari_imilia.errors import ImiliaError
 from napari_imilia.review.session import ReviewSession
 
-#: A press and release further apart than this (canvas px) is a drag (pan), not a click.
-CLICK_SLOP_PX = 4.0
-
-
-def select_tile_at_world(viewer: Any, world_rc: Any, *, announce: bool = True) -> str | None:
-    """Select the tile under a world point; returns its id (None outside the scored tiles;
-    ``announce``: say so in a notification)."""
-    session = viewer_state(viewer).session
-    if session is None or session.prediction is None:
-        return None
-    x, y = level0_pixel_at(world_rc, world_um_per_px(viewer, session))
-    tile_id = session.tile_at(x, y)
-    if tile_id is None:
-        if announce:
-            notify("info", f"no scored tile at level-0 ({x}, {y}): outside the tissue tiles")
-        return None
-    session.select_tile(tile_id)
-    return tile_id
-
-
-def tile_click_callback(viewer: Any, event: Any) -> Any:
-    """napari mouse-drag callback: a left click (no drag) in pan/zoom mode selects a tile."""
-    if getattr(event, "button", 1) != 1 or getattr(event, "modifiers", ()):
-        return
-    active = viewer.layers.selection.active
-    if active is not None and str(getattr(active, "mode", "pan_zoom")) != "pan_zoom":
-        return
-    pressed = np.asarray(event.position, dtype=np.float64)
-    yield
-    moved = 0.0
-    while event.type == "mouse_move":
-        delta = np.asarray(event.position, dtype=np.float64)[-2:] - pressed[-2:]
-        moved = max(moved, float(np.hypot(*delta)) * float(viewer_camera(viewer).zoom))
-        yield
-    if moved <= CLICK_SLOP_PX and not pick_census_tile_at_world(viewer, event.position):
-        select_tile_at_world(viewer, event.position)
-
-
-def pick_census_tile_at_world(viewer: Any, world_rc: Any) -> str | None:
-    """While the census is shown, pick its tile under a world point: its cells are listed
-    and, on a scored slide, the tile is selected and inspected (``CensusRunner.pick``)."""
-    state = viewer_state(viewer)
-    census, session = state.census, state.session
-    shown = [
-        layer
-        for role in (CENSUS_DENSITY_ROLE, CENSUS_CELLS_ROLE)
-        for layer in layers_with_role(viewer, role)
-        if layer.visible
-    ]
-    if census.data is None or session is None or not shown:
-        return None
-    x, y = level0_pixel_at(world_rc, world_um_per_px(viewer, session))
-    tile_id = census.tile_at(x, y)
-    if tile_id is not None:
-        census.pick(tile_id)
-    return tile_id
+#: Where the scale bar sits (napari's toasts come up bottom right).
+SCALE_BAR_POSITION = "bottom_left"
 
 
 class ViewerLink:
@@ -134,9 +85,12 @@ class ViewerLink:
         self._session: ReviewSession | None = None
         self.state = state
         self.regions: ReviewRegions | None = None
-        self.heatmap = HeatmapLayers(viewer)
+        self._generation = 0
+        self.heatmap = HeatmapLayers(viewer, state)
         self.legend = CellClassLegend(viewer)
         self.census = CensusLayers(viewer, state)
+        self.heatmap.corner_changed.connect(self._place_legend)
+        self._place_legend(self.heatmap.corner)
         state.session_changed.connect(self._on_session_changed)
         state.inspections.shown.connect(self._show_inspection)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -177,6 +131,29 @@ class ViewerLink:
         session = self.state.session
         if slide is not None and (session is None or session.slide is not slide):
             self._start_session(slide)
+            self.fit_view()
+
+    def open_slide(self, slide: Any, results_root: Path | None = None) -> Any:
+        """Show ``slide`` in place of the viewer's slide (``layers.slide.show_slide``: its
+        layer reused, the layers drawn over it redrawn) with a session in ``results_root``
+        (default: the cohort's, else the saved folder); returns the slide layer."""
+        from napari_imilia._napari.layers.slide import show_slide
+
+        layer, reused = show_slide(self.viewer, slide)
+        session = self.state.session
+        stale = session is None or session.slide is not slide
+        if reused or stale or (results_root is not None and session.results_root != results_root):
+            self._start_session(slide, results_root)
+        if reused:
+            self.fit_view()
+        return layer
+
+    def fit_view(self) -> None:
+        """Show the whole slide with the canvas overlays' corner kept free of tissue."""
+        viewer = self.viewer
+        layer = None if viewer is None else latest_slide_layer(viewer)
+        if layer is not None:
+            fit_beside_overlays(viewer, layer, self.heatmap.corner)
 
     def _on_layer_removed(self, event: Any) -> None:
         session = self.state.session
@@ -190,18 +167,48 @@ class ViewerLink:
             old.tile_selected.disconnect(self._on_tile_selected)
             old.prediction_changed.disconnect(self._on_prediction_changed)
             old.review_changed.disconnect(self._on_review_changed)
-        self._drop_regions()
+        # the next slide reuses the layers of the previous one (a removed layer costs napari
+        # a full garbage collection, a new one its Qt controls)
+        self._drop_regions(keep_layer=session is not None)
         self._session = session
         if session is not None:
             session.tile_selected.connect(self._on_tile_selected)
             session.prediction_changed.connect(self._on_prediction_changed)
             session.review_changed.connect(self._on_review_changed)
-        self.heatmap.set_session(session)
+        self._generation += 1
+        self.heatmap.set_session(session)  # with the slide: never a frame of the old heatmap
+        self._in_stages([lambda: self._draw_review(session)])
+
+    def _draw_review(self, session: ReviewSession | None) -> None:
+        """The scale bar, the review regions, the verdict and selection outlines."""
+        if session is not None:
+            self._show_scale_bar(session)
         if session is not None and self.ensure_regions() is not None:
             for message in session.review.warnings:
                 notify("warning", message)
-        self._show_verdicts()
-        self._show_selection()
+        self._show_verdicts(keep_empty=True)
+        self._show_selection(keep_empty=True)
+
+    def _in_stages(self, stages: list[Any]) -> None:
+        """Run ``stages`` now in a hidden window (scripts, tests); in a shown one each in its
+        own turn of the event loop, so drawing the next slide never blocks the window for
+        long. A stage of an older session is dropped."""
+        viewer = self.viewer
+        window = None if viewer is None else main_window(viewer)
+        if window is None or not window.isVisible():
+            for stage in stages:
+                stage()
+            return
+        generation = self._generation
+
+        def run(index: int) -> None:
+            if generation != self._generation or self.viewer is None:
+                return
+            stages[index]()
+            if index + 1 < len(stages):
+                QTimer.singleShot(0, partial(run, index + 1))
+
+        QTimer.singleShot(0, partial(run, 0))
 
     def _on_tile_selected(self, _tile_id: Any) -> None:
         self.state.review_target = "tile"
@@ -237,12 +244,14 @@ class ViewerLink:
         self.regions.layer.selected_data.events.items_changed.connect(self._on_shape_selection)
         return self.regions
 
-    def _drop_regions(self) -> None:
+    def _drop_regions(self, keep_layer: bool = False) -> None:
+        """Let go of the session's regions (``keep_layer``: the layer stays, for the next
+        session's regions)."""
         if self.regions is not None:
             self.regions.layer.selected_data.events.items_changed.disconnect(
                 self._on_shape_selection
             )
-            self.regions.close()
+            self.regions.close(keep_layer=keep_layer)
             self.regions = None
 
     def _on_region_drawn(self, index: int) -> None:
@@ -259,6 +268,21 @@ class ViewerLink:
             self.regions_selected.emit(indices)
 
     # ------------------------------------------------------------------ drawing
+    def _place_legend(self, heatmap_corner: str) -> None:
+        """The cell legend takes the top corner the colour bar does not (napari's toasts
+        come up bottom right, the scale bar sits bottom left)."""
+        self.legend.set_position("top_left" if heatmap_corner.endswith("right") else "top_right")
+
+    def _show_scale_bar(self, session: ReviewSession) -> None:
+        """A scale bar on every slide with a known pixel size, whatever opened it."""
+        viewer = self.viewer
+        if viewer is None or not getattr(session.slide, "mpp", None):
+            return
+        bar = scale_bar(viewer)
+        bar.visible = True
+        bar.position = SCALE_BAR_POSITION
+        bar.box = True
+
     def _raise_outlines(self) -> None:
         """Keep the verdict and selection outlines above a heatmap added after them."""
         viewer = self.viewer
@@ -268,11 +292,11 @@ class ViewerLink:
             for layer in layers_with_role(viewer, role):
                 viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
 
-    def _show_verdicts(self) -> None:
+    def _show_verdicts(self, keep_empty: bool = False) -> None:
         """Outline the reviewed tiles in their verdict's colour (``layers.verdicts``)."""
         viewer = self.viewer
         if viewer is not None:
-            sync_verdict_layer(viewer, self._session)
+            sync_verdict_layer(viewer, self._session, keep_empty=keep_empty)
 
     def _show_inspection(self, inspection: Any) -> None:
         """Show the state's current inspection as masks (remove them for None)."""
@@ -284,15 +308,20 @@ class ViewerLink:
         else:
             show_inspection(viewer, session, inspection)
 
-    def _show_selection(self) -> None:
-        """Outline the session's selected tile (remove the outline when nothing is selected)."""
+    def _show_selection(self, keep_empty: bool = False) -> None:
+        """Outline the session's selected tile (remove the outline when nothing is selected;
+        ``keep_empty``: empty it, keeping the layer for the next slide)."""
         viewer = self.viewer
         if viewer is None:
             return
         session = self._session
         tile_id = None if session is None else session.selected_tile_id
         if tile_id is None or session.prediction is None:
-            remove_role_layers(viewer, SELECTION_ROLE)
+            kept = layers_with_role(viewer, SELECTION_ROLE)
+            if keep_empty and session is not None and kept:
+                kept[0].data = []
+            else:
+                remove_role_layers(viewer, SELECTION_ROLE)
             return
         tile = session.tile_row(tile_id)
         placement = world_layer_kwargs(viewer, session)
@@ -300,7 +329,7 @@ class ViewerLink:
         outline = tile_outline_px(tile)
         if layers:
             layers[0].data = [outline]
-            layers[0].scale = placement["scale"]
+            set_if_changed(layers[0], "scale", placement["scale"])
             return
         from napari.layers import Shapes
 

@@ -9,11 +9,11 @@ The target is the state's ``review_target``:
   not reviewed yet; each is saved with its outline (level-0 px) and the tile under its
   centre.
 
-Class, note and reviewer are those typed in the open Review dock (``state.review_draft``);
-without a Review dock a new review is signed with the remembered reviewer name and an
-update changes the verdict only. Every change is saved at once by the session (atomic
-write). Problems become notifications; the entries saved are announced on the state's
-``verdicts_recorded``.
+Class and note are those typed in the open Review dock (``state.review_draft``); without a
+Review dock a new review has none and an update keeps them. Every new or changed review is
+signed with the reviewer's name (``reviewer.reviewer_for_action``: the saved one, asked once
+when there is none). Every change is saved at once by the session (atomic write). Problems
+become notifications; the entries saved are announced on the state's ``verdicts_recorded``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 from napari_imilia._napari.link import ViewerLink
 from napari_imilia._napari.notify import notify
+from napari_imilia._napari.reviewer import reviewer_for_action
 from napari_imilia.errors import ImiliaError
-from napari_imilia.review.reviewer import load_reviewer
 
 
 def record_verdict(link: ViewerLink, verdict: str) -> list[Any]:
@@ -35,7 +35,10 @@ def record_verdict(link: ViewerLink, verdict: str) -> list[Any]:
     if session is None:
         notify("warning", "open a slide before recording a review")
         return []
-    fields = None if state.review_draft is None else asdict(state.review_draft)
+    fields = {} if state.review_draft is None else asdict(state.review_draft)
+    reviewer = reviewer_for_action(link.viewer)
+    if reviewer:  # never blanks the name an entry was signed with
+        fields["reviewer"] = reviewer
     try:
         if state.review_target == "region":
             saved = _record_regions(link, verdict, fields)
@@ -49,19 +52,18 @@ def record_verdict(link: ViewerLink, verdict: str) -> list[Any]:
     return saved
 
 
-def _record_tile(session: Any, verdict: str, fields: dict[str, str] | None) -> list[Any]:
+def _record_tile(session: Any, verdict: str, fields: dict[str, str]) -> list[Any]:
     tile_id = session.selected_tile_id
     if tile_id is None:
         notify("warning", "select a tile (N, Top tiles or a click on the slide) or draw a region")
         return []
     current = [e for e in session.review.for_tile(tile_id) if e.target_kind == "tile"]
     if current:
-        return [session.update_review(current[-1].entry_id, verdict=verdict, **(fields or {}))]
-    fields = fields if fields is not None else {"reviewer": load_reviewer()}
+        return [session.update_review(current[-1].entry_id, verdict=verdict, **fields)]
     return [session.add_review(verdict=verdict, tile_id=tile_id, **fields)]
 
 
-def _record_regions(link: ViewerLink, verdict: str, fields: dict[str, str] | None) -> list[Any]:
+def _record_regions(link: ViewerLink, verdict: str, fields: dict[str, str]) -> list[Any]:
     regions = link.regions
     if regions is None or not regions.alive:
         notify("warning", "the 'Review regions' layer was removed; press Draw region")
@@ -70,9 +72,4 @@ def _record_regions(link: ViewerLink, verdict: str, fields: dict[str, str] | Non
     if not indices:
         notify("warning", "draw a region (Draw region) or select one in 'Review regions'")
         return []
-    ids = regions.entry_ids()
-    new_fields = fields if fields is not None else {"reviewer": load_reviewer()}
-    return [
-        regions.record(i, verdict=verdict, **(new_fields if not ids[i] else fields or {}))
-        for i in indices
-    ]
+    return [regions.record(i, verdict=verdict, **fields) for i in indices]

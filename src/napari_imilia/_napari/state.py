@@ -15,7 +15,8 @@ with the viewer). It holds:
   (:class:`~napari_imilia._napari.inspecting.InspectionRunner`);
 - ``top_tiles``: which tiles are "the top tiles" (N / P keys, Top tiles dock, review count);
 - ``review_target`` ('tile' or 'region') and ``review_draft``: what a verdict applies to,
-  and the class, note and reviewer typed in the open Review dock (None without one);
+  and the class and note typed in the open Review dock (None without one; the reviewer's
+  name is the user's one identity, ``_napari.reviewer``);
 - ``census``: the slide's whole-slide cell census, its shown selection and picked tile,
   and the census run (:class:`~napari_imilia._napari.census.CensusRunner`);
 - ``link``: the viewer link that draws every layer from this state (``link.link_viewer``);
@@ -68,11 +69,10 @@ class TopTiles:
 
 @dataclass(frozen=True)
 class ReviewDraft:
-    """Class, note and reviewer typed in the Review dock's form, given with a verdict."""
+    """Class and note typed in the Review dock's form, given with a verdict."""
 
     reviewer_class: str = ""
     note: str = ""
-    reviewer: str = ""
 
 
 class ViewerState:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from napari_imilia.errors import DataError, ImiliaError
+from napari_imilia.predict.colour_scale import RANGES_KEY
 from napari_imilia.review.drafts import has_draft
 from napari_imilia.review.grade import SlideGrade
 from napari_imilia.review.reads import SlideReads, load_slide_reads
@@ -36,12 +37,14 @@ TABLE_COLUMNS: tuple[str, ...] = (
 
 @dataclass
 class CohortItem:
-    """One slide of the cohort. ``score`` (0-1) and ``n_tiles`` come from its cached result;
-    ``labels``: the cohort CSV's label columns; ``error``: why the status is 'error'.
-    ``grade``: the grade shown to the cohort's reader (their own in a study, else the newest
-    by anyone); ``reads``: every reader's grades; ``model_hidden``: the score must not be
-    shown to the reader (blinded study, not yet graded by them); ``has_draft``: the reader
-    keeps an unsaved grade of it; ``legacy_grade``: the copy an old cohort file kept."""
+    """One slide of the cohort. ``score`` (0-1), ``n_tiles``, ``model_sha256`` and
+    ``value_ranges`` (its tile values' percentiles, for colour scales shared across the
+    cohort: ``predict.colour_scale``) come from its cached result; ``labels``: the cohort
+    CSV's label columns; ``error``: why the status is 'error'. ``grade``: the grade shown to
+    the cohort's reader (their own in a study, else the newest by anyone); ``reads``: every
+    reader's grades; ``model_hidden``: the score must not be shown to the reader (blinded
+    study, not yet graded by them); ``has_draft``: the reader keeps an unsaved grade of it;
+    ``legacy_grade``: the copy an old cohort file kept."""
 
     path: str
     slide_id: str
@@ -49,6 +52,8 @@ class CohortItem:
     score: float | None = None
     n_tiles: int | None = None
     model: str = ""
+    model_sha256: str = ""
+    value_ranges: dict[str, Any] | None = None
     grade: SlideGrade | None = None
     opened_utc: str = ""
     score_error: str = ""
@@ -122,14 +127,14 @@ def add_sources(items: list[CohortItem], sources: list[FoundSlide]) -> None:
 
     known = {absolute_path(item.path): item for item in items}
     for source in sources:  # absolute paths (the finder's); a saved cohort's may not be
-        item = known.get(absolute_path(source.path))
+        item = known.get(Path(source.path))
         if item is not None:
             item.labels = {**item.labels, **source.labels}
             continue
         item = CohortItem(path=source.path, slide_id=slide_id_for(source.path))
         item.labels = dict(source.labels)
         items.append(item)
-        known[absolute_path(source.path)] = item
+        known[Path(source.path)] = item
 
 
 def merge_saved_records(
@@ -271,30 +276,36 @@ def read_item_results(
     ``folder``; ``owner``: the path of the first slide with its id (another path: a
     duplicate id, an error); ``hide_all``: hide the model on every slide (a study that
     cannot be read)."""
-    if Path(owner) != Path(item.path):
+    if owner != item.path and Path(owner) != Path(item.path):
         item.file_error = (
             f"duplicate slide id {item.slide_id!r}: {owner} has it too, and their results "
             "would overwrite each other; rename one of the files"
         )
-    elif not Path(item.path).exists():  # a file, or a DICOM WSI series' folder
+    elif not os.path.exists(item.path):  # a file, or a DICOM WSI series' folder
         item.file_error = f"slide file not found: {item.path} (moved or deleted?)"
+    try:  # one listing per slide: a cohort of 1,000 opens in well under a second
+        names = set() if item.file_error else set(os.listdir(folder))
+    except OSError:  # no results folder yet
+        names = set()
     info = None
     try:
-        info = read_slide_json(folder, item.slide_id) if not item.file_error else None
+        info = read_slide_json(folder, item.slide_id) if "slide.json" in names else None
     except DataError as error:
         item.score_error = f"its result cannot be read: {error}"
     item.score = None if info is None else float(info["score"])
     item.n_tiles = None if info is None else int(info.get("n_tiles", 0))
     item.model = "" if info is None else str(info.get("model", ""))
+    item.model_sha256 = "" if info is None else str(info.get("model_sha256") or "")
+    ranges = None if info is None else info.get(RANGES_KEY)
+    item.value_ranges = ranges if isinstance(ranges, dict) else None
     if item.score is not None:
         item.score_error = ""
-    duplicate = Path(owner) != Path(item.path)
-    if not duplicate:  # a slide moved away keeps its grades
+    if owner == item.path or Path(owner) == Path(item.path):  # a slide moved away keeps grades
         try:
             read_grades(item, folder, study, reader, hide_all=hide_all)
         except ImiliaError as error:  # e.g. a grade file of another slide: costs this one
             item.file_error = item.file_error or str(error)
     if not item.file_error:
-        item.has_tile_reviews = (folder / "review.json").is_file()
+        item.has_tile_reviews = "review.json" in names
     if not item.file_error and item.score is None and not item.score_error:
         item.file_error = unreadable_reason(item.path)

@@ -212,7 +212,8 @@ class Cohort:
                 "updated_utc": utc_now(),
                 "slides": records,
             }
-            text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+            # compact: JSON's C encoder (indented runs in Python); rewritten at every step
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
             return write_text_atomic(self.path, text)
 
     # ------------------------------------------------------------------ reading results
@@ -233,6 +234,7 @@ class Cohort:
                 self._refresh_item(index, first_owner)
 
     def _refresh_item(self, index: int, first_owner: dict[str, str]) -> None:
+        """Re-read one slide's state: one listing of its results folder, then its files."""
         item = self.items[index]
         item.file_error = ""
         try:

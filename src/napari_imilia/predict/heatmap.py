@@ -107,17 +107,26 @@ def write_heatmap_png(
     alpha: float = 0.55,
     vmin: float | None = None,
     vmax: float | None = None,
+    centre: float | None = None,
     label: str = "tile score (higher = more inflammation-like)",
 ) -> Path:
     """Write the score grid over ``thumbnail`` (RGB) as a PNG with a colour bar (atomic).
 
     Tile scores are on each model's own scale (a tile logit, a signed channel score), not
-    probabilities: the colour range defaults to this slide's lowest and highest score.
-    Uses matplotlib's ``Figure`` directly: the pyplot backend (napari's Qt one) is untouched.
+    probabilities: the colour range defaults to this slide's lowest and highest score;
+    ``predict_slide`` passes the model's fixed scale (``colour_scale``) so every slide's PNG
+    is coloured alike. ``centre`` (inside the range): the value drawn with the colormap's
+    middle colour (a two-slope map). Uses matplotlib's ``Figure`` directly: the pyplot
+    backend (napari's Qt one) is untouched.
     """
+    from matplotlib.colors import Normalize, TwoSlopeNorm
     from matplotlib.figure import Figure
 
     vmin, vmax = colour_range(grid.values, vmin, vmax)
+    if centre is not None and vmin < centre < vmax:
+        norm: Normalize = TwoSlopeNorm(vcenter=centre, vmin=vmin, vmax=vmax)
+    else:
+        norm = Normalize(vmin=vmin, vmax=vmax)
 
     width0, height0 = slide_dimensions_px
     height_t, width_t = thumbnail.shape[:2]
@@ -135,8 +144,7 @@ def write_heatmap_png(
         extent=(left, right, bottom, top),
         cmap=cmap,
         alpha=alpha,
-        vmin=vmin,
-        vmax=vmax,
+        norm=norm,
         interpolation="nearest",
     )
     ax.set_xlim(0, width_t)

@@ -300,17 +300,23 @@ def _switch(staging: Path, slide_dir: Path) -> None:
 
 def _write_files(slide: Any, folder: Path, tiles: pd.DataFrame, info: dict) -> dict[str, Any]:
     from napari_imilia.export import ExportContext, tiles_to_features, write_geojson
+    from napari_imilia.predict.colour_scale import reference_scale
     from napari_imilia.predict.heatmap import score_grid, write_heatmap_png
 
     write_text_atomic(folder / "tiles.csv", tiles.to_csv(index=False, float_format="%.6g"))
     demo = " (DEMO model)" if info["model_is_demo"] else ""
     title = f"{info['slide_id']}: score {info['score']:.4f} — {info['model']}{demo}"
+    scale = reference_scale(info, "score")  # the same colours on every slide of the model
     write_heatmap_png(
         folder / "heatmap.png",
         slide.thumbnail(1024),
         score_grid(tiles),
         slide.dimensions,
         title=title,
+        vmin=scale.low,
+        vmax=scale.high,
+        centre=scale.centre,
+        label=f"tile score ({scale.source}; 0 = neutral, higher = more inflammation-like)",
     )
     context = ExportContext(
         slide_id=info["slide_id"],

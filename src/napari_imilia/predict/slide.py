@@ -10,7 +10,9 @@ it reads top to bottom as those steps. Per slide it writes, into ``out_dir/<slid
 - ``slide.json``: slide score (probability), logit, the settings that made it
   (:class:`~napari_imilia.predict.settings.PredictSettings`: model sha256, extractor, MPPs,
   tile size, tiling, tissue), tile count, seconds, software version; multi-channel models
-  add each channel's polarity (``channels``) and ``extremes_per_channel``;
+  add each channel's polarity (``channels``) and ``extremes_per_channel``; the 1st and 99th
+  percentile of each tile value (``tile_value_ranges``) and the model's reference colour
+  scales (``colour_scale``), so heatmaps colour every slide alike (``colour_scale.py``);
 - ``heatmap.png``: tile scores over the thumbnail;
 - ``tiles.geojson``: the tiles as QuPath objects with their scores as measurements.
 
@@ -32,6 +34,12 @@ import pandas as pd
 
 from napari_imilia import __version__
 from napari_imilia.mil.channels import channel_columns, channels_info
+from napari_imilia.predict.colour_scale import (
+    RANGES_KEY,
+    SCALE_KEY,
+    model_reference,
+    value_ranges,
+)
 from napari_imilia.predict.results import (
     RESULT_FILES,
     PredictionResult,
@@ -342,4 +350,7 @@ def slide_record(
     }
     if prediction.channels is not None:
         info.update(channels_info(prediction.channels))
+    # colours that mean the same on every slide (predict.colour_scale)
+    info[RANGES_KEY] = value_ranges(tiles)
+    info[SCALE_KEY] = model_reference(getattr(model, "config", None), tiles)
     return info

@@ -1,4 +1,5 @@
-"""The cohort report: the review table and the model against the pathologist (no Qt).
+"""The cohort report: the model evaluated, the review table and the model against the
+pathologist (no Qt).
 
 :func:`write_cohort_report` writes ``results_root/cohort_report.csv`` (one row per slide),
 ``cohort_report.json`` (the table and every number) and ``cohort_report.html`` (the same with
@@ -6,7 +7,10 @@ plots embedded; no network). The pathologist's call on a slide is the grade give
 review (``slide_grade.json``) or, when there is none, the cohort CSV's label columns:
 ``active`` (also ``label``, ``activity``, ``inflamed``; 1/0, active/inactive, yes/no,
 true/false) and ``nancy`` (0-4). ``grade_source`` says which. Before any slide is graded the
-report still renders and says what is missing.
+report still renders and says what is missing. The page and the JSON name the model that
+scored the slides (:func:`cohort_models`: name, SHA-256, extractor and its weights' SHA-256,
+DEMO flag) with the threshold; a CI or p-value from fewer than 10 slides in a class
+carries a caution, and p-values below 0.001 read "< 0.001".
 """
 
 from __future__ import annotations
@@ -20,11 +24,17 @@ import numpy as np
 import pandas as pd
 
 from napari_imilia import __version__
+from napari_imilia.cohort.item import read_slide_json
 from napari_imilia.cohort.review import Cohort, CohortItem
 from napari_imilia.export.tables import spreadsheet_csv
 from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
-from napari_imilia.report.metrics import DEFAULT_THRESHOLD, agreement_metrics, roc_curve
+from napari_imilia.report.metrics import (
+    DEFAULT_THRESHOLD,
+    agreement_metrics,
+    format_p,
+    roc_curve,
+)
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import NANCY_GRADES, activity_for_nancy
 
@@ -142,6 +152,65 @@ def table_metrics(table: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> 
     return metrics
 
 
+def cohort_models(cohort: Cohort) -> list[dict[str, Any]]:
+    """The models that scored the cohort's slides, most slides first: name, ``model_sha256``,
+    extractor, ``extractor_sha256``, ``model_is_demo`` and ``n_slides`` (read from one
+    ``slide.json`` per model)."""
+    firsts: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for index, item in enumerate(cohort.items):
+        if item.score is None or not item.model_sha256:
+            continue
+        firsts.setdefault(item.model_sha256, index)
+        counts[item.model_sha256] = counts.get(item.model_sha256, 0) + 1
+    models = []
+    for sha, index in firsts.items():
+        info = read_slide_json(cohort.slide_dir(index), cohort.items[index].slide_id) or {}
+        models.append(
+            {
+                "model": str(info.get("model") or cohort.items[index].model),
+                "model_sha256": sha,
+                "extractor": info.get("extractor"),
+                "extractor_sha256": info.get("extractor_sha256"),
+                "model_is_demo": bool(info.get("model_is_demo")),
+                "n_slides": counts[sha],
+            }
+        )
+    return sorted(models, key=lambda m: -m["n_slides"])
+
+
+def _model_html(models: list[dict[str, Any]], threshold: float) -> str:
+    """The section naming the model(s) evaluated, a DEMO banner first when one is a demo."""
+    if not models:
+        return '<p class="missing">No slide is scored yet: no model to name.</p>'
+    parts = []
+    if any(m["model_is_demo"] for m in models):
+        parts.append(
+            '<p class="demo"><b>DEMO model</b> trained on synthetic slides: its scores say '
+            "nothing about real inflammation; not for diagnosis.</p>"
+        )
+    if len(models) > 1:
+        parts.append(
+            f'<p class="caution">The slides were scored by {len(models)} different models: '
+            "the numbers below mix them.</p>"
+        )
+    for model in models:
+        parts.append(
+            H.key_values(
+                [
+                    ("model", model["model"]),
+                    ("model SHA-256", model["model_sha256"]),
+                    ("feature extractor", model["extractor"]),
+                    ("extractor weights SHA-256", model["extractor_sha256"] or "- (weight-free)"),
+                    ("threshold (slide score called active)", f"{threshold:g}"),
+                    ("DEMO model", "yes: not for diagnosis" if model["model_is_demo"] else "no"),
+                    ("slides scored by it", model["n_slides"]),
+                ]
+            )
+        )
+    return "".join(parts)
+
+
 def _plots(table: pd.DataFrame, metrics: dict[str, Any]) -> list[tuple[bytes, str]]:
     import matplotlib
 
@@ -160,7 +229,10 @@ def _plots(table: pd.DataFrame, metrics: dict[str, Any]) -> list[tuple[bytes, st
         ax.plot([0, 1], [0, 1], ls="--", color="#999")
         low, high = metrics["roc_auc_ci95"]
         ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
-        ax.set_title(f"ROC: AUC {metrics['roc_auc']:.3f} (95% CI {low:.3f}-{high:.3f})", fontsize=9)
+        small = " — small sample" if "roc_auc_ci95" in metrics["cautions"] else ""
+        ax.set_title(
+            f"ROC: AUC {metrics['roc_auc']:.3f} (95% CI {low:.3f}-{high:.3f}){small}", fontsize=9
+        )
         figures.append(
             (H.figure_png(fig), "ROC curve of the slide score against active / inactive")
         )
@@ -192,7 +264,11 @@ def _plots(table: pd.DataFrame, metrics: dict[str, Any]) -> list[tuple[bytes, st
         ax.set_xticks(range(5))
         ax.set(xlabel="Nancy histological index", ylabel="slide score", xlim=(-0.5, 4.5))
         rho = metrics["spearman_rho"]
-        ax.set_title("Spearman rho " + ("-" if rho is None else f"{rho:.3f}"), fontsize=9)
+        title = "Spearman rho " + ("-" if rho is None else f"{rho:.3f}")
+        if rho is not None:
+            title += f", p {format_p(metrics['spearman_p'])}"
+            title += " — small sample" if "spearman_p" in metrics["cautions"] else ""
+        ax.set_title(title, fontsize=9)
         figures.append((H.figure_png(fig), "Slide score by Nancy grade"))
     if len(scored):
         fig, ax = plt.subplots(figsize=(4.2, 3.0))
@@ -217,9 +293,12 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _html(cohort: Cohort, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
+def _html(
+    cohort: Cohort, table: pd.DataFrame, metrics: dict[str, Any], models: list[dict[str, Any]]
+) -> str:
     m = metrics
     ci = m["roc_auc_ci95"]
+    warn = {key: " ⚠ small sample" for key in m["cautions"]}
     numbers = [
         ("slides", m["n_slides"]),
         ("scored", m["n_scored"]),
@@ -228,11 +307,14 @@ def _html(cohort: Cohort, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
         ("with an activity call (scored)", m["n_activity"]),
         ("model threshold (score)", m["threshold"]),
         ("ROC-AUC", m["roc_auc"]),
-        ("ROC-AUC 95% CI (bootstrap)", "-" if ci is None else f"{ci[0]:.4f} - {ci[1]:.4f}"),
+        (
+            "ROC-AUC 95% CI (bootstrap)",
+            "-" if ci is None else f"{ci[0]:.4f} - {ci[1]:.4f}{warn.get('roc_auc_ci95', '')}",
+        ),
         ("Cohen's kappa (model call vs pathologist)", m["cohen_kappa"]),
         ("with a Nancy grade (scored)", m["n_nancy"]),
         ("Spearman rho (score vs Nancy)", m["spearman_rho"]),
-        ("Spearman p-value", m["spearman_p"]),
+        ("Spearman p-value", format_p(m["spearman_p"]) + warn.get("spearman_p", "")),
     ]
     c = m["confusion"]
     body = [
@@ -243,7 +325,11 @@ def _html(cohort: Cohort, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
     if m["missing"]:
         items = "".join(f"<li>{H.esc(t)}</li>" for t in m["missing"])
         body.append(f'<div class="missing"><b>Not computed yet</b><ul>{items}</ul></div>')
+    body += ["<h2>Model</h2>", _model_html(models, m["threshold"])]
     body += ["<h2>Agreement</h2>", H.key_values(numbers)]
+    if m["cautions"]:
+        items = "".join(f"<li>{H.esc(t)}</li>" for t in m["cautions"].values())
+        body.append(f'<div class="caution"><b>Caution</b><ul>{items}</ul></div>')
     body.append(
         "<h3>Confusion matrix (rows: pathologist, columns: model)</h3><table><tr><th></th>"
         "<th>model inactive</th><th>model active</th></tr>"
@@ -255,7 +341,7 @@ def _html(cohort: Cohort, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
     if plots:
         figs = "".join(H.figure(png, caption) for png, caption in plots)
         body += ["<h2>Plots</h2>", f'<div class="figs">{figs}</div>']
-    body += ["<h2>Review table</h2>", H.table(table)]
+    body += ["<h2>Review table</h2>", f'<div class="wide">{H.table(table)}</div>']
     links = [H.slide_report_link(cohort.results_root, sid) for sid in table["slide_id"]]
     links = [link for link in links if link]
     if links:
@@ -269,16 +355,19 @@ def write_cohort_report(cohort: Cohort, *, threshold: float = DEFAULT_THRESHOLD)
     root = cohort.results_root
     table = report_table(cohort, threshold)
     metrics = table_metrics(table, threshold)
+    models = cohort_models(cohort)
     csv_path = write_text_atomic(root / "cohort_report.csv", spreadsheet_csv(table))
     payload = {
         "format": "napari-imilia-cohort-report",
         "software": f"napari-imilia {__version__}",
         "created_utc": utc_now(),
         "results_root": str(root),
+        "models": models,
         "metrics": metrics,
         "slides": table.astype(object).to_dict("records"),
     }
     text = json.dumps(_json_ready(payload), indent=1, ensure_ascii=False, allow_nan=False)
     json_path = write_text_atomic(root / "cohort_report.json", text + "\n")
-    html_path = write_text_atomic(root / "cohort_report.html", _html(cohort, table, metrics))
+    page = _html(cohort, table, metrics, models)
+    html_path = write_text_atomic(root / "cohort_report.html", page)
     return {"csv": csv_path, "json": json_path, "html": html_path}

@@ -27,6 +27,14 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f1f1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#666}.missing{background:#fff6e0;border:1px solid #e8c66a;padding:8px 12px}
 .demo{background:#ffe9e9;border:1px solid #d66;padding:6px 10px}
+.caution{background:#fff3e0;border:1px solid #e0a040;padding:6px 12px}
+.wide{overflow-x:auto;max-width:100%}.wide table{width:100%}
+.wide th{white-space:normal;font-size:0.85em}
+.overlays{display:flex;gap:16px;align-items:flex-start}.overlays .figs{flex:1}
+.legend{font-size:0.85em;border:1px solid #ddd;padding:6px 10px;align-self:flex-start}
+.legend div{white-space:nowrap;margin:2px 0}
+.swatch{display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:middle;
+border:1px solid #888}
 .figs{display:flex;flex-wrap:wrap;gap:16px}.figs figure{margin:0}
 figcaption{font-size:0.85em;color:#555}
 img{max-width:100%;height:auto;border:1px solid #ddd}

@@ -16,6 +16,10 @@ from scipy.stats import rankdata, spearmanr
 
 #: The model calls a slide active when its score is at least this (a probability).
 DEFAULT_THRESHOLD = 0.5
+#: A CI or p-value from fewer slides than this in some class carries a caution.
+MIN_SLIDES_PER_CLASS = 10
+#: p-values below this are printed as "< 0.001".
+SMALLEST_P_SHOWN = 0.001
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
@@ -136,6 +140,7 @@ def agreement_metrics(
     if rho is None:
         missing.append("Spearman needs at least 3 scored slides with different Nancy grades")
     ci = bootstrap_auc_ci(scores, active) if auc is not None else None
+    cautions = small_sample_cautions(active, nancy, has_ci=ci is not None, has_p=rho is not None)
     return {
         "threshold": float(threshold),
         "n_activity": len(active),
@@ -151,4 +156,39 @@ def agreement_metrics(
         "spearman_rho": rho,
         "spearman_p": p_value,
         "missing": missing,
+        "cautions": cautions,
     }
+
+
+def small_sample_cautions(
+    active: np.ndarray, nancy: np.ndarray, *, has_ci: bool, has_p: bool
+) -> dict[str, str]:
+    """A caution per statistic computed from fewer than :data:`MIN_SLIDES_PER_CLASS` slides
+    in some class: ``roc_auc_ci95`` (active / inactive slides), ``spearman_p`` (slides per
+    Nancy grade present). Empty when every class is large enough."""
+    cautions: dict[str, str] = {}
+    active = np.asarray(active).astype(int)
+    n_active, n_inactive = int(active.sum()), int(len(active) - active.sum())
+    if has_ci and min(n_active, n_inactive) < MIN_SLIDES_PER_CLASS:
+        cautions["roc_auc_ci95"] = (
+            f"small sample: {n_active} active and {n_inactive} inactive slides (fewer than "
+            f"{MIN_SLIDES_PER_CLASS} in a class); the bootstrap CI understates the uncertainty"
+        )
+    grades, counts = np.unique(np.asarray(nancy, dtype=np.float64), return_counts=True)
+    if has_p and counts.size and counts.min() < MIN_SLIDES_PER_CLASS:
+        per_grade = ", ".join(f"{int(g)}: {int(c)}" for g, c in zip(grades, counts, strict=True))
+        cautions["spearman_p"] = (
+            f"small sample: slides per Nancy grade {per_grade} (fewer than "
+            f"{MIN_SLIDES_PER_CLASS} in a grade); read the p-value with caution"
+        )
+    return cautions
+
+
+def format_p(p_value: float | None) -> str:
+    """A p-value for people: '-' when none, '< 0.001' below :data:`SMALLEST_P_SHOWN`, else
+    three decimals."""
+    if p_value is None or not np.isfinite(p_value):
+        return "-"
+    if p_value < SMALLEST_P_SHOWN:
+        return f"< {SMALLEST_P_SHOWN:g}"
+    return f"{p_value:.3f}"

@@ -3,7 +3,8 @@
 From the slide's cached result (``slide.json``, ``tiles.csv``, ``heatmap.png``) and review
 (``review.json``, ``slide_grade.json``): the thumbnail with the tile-score heatmap, the slide
 score, the model and extractor with their SHA-256, the top tiles with their cells (tinted by
-class) and epithelium (outlined) as overlays, the marker table of those tiles, the reviewer's
+class) and epithelium (outlined) as overlays beside a legend of the cell classes shown, the
+marker table of those tiles (readable column names, fitted to the page), the reviewer's
 verdicts, the slide grade and the notes. Top tiles are inspected here with the weight-free
 backends (classical cells, stain-heuristic epithelium). Everything is embedded in the page.
 """
@@ -26,28 +27,63 @@ from napari_imilia.trust.results import read_results_bytes
 
 #: Tiles shown with their overlays, best first.
 DEFAULT_TOP_TILES = 4
-#: Marker columns shown (those present), after tile_id, score and rank (µm², per mm²).
-MARKER_COLUMNS: tuple[str, ...] = (
-    "n_cells",
-    "epithelium_fraction",
-    "density_per_mm2_immune",
-    "density_per_mm2_Lymphocytes",
-    "density_per_mm2_Plasmocytes",
-    "density_per_mm2_Neutrophils",
-    "density_per_mm2_Eosinophils",
-    "intraepithelial_Neutrophils",
-    "intraepithelial_immune",
-)
+#: Marker columns shown (those present), after tile_id, score and rank, and their headers.
+#: Soft hyphens (U+00AD) let a long word break over two lines of a narrow column.
+MARKER_LABELS: dict[str, str] = {
+    "n_cells": "cells",
+    "epithelium_fraction": "epi\u00adthelium (fraction of tissue)",
+    "density_per_mm2_immune": "immune cells per mm²",
+    "density_per_mm2_Lymphocytes": "lympho\u00adcytes per mm²",
+    "density_per_mm2_Plasmocytes": "plasmo\u00adcytes per mm²",
+    "density_per_mm2_Neutrophils": "neutro\u00adphils per mm²",
+    "density_per_mm2_Eosinophils": "eosino\u00adphils per mm²",
+    "intraepithelial_Neutrophils": "intra\u00adepithelial neutro\u00adphils",
+    "intraepithelial_immune": "intra\u00adepithelial immune cells",
+}
+MARKER_COLUMNS: tuple[str, ...] = tuple(MARKER_LABELS)
+#: Headers of the first columns of the marker table.
+TILE_LABELS: dict[str, str] = {"tile_id": "tile", "score": "tile score", "rank": "rank"}
+#: Headers of the verdict table.
+REVIEW_LABELS: dict[str, str] = {
+    "verdict": "verdict",
+    "target_kind": "on",
+    "tile_id": "tile",
+    "reviewer_class": "class",
+    "note": "note",
+    "reviewer": "reviewer",
+    "updated_utc": "saved (UTC)",
+}
+
+
+def legend_html(class_counts: dict[str, int]) -> str:
+    """A legend of the cell classes present (swatch, name, cells in the tiles shown) and of
+    the epithelium outline, in the overlays' colours."""
+    from napari_imilia.interpret.cells.types import CELL_CLASS_COLORS
+    from napari_imilia.interpret.masks import EPITHELIUM_OUTLINE_RGB
+
+    def line(rgb: tuple[int, int, int], text: str) -> str:
+        colour = "#{:02x}{:02x}{:02x}".format(*rgb)
+        return f'<div><span class="swatch" style="background:{colour}"></span>{H.esc(text)}</div>'
+
+    rows = [
+        line(rgb, f"{name} ({class_counts[name]})")
+        for name, rgb in CELL_CLASS_COLORS.items()
+        if class_counts.get(name)
+    ]
+    rows.append(line(EPITHELIUM_OUTLINE_RGB, "epithelium (outline)"))
+    return f'<div class="legend"><b>Cell classes</b> (cells){"".join(rows)}</div>'
 
 
 def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, pd.DataFrame]:
-    """(HTML figures of the overlays, marker table) of the ``top_k`` best tiles."""
+    """(HTML figures of the overlays with their legend, marker table) of the ``top_k`` best
+    tiles."""
     from napari_imilia.interpret import TileBox, inspect_tile, read_tile_at_mpp, select_tiles
     from napari_imilia.interpret.masks import overlay_tile
     from napari_imilia.slide import open_slide
 
     best = select_tiles(tiles, f"top:{top_k}")
     figures, rows = [], []
+    counts: dict[str, int] = {}
     with open_slide(slide_path) as slide:
         for _, row in best.iterrows():
             inspection = inspect_tile(slide, row)
@@ -58,6 +94,8 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
                 f" {inspection.n_cells} cells)"
             )
             figures.append(H.figure(H.rgb_png(picture), caption, width=256))
+            for name, count in inspection.markers.counts.items():
+                counts[name] = counts.get(name, 0) + int(count)
             markers = inspection.markers.as_row()
             rows.append(
                 {
@@ -67,7 +105,8 @@ def _top_tiles(slide_path: str, tiles: pd.DataFrame, top_k: int) -> tuple[str, p
                     **{k: markers[k] for k in MARKER_COLUMNS if k in markers},
                 }
             )
-    return "".join(figures), pd.DataFrame(rows)
+    overlays = f'<div class="figs">{"".join(figures)}</div>{legend_html(counts)}'
+    return f'<div class="overlays">{overlays}</div>', pd.DataFrame(rows)
 
 
 def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
@@ -77,17 +116,9 @@ def _reviews(results_dir: Path, slide_id: str) -> pd.DataFrame:
 
     if not any(os.path.lexists(results_dir / name) for name in (REVIEW_FILE, JOURNAL_FILE)):
         return pd.DataFrame()  # never reviewed (the journal alone holds every edit)
-    table = reviews_table(ReviewStore.open(results_dir, slide_id))
-    keep = [
-        "verdict",
-        "target_kind",
-        "tile_id",
-        "reviewer_class",
-        "note",
-        "reviewer",
-        "updated_utc",
-    ]
-    return table[keep]
+    table = reviews_table(ReviewStore.open(results_dir, slide_id))[list(REVIEW_LABELS)]
+    table["reviewer"] = table["reviewer"].fillna("").replace("", "(not recorded)")
+    return table.rename(columns=REVIEW_LABELS)
 
 
 def _grade_html(grade: SlideGrade | None) -> str:
@@ -156,8 +187,17 @@ def write_slide_report(
         except (ImiliaError, OSError) as error:
             body.append(f'<p class="missing">Tiles could not be inspected: {H.esc(error)}</p>')
         else:
-            body.append(f'<div class="figs">{figures}</div>')
-            body += ["<h2>Markers of the top tiles</h2>", H.table(markers, digits=3)]
+            body.append(figures)
+            for column in [c for c in markers.columns if c.startswith("density_per_mm2")]:
+                # whole cells per mm²: a narrower table that fits the page
+                markers[column] = markers[column].map(
+                    lambda v: round(float(v)) if pd.notna(v) else float("nan")
+                )
+            markers = markers.rename(columns={**TILE_LABELS, **MARKER_LABELS})
+            body += [
+                "<h2>Markers of the top tiles</h2>",
+                f'<div class="wide">{H.table(markers, digits=3)}</div>',
+            ]
     body.append("<h2>Slide grade</h2>")
     body.append(_grade_html(latest_grade(results_dir, slide_id)))
     body.append(reads_html(results_dir, slide_id))

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.links import dock_viewer_link
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.geojson_reader import geojson_layer_data, placement_of_slide
@@ -49,7 +49,8 @@ class ExportPanel(QWidget):
         self.last_written: list[Path] = []
         self._build_ui()
         self.link = dock_viewer_link(napari_viewer)
-        self.link.state.session_changed.connect(self._on_session_changed)
+        self.links = DockLinks(self)
+        self.links.connect(self.link.state.session_changed, self._on_session_changed)
         self._on_session_changed(self.link.ensure_session())
 
     def _build_ui(self) -> None:

@@ -6,8 +6,9 @@ docks are open; this dock only changes what they show and how: the values (tile 
 attention, each channel of a multi-channel model, or the tiles that drive the score: the
 extremes each channel selects, red where they push the slide score up, blue down), raw or
 rank-normalised (0 = lowest, 1 = highest), a threshold below which tiles are hidden, the
-colormap and the opacity. It shows the slide score with the model's name, short hash and a
-DEMO flag.
+colour scale (fixed for the model, the same on every slide, or this slide's range), the
+colormap, the opacity and the canvas corner of the colour bar and its caption. It shows the
+slide score with the model's name, short hash and a DEMO flag.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.layers.heatmap import (
+    CORNERS,
     DEFAULT_COLORMAP,
     DRIVE_COLUMN,
     HeatmapImage,
@@ -37,6 +39,7 @@ from napari_imilia._napari.layers.heatmap import (
     heatmap_image,
     tile_table_points,
 )
+from napari_imilia._napari.layers.heatmap_values import SCALE_CHOICES
 from napari_imilia._napari.roles import HEATMAP_ROLE, TILE_TABLE_ROLE
 from napari_imilia.mil.channels import SCORE_PREFIX, channel_labels
 
@@ -112,6 +115,17 @@ class HeatmapWidget(QWidget):
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setDecimals(4)
         self.threshold_spin.setEnabled(False)
+        self.scale_combo = QComboBox()
+        for text, scale in SCALE_CHOICES.items():
+            self.scale_combo.addItem(text, scale)
+        self.scale_combo.setToolTip(
+            "fixed: the cohort's scale (its slides scored by this model), else the model's "
+            "reference; the middle colour is a tile that pushes the slide neither way"
+        )
+        self.corner_combo = QComboBox()
+        for corner in CORNERS:
+            self.corner_combo.addItem(corner.replace("_", " "), corner)
+        self.corner_combo.setCurrentIndex(CORNERS.index(self.layers.corner))
         self.colormap_combo = QComboBox()
         self.colormap_combo.addItems(list(COLORMAPS))
         self.colormap_combo.setCurrentText(self.layers.colormap)
@@ -122,8 +136,10 @@ class HeatmapWidget(QWidget):
         form.addRow("values", self.values_combo)
         form.addRow("", self.rank_check)
         form.addRow(self.threshold_check, self.threshold_spin)
+        form.addRow("colours", self.scale_combo)
         form.addRow("colormap", self.colormap_combo)
         form.addRow("opacity", self.opacity_slider)
+        form.addRow("colour bar at", self.corner_combo)
         layout = QVBoxLayout(scroll_content(self))
         for widget in (self.score_label, self.demo_label, self.model_label):
             layout.addWidget(widget)
@@ -133,6 +149,8 @@ class HeatmapWidget(QWidget):
         self.rank_check.toggled.connect(self._on_values_changed)
         self.threshold_check.toggled.connect(self._on_threshold_toggled)
         self.threshold_spin.valueChanged.connect(self.refresh_image)
+        self.scale_combo.currentIndexChanged.connect(self.refresh_image)
+        self.corner_combo.currentIndexChanged.connect(self._apply_look)
         self.colormap_combo.currentTextChanged.connect(self._apply_look)
         self.opacity_slider.valueChanged.connect(self._apply_look)
 
@@ -145,7 +163,8 @@ class HeatmapWidget(QWidget):
         """The options the panel's controls say now."""
         column = self._choices.get(self.values_combo.currentText(), "score")
         threshold = self.threshold_spin.value() if self.threshold_check.isChecked() else None
-        return HeatmapOptions(column, self.rank_check.isChecked(), threshold)
+        scale = self.scale_combo.currentData()
+        return HeatmapOptions(column, self.rank_check.isChecked(), threshold, scale)
 
     def value_choices(self) -> dict[str, str]:
         """The values the panel offers now: combo text -> tile-table column."""
@@ -179,7 +198,7 @@ class HeatmapWidget(QWidget):
 
     def _show_options(self, options: HeatmapOptions) -> None:
         """Make the controls say ``options`` (the heatmap's), without feeding them back."""
-        widgets = (self.values_combo, self.rank_check, self.threshold_check)
+        widgets = (self.values_combo, self.rank_check, self.threshold_check, self.scale_combo)
         for widget in widgets:
             widget.blockSignals(True)
         self.values_combo.clear()
@@ -188,6 +207,7 @@ class HeatmapWidget(QWidget):
             if column == options.column:
                 self.values_combo.setCurrentText(text)
         self.rank_check.setChecked(options.rank_normalised)
+        self.scale_combo.setCurrentIndex(max(self.scale_combo.findData(options.scale), 0))
         self.threshold_check.setChecked(options.threshold is not None)
         self.threshold_spin.setEnabled(options.threshold is not None)
         for widget in widgets:
@@ -224,4 +244,5 @@ class HeatmapWidget(QWidget):
         self.layers.show(
             colormap=self.colormap_combo.currentText(),
             opacity=self.opacity_slider.value() / 100,
+            corner=self.corner_combo.currentData(),
         )

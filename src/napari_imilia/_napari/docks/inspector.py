@@ -4,7 +4,9 @@ inspection shown.
 The choices (cell backend: classical, CellViT checkpoint or an imported HistoPLUS JSON;
 epithelium: stain heuristic or EpiSeg probe; device) are the viewer state's
 (``ViewerState.inspect_settings``, remembered on disk): this dock shows and edits them, and
-the ``I`` key uses them whether the dock is open or not. With *inspect when a tile is
+the ``I`` key uses them whether the dock is open or not. Results come first (the *Inspect*
+button, the shown tile's markers); the choices sit below in a folded *Inspection settings*
+section. With *inspect when a tile is
 selected* checked, selecting a tile (a click on the canvas, the Top tiles list) inspects it;
 *Inspect* inspects the selected tile. Inspections run in the state's
 ``InspectionRunner`` (a ``thread_worker``; the viewer stays responsive) with the models the
@@ -35,6 +37,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_imilia._napari.docks.census import CensusSection
+from napari_imilia._napari.docks.fold import FoldSection
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.text import plain_label
@@ -131,7 +134,9 @@ class TileInspectorWidget(QWidget):
         self.markers_table.setHorizontalHeaderLabels(MARKER_HEADERS)
         self.markers_table.verticalHeader().setVisible(False)
 
-        form = QFormLayout()
+        settings = QWidget()
+        form = QFormLayout(settings)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Cells", self.backend_combo)
         form.addRow("Checkpoint", self._with_browse(self.checkpoint_edit, "CellViT checkpoint"))
         form.addRow("HistoPLUS JSON", self._with_browse(self.json_edit, "HistoPLUS JSON"))
@@ -139,14 +144,15 @@ class TileInspectorWidget(QWidget):
         form.addRow("EpiSeg probe", self._with_browse(self.probe_edit, "EpiSeg probe"))
         form.addRow("Extractor weights", self._with_browse(self.weights_edit, "ViT weights"))
         form.addRow("Device", self.device_combo)
+        form.addRow("", self.auto_check)
+        self.settings_section = FoldSection("Inspection settings", settings)
         layout = QVBoxLayout(scroll_content(self))
-        layout.addLayout(form)
-        layout.addWidget(self.auto_check)
         layout.addWidget(self.inspect_button)
         layout.addWidget(self.status_label)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.legend_label)
         layout.addWidget(self.markers_table, 1)
+        layout.addWidget(self.settings_section)
         self.census = CensusSection(self.link)  # the slide's census: run, density map, picks
         layout.addWidget(self.census)
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QComboBox, QFormLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
@@ -94,6 +95,8 @@ class PlotsWidget(QWidget):
         policy = QSizePolicy.Policy.Expanding
         self.canvas.setSizePolicy(policy, policy)
         self.canvas.setMinimumHeight(CANVAS_MIN_HEIGHT_PX)
+        self._draw_pending = False
+        self.canvas.installEventFilter(self)
         self.score_axes, self.scatter_axes = self.figure.subplots(1, 2)
         form = QFormLayout()
         form.addRow("Marker", self.marker_combo)
@@ -195,7 +198,7 @@ class PlotsWidget(QWidget):
             axes.clear()
         if session is None or session.prediction is None:
             self.info_label.setText("no prediction yet")
-            self.canvas.draw_idle()
+            self._draw()
             return
         tiles = session.tiles
         scores = tiles["score"].to_numpy(np.float64)
@@ -223,4 +226,19 @@ class PlotsWidget(QWidget):
         self.info_label.setText(
             f"{len(ids)} inspected tile(s); slide score {session.prediction.score:.4f}"
         )
-        self.canvas.draw_idle()
+        self._draw()
+
+    def _draw(self) -> None:
+        """Render the figure now if it is on the screen, else when it is painted next (a
+        dock in a hidden tab costs nothing while the reviewer steps through slides)."""
+        if self.canvas.isVisible() and not self.canvas.visibleRegion().isEmpty():
+            self.canvas.draw_idle()
+        else:
+            self._draw_pending = True
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        """The canvas is painted (shown, its tab raised): render the figure if it changed."""
+        if watched is self.canvas and event.type() == QEvent.Type.Paint and self._draw_pending:
+            self._draw_pending = False
+            self.canvas.draw_idle()
+        return False

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_imilia._napari.docks.links import dock_viewer_link
+from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.model_form import ModelForm
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.slide_info import (
@@ -101,7 +101,8 @@ class SlidePanel(QWidget):
         self.link = dock_viewer_link(napari_viewer)
         #: The viewer's loaded MIL model and extractor (its state's), reused between runs.
         self.cache = self.link.state.models
-        self.link.state.session_changed.connect(self._on_session_changed)
+        self.links = DockLinks(self)
+        self.links.connect(self.link.state.session_changed, self._on_session_changed)
         root = self.settings.results_root
         self._on_session_changed(self.link.ensure_session(Path(root) if root else None))
 

@@ -45,3 +45,17 @@ def plain_status_bar(viewer: Any = None) -> None:
         for bar in window.findChildren(QStatusBar):
             for label in bar.findChildren(QLabel):
                 label.setTextFormat(Qt.TextFormat.PlainText)
+
+
+class StatusLabel(QLabel):
+    """A wrapped line of status that takes no room while it has nothing to say."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.PlainText)  # file names and errors are not markup
+        self.setVisible(False)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setVisible(bool(text))

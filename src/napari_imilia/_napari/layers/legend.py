@@ -2,13 +2,15 @@
 
 One :class:`CellClassLegend` per viewer (the viewer link's) watches the cells layer of the
 shown inspection (role ``inspection_cells``). While that layer is in the viewer and visible,
-the canvas shows, bottom left, one line per class present in the tile: a swatch and the
-class name with its cell count, written in the class's colour (``CELL_CLASS_COLORS``, the
-colours of the masks) on a box light or dark enough for that colour to read; plus the
-epithelium's colour when its layer is shown. Each line is a napari text overlay in
-``viewer.canvas.overlays`` (keys ``imilia_legend_<i>``), stacked by napari's overlay tiling
-(set to vertical at the bottom left; napari stacks upwards there, so overlay 0 holds the
-last line).
+the canvas shows, in a top corner (top left unless the colour bar is moved there: the
+viewer link says which, :meth:`CellClassLegend.set_position`; napari's toasts come up
+bottom right, the scale bar sits bottom left), one line per class present in the tile: a
+swatch and the class name with its cell count, written in the class's colour
+(``CELL_CLASS_COLORS``, the colours of the masks) on a box light or dark enough for that
+colour to read; plus the epithelium's colour when its layer is shown. Each line is a napari
+text overlay in ``viewer.canvas.overlays`` (keys ``imilia_legend_<i>``), stacked by napari's
+overlay tiling (vertical; napari stacks bottom overlays upwards, so there overlay 0 holds
+the last line).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from napari_imilia._napari.roles import (
 
 LEGEND_PREFIX = "imilia_legend_"
 SWATCH = "■"
-POSITION = "bottom_left"
+#: Default corner of the legend.
+POSITION = "top_left"
 FONT_SIZE = 8
 _LIGHT_BOX = (0.92, 0.92, 0.92, 0.9)
 _DARK_BOX = (0.12, 0.12, 0.12, 0.9)
@@ -60,6 +63,7 @@ class CellClassLegend:
     def __init__(self, viewer: Any) -> None:
         self._viewer = weakref.ref(viewer)
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.position = POSITION
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         self._on_layers_changed()
@@ -95,7 +99,20 @@ class CellClassLegend:
             key=lambda k: int(k[len(LEGEND_PREFIX) :]),
         )
         shown = [viewer.canvas.overlays[k] for k in keys if viewer.canvas.overlays[k].visible]
-        return shown[::-1]
+        return shown[::-1] if self.position.startswith("bottom") else shown
+
+    def set_position(self, position: str) -> None:
+        """Move the legend to a canvas corner (napari's ``CanvasPosition`` names)."""
+        if position == self.position:
+            return
+        self.position = position
+        viewer = self._viewer()
+        if viewer is None:
+            return
+        for key, overlay in viewer.canvas.overlays.items():
+            if key.startswith(LEGEND_PREFIX):
+                overlay.visible = False  # drawn again in the new corner, in its order
+        self.refresh()
 
     def _on_layers_changed(self, *_: Any) -> None:
         viewer = self._viewer()
@@ -119,17 +136,20 @@ class CellClassLegend:
         viewer = self._viewer()
         if viewer is None:
             return
-        entries = self.entries()[::-1]  # napari stacks bottom-left overlays upwards
+        entries = self.entries()
+        if self.position.startswith("bottom"):
+            entries = entries[::-1]  # napari stacks bottom overlays upwards
         overlays = viewer.canvas.overlays
         if entries:
-            viewer.canvas.overlay_tiling.bottom_left = "vertical"
+            setattr(viewer.canvas.overlay_tiling, self.position, "vertical")
         for i, (text, rgb) in enumerate(entries):
             key = f"{LEGEND_PREFIX}{i}"
             colour = (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, 1.0)
             if key not in overlays:
-                overlays[key] = TextOverlay(position=POSITION, font_size=FONT_SIZE, box=True)
+                overlays[key] = TextOverlay(position=self.position, font_size=FONT_SIZE, box=True)
             overlay = overlays[key]
             overlay.text, overlay.color, overlay.box_color = text, colour, box_colour(rgb)
+            overlay.position = self.position
             overlay.visible = True
         i = len(entries)
         while f"{LEGEND_PREFIX}{i}" in overlays:

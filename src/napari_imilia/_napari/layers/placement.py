@@ -103,3 +103,46 @@ def centre_on_tile(viewer: Any, session: Any, tile_id: str) -> tuple[float, floa
     tile_um = float(tile["width"]) * um_per_px
     camera.zoom = min(canvas_size_px(viewer)) / (TILES_ACROSS_VIEW * tile_um)
     return centre
+
+
+#: Share of the canvas width kept free beside the slide for the colour bar and its caption
+#: (at most ``OVERLAY_COLUMN_PX`` screen px), so they sit off the tissue.
+OVERLAY_COLUMN_SHARE = 0.38
+OVERLAY_COLUMN_PX = 360
+#: Blank margin around the slide, share of the canvas.
+FIT_MARGIN = 0.03
+
+
+def fit_beside_overlays(viewer: Any, layer: Any, corner: str = "top_right") -> None:
+    """Show the whole slide ``layer`` with a free column on the side of ``corner`` (where the
+    colour bar and caption sit), so the canvas overlays do not cover the tissue."""
+    (row0, col0), (row1, col1) = (np.asarray(v, dtype=np.float64)[-2:] for v in layer.extent.world)
+    height_um, width_um = max(row1 - row0, 1e-9), max(col1 - col0, 1e-9)
+    canvas_h, canvas_w = canvas_size_px(viewer)
+    free_px = min(canvas_w * OVERLAY_COLUMN_SHARE, OVERLAY_COLUMN_PX)
+    usable_w = max(canvas_w - free_px, canvas_w * 0.5) * (1 - 2 * FIT_MARGIN)
+    usable_h = canvas_h * (1 - 2 * FIT_MARGIN)
+    camera = viewer_camera(viewer)
+    zoom = min(usable_w / width_um, usable_h / height_um)
+    shift_um = free_px / 2 / zoom * (1 if corner.endswith("right") else -1)
+    camera.zoom = zoom
+    camera.center = ((row0 + row1) / 2, (col0 + col1) / 2 + shift_um)
+
+
+def set_if_changed(layer: Any, name: str, value: Any) -> None:
+    """``layer.<name> = value`` unless it already has that value (a colormap: that name):
+    each napari setter refreshes the layer, and a new colormap rebuilds its shader."""
+    current = getattr(layer, name)
+    if name == "colormap":
+        same = getattr(current, "name", None) == getattr(value, "name", value)
+    elif name == "units":
+        same = tuple(str(u) for u in current) == tuple(str(u) for u in value)
+    else:
+        try:
+            same = np.allclose(
+                np.asarray(current, dtype=np.float64), np.asarray(value, dtype=np.float64)
+            )
+        except (TypeError, ValueError):
+            same = current == value
+    if not same:
+        setattr(layer, name, value)

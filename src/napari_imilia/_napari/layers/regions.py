@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from napari_imilia._napari.geojson_reader import edge_width_um
-from napari_imilia._napari.layers.placement import add_layer_keeping_selection
+from napari_imilia._napari.layers.placement import add_layer_keeping_selection, set_if_changed
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.roles import LAYER_ROLE_KEY, REGIONS_ROLE, layers_with_role
 from napari_imilia.errors import ImiliaError
@@ -79,35 +79,50 @@ class ReviewRegions:
 
     # ------------------------------------------------------------------ layer
     def _make_layer(self) -> Any:
+        """The regions layer: a layer left by the previous slide's session is emptied and
+        reused (removing it would cost napari a full garbage collection), else a new one."""
         from napari.layers import Shapes
 
-        for old in layers_with_role(self.viewer, REGIONS_ROLE):
-            self.viewer.layers.remove(old)
         slide = self.session.slide
-        layer = Shapes(
-            [],
-            name=REGIONS_LAYER_NAME,
-            features=pd.DataFrame({c: pd.Series(dtype=object) for c in REGION_COLUMNS}),
-            feature_defaults=dict.fromkeys(REGION_COLUMNS, ""),
-            edge_width=edge_width_um(self.mpp, slide.dimensions),
-            edge_color=_rgba(""),
-            face_color=_rgba("", FACE_ALPHA),
-            units=("µm", "µm") if slide.mpp else ("pixel", "pixel"),
-            metadata={
-                LAYER_ROLE_KEY: REGIONS_ROLE,
-                MPP_KEY: self.mpp,
-                "imilia_slide": slide.summary(),
-            },
-        )
-        add_layer_keeping_selection(self.viewer, layer)
+        metadata = {
+            LAYER_ROLE_KEY: REGIONS_ROLE,
+            MPP_KEY: self.mpp,
+            "imilia_slide": slide.summary(),
+        }
+        units = ("µm", "µm") if slide.mpp else ("pixel", "pixel")
+        old = layers_with_role(self.viewer, REGIONS_ROLE)
+        for extra in old[1:]:
+            self.viewer.layers.remove(extra)
+        if old:
+            layer = old[0]
+            layer.selected_data = set(range(layer.nshapes))
+            layer.remove_selected()
+            layer.features = pd.DataFrame({c: pd.Series(dtype=object) for c in REGION_COLUMNS})
+            layer.metadata = metadata
+            set_if_changed(layer, "units", units)
+            set_if_changed(layer, "current_edge_width", edge_width_um(self.mpp, slide.dimensions))
+        else:
+            layer = Shapes(
+                [],
+                name=REGIONS_LAYER_NAME,
+                features=pd.DataFrame({c: pd.Series(dtype=object) for c in REGION_COLUMNS}),
+                feature_defaults=dict.fromkeys(REGION_COLUMNS, ""),
+                edge_width=edge_width_um(self.mpp, slide.dimensions),
+                edge_color=_rgba(""),
+                face_color=_rgba("", FACE_ALPHA),
+                units=units,
+                metadata=metadata,
+            )
+            add_layer_keeping_selection(self.viewer, layer)
         layer.events.data.connect(self._on_data)
         return layer
 
-    def close(self) -> None:
-        """Disconnect and remove the layer (the entries stay in the store)."""
+    def close(self, *, keep_layer: bool = False) -> None:
+        """Disconnect and remove the layer (``keep_layer``: leave it for the next session's
+        regions); the entries stay in the store."""
         self.layer.events.data.disconnect(self._on_data)
         viewer = self.viewer
-        if viewer is not None and self.layer in viewer.layers:
+        if not keep_layer and viewer is not None and self.layer in viewer.layers:
             viewer.layers.remove(self.layer)
 
     @property

@@ -18,6 +18,7 @@ import pandas as pd
 
 from napari_imilia._napari.layers.placement import (
     add_layer_keeping_selection,
+    set_if_changed,
     tile_outline_px,
     world_layer_kwargs,
 )
@@ -54,11 +55,18 @@ def session_tile_verdicts(session: Any) -> dict[str, str]:
     return {t: v for t, v in tile_verdicts(entries).items() if t in known}
 
 
-def sync_verdict_layer(viewer: Any, session: Any) -> Any | None:
+def sync_verdict_layer(viewer: Any, session: Any, *, keep_empty: bool = False) -> Any | None:
     """Make the "Reviewed tiles" layer show ``session``'s tile verdicts; returns the layer
-    (None, and the layer removed, when no tile is reviewed)."""
+    (None, and the layer removed, when no tile is reviewed; with ``keep_empty`` an existing
+    layer is emptied and kept instead: stepping to the next slide removes no layer, which
+    would cost napari a full garbage collection)."""
     verdicts = session_tile_verdicts(session)
     if not verdicts:
+        layers = layers_with_role(viewer, VERDICTS_ROLE)
+        if keep_empty and layers:
+            layers[0].selected_data = set(range(layers[0].nshapes))
+            layers[0].remove_selected()
+            return layers[0]
         remove_role_layers(viewer, VERDICTS_ROLE)
         return None
     tiles = session.tiles.set_index(session.tiles["tile_id"].astype(str))
@@ -71,7 +79,7 @@ def sync_verdict_layer(viewer: Any, session: Any) -> Any | None:
     layers = layers_with_role(viewer, VERDICTS_ROLE)
     if layers:
         layer = layers[0]
-        layer.scale = placement["scale"]
+        set_if_changed(layer, "scale", placement["scale"])
         layer.selected_data = set(range(layer.nshapes))
         layer.remove_selected()
         layer.add_rectangles(rects, edge_width=width, edge_color=colours, face_color="transparent")

@@ -1,5 +1,6 @@
 """Slide-level grading form: Nancy index (with each grade's definition), activity, agreement
-with the model's call, note. Embedded in the Review and Cohort docks.
+with the model's call, note. Embedded in the Review and Cohort docks. A grade is signed with
+the reviewer's one identity (``_napari.reviewer``; changed in the Review dock's header).
 
 The form grades the viewer's current slide (its ``ReviewSession``) as the workspace's
 reviewer (``review.reviewer.load_reviewer``; no name field of its own). What it shows comes
@@ -23,6 +24,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -37,6 +39,7 @@ from napari_imilia._napari.docks.cohort.grade_status import (
 )
 from napari_imilia._napari.docks.text import plain_label
 from napari_imilia._napari.notify import notify
+from napari_imilia._napari.reviewer import reviewer_for_action
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.errors import ImiliaError
 from napari_imilia.review.drafts import save_draft
@@ -67,8 +70,9 @@ GRADES = _GradeEvents()
 def reader_name(viewer: Any) -> str:
     """The reader's name: the workspace's reviewer identity ('' when none is set yet).
 
-    The one hook for asking: a dialog that asks for the name once may be called here."""
-    return load_reviewer()
+    Asked once in a dialog when none is saved and the window is shown
+    (:func:`~napari_imilia._napari.reviewer.reviewer_for_action`)."""
+    return reviewer_for_action(viewer)
 
 
 def save_grade_for_session(
@@ -94,6 +98,21 @@ def save_grade_for_session(
         state.refresh_blinding()
     GRADES.saved.emit(session.slide_id, read)
     return read
+
+
+def _narrow(combo: QComboBox, characters: int = 10) -> QComboBox:
+    """A combo box that may be narrower than its longest item (shown elided)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+    return combo
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        row.addWidget(widget, 1 if isinstance(widget, QComboBox | QLineEdit) else 0)
+    return row
 
 
 class SlideGradeForm(QWidget):
@@ -143,31 +162,36 @@ class SlideGradeForm(QWidget):
         self.model_label = plain_label("")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note on the slide (optional)")
-        self.reader_label = QLabel("")
         self.phase_label = QLabel("")
         self.phase_label.setWordWrap(True)
-        self.save_button = QPushButton("Save slide grade")
+        self.save_button = QPushButton("Save grade")
         self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
-        for label in (self.reader_label, self.phase_label, self.status_label, self.model_label):
+        for label in (self.phase_label, self.status_label, self.model_label):
             label.setTextFormat(Qt.TextFormat.PlainText)  # names and notes are not markup
 
     def _lay_out(self) -> None:
+        # compact: five rows, so the grade shows beside a cohort table on a laptop screen
+        for combo in (self.nancy_combo, self.activity_combo, self.agreement_combo):
+            _narrow(combo)
         form = QFormLayout()
+        form.setVerticalSpacing(3)
         form.addRow("Nancy index", self.nancy_combo)
-        form.addRow("", self.definition_label)
-        form.addRow("Activity", self.activity_combo)
-        form.addRow("Model's call", self.model_label)
-        form.addRow("Verdict", self.agreement_combo)
+        form.addRow(self.definition_label)
+        form.addRow("Activity", _row(self.activity_combo, QLabel("Verdict"), self.agreement_combo))
         form.addRow("Note", self.note_edit)
-        form.addRow("Reader", self.reader_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title)
+        layout.setSpacing(3)
+        self.model_label.setToolTip("the model's call on this slide")
+        title = _row(self.title, self.model_label)
+        title.insertStretch(1)
+        layout.addLayout(title)
         layout.addWidget(self.phase_label)
         layout.addLayout(form)
-        layout.addWidget(self.save_button)
-        layout.addWidget(self.status_label)
+        bottom = _row(self.status_label, self.save_button)
+        bottom.setStretch(0, 1)
+        layout.addLayout(bottom)
 
     # ------------------------------------------------------------------ showing
     def show_session(self, session: Any) -> None:
@@ -191,7 +215,7 @@ class SlideGradeForm(QWidget):
         if session is not None:
             try:
                 self._grading = grading_state(
-                    session.results_root, session.slide_id, reader_name(self.viewer)
+                    session.results_root, session.slide_id, load_reviewer()
                 )
             except ImiliaError as error:  # a damaged study, a slide id outside the root
                 problem = str(error)
@@ -205,7 +229,6 @@ class SlideGradeForm(QWidget):
             grade = draft.grade
         self.show_grade(grade)
         self._dirty = False
-        self.reader_label.setText(reader_name(self.viewer) or "(no reviewer name set)")
         self.phase_label.setText(phase_cue(grading))
         self.phase_label.setVisible(bool(self.phase_label.text()))
         self.save_button.setText(button_text(grading))

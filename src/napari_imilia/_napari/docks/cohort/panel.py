@@ -2,14 +2,12 @@
 other, scored in the background, graded, and reported.
 
 Open a cohort from a folder (slides found recursively), a glob, a CSV (slide path column,
-optional label columns) or a results folder holding ``cohort.csv``; its state lives in a
-Qt-free :class:`~napari_imilia.cohort.review.Cohort` saved in the results folder, held as the
-cohort under review by the viewer's state (``ViewerState.cohort``: new sessions go to its
-results folder, grades saved in any dock reach its file). Double-click
-a row (or Next / Previous, keys Alt-N / Alt-P on the canvas, Page Down / Page Up in the dock)
-to open a slide: its layers replace the previous slide's and its cached result loads at
-once. "Score all" scores every unscored slide in a ``thread_worker`` (k of N, ETA, cancel),
-the table filling in as slides finish. "Write reports" writes the HTML reports.
+optional label columns) or a results folder holding ``cohort.csv``; its Qt-free
+:class:`~napari_imilia.cohort.review.Cohort` is the viewer state's cohort under review
+(``ViewerState.cohort``: new sessions go to its results folder, grades reach its file).
+Double-click a row (or Next / Previous, Alt-N / Alt-P on the canvas, Page Down / Page Up
+here) to open a slide in place of the previous one. "Score all" scores every unscored slide
+in a ``thread_worker`` (k of N, ETA, cancel); "Reports" writes the HTML reports.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -39,26 +36,36 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._napari.docks.cohort.grade_form import GRADES, SlideGradeForm
 from napari_imilia._napari.docks.cohort.scoring import CohortScoringMixin, ProgressRelay
+from napari_imilia._napari.docks.cohort.sources import CohortSourcesMixin
 from napari_imilia._napari.docks.cohort.study_box import StudyBox
 from napari_imilia._napari.docks.cohort.table import CohortFilter, CohortTableModel
+from napari_imilia._napari.docks.fold import FoldSection
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.scroll import scroll_content
-from napari_imilia._napari.docks.text import plain_label
-from napari_imilia._napari.layers.placement import latest_slide_layer
+from napari_imilia._napari.docks.text import StatusLabel, plain_label
 from napari_imilia._napari.notify import notify
-from napari_imilia._napari.reader import slide_from_metadata, slide_layer_data
-from napari_imilia._napari.roles import LAYER_ROLE_KEY
 from napari_imilia.cohort.review import STATUSES, Cohort
-from napari_imilia.errors import ImiliaError, SlideError
+from napari_imilia.errors import SlideError
 from napari_imilia.review.reviewer import load_reviewer
-from napari_imilia.review.session import ReviewSession
 from napari_imilia.slide import open_slide
 
 #: (canvas key, dock key) to step to the next / previous slide.
 STEP_KEYS: dict[int, tuple[str, str]] = {+1: ("Alt-N", "PgDown"), -1: ("Alt-P", "PgUp")}
+#: Table rows that always show (the dock's minimum height keeps them).
+MIN_TABLE_ROWS = 8
+#: Rows measured to size the table's columns.
+SIZE_ROWS = 50
+NO_COHORT_TITLE = "Open a cohort: slides, results folder, model"
 
 
-class CohortPanel(CohortScoringMixin, QWidget):
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
+
+
+class CohortPanel(CohortSourcesMixin, CohortScoringMixin, QWidget):
     """The Cohort dock widget (npe2 ``napari-imilia.cohort_panel``)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -110,6 +117,10 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter (any column)")
         self.status_combo = QComboBox()
+        self.status_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.status_combo.setMinimumContentsLength(9)
         self.status_combo.addItem("all statuses", "")
         for status in STATUSES:
             self.status_combo.addItem(status, status)
@@ -117,8 +128,10 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.proxy = CohortFilter(self)
         self.proxy.setSourceModel(self.model)
         self.table = self._make_table()
-        self.previous_button = QPushButton("◀ Previous slide")
-        self.next_button = QPushButton("Next slide ▶")
+        self.previous_button = QPushButton("◀ Prev")
+        self.previous_button.setToolTip("Previous slide (Alt+P on the canvas, Page Up here)")
+        self.next_button = QPushButton("Next ▶")
+        self.next_button.setToolTip("Next slide (Alt+N on the canvas, Page Down here)")
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("MIL model checkpoint (empty: the demo model)")
         self.workers_spin = QSpinBox()
@@ -129,9 +142,12 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.score_button = QPushButton("Score all")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setVisible(False)
         self.progress_bar = QProgressBar()
-        self.progress_label = plain_label("")
-        self.report_button = QPushButton("Write reports")
+        self.progress_bar.setVisible(False)
+        self.progress_label = StatusLabel()
+        self.report_button = QPushButton("Reports")
+        self.report_button.setToolTip("Write the slide reports and the cohort report (HTML)")
         self.grade_form = SlideGradeForm(self.viewer)
         self.study_box = StudyBox(self)
 
@@ -144,34 +160,53 @@ class CohortPanel(CohortScoringMixin, QWidget):
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        table.verticalHeader().setResizeContentsPrecision(SIZE_ROWS)  # rows measured
         table.verticalHeader().setVisible(False)
-        table.setMinimumHeight(220)
+        # compact rows: MIN_TABLE_ROWS rows show together with the slide and its grade form
+        row_px = table.fontMetrics().height() + 6
+        table.verticalHeader().setDefaultSectionSize(row_px)
+        table.verticalHeader().setMinimumSectionSize(row_px)
+        header_px = table.horizontalHeader().sizeHint().height()
+        scroll_px = table.horizontalScrollBar().sizeHint().height()
+        table.setMinimumHeight(
+            header_px + MIN_TABLE_ROWS * row_px + scroll_px + 2 * table.frameWidth() + 2
+        )
         return table
 
     def _lay_out(self) -> None:
-        layout = QVBoxLayout(scroll_content(self))
+        source = QWidget()
+        source_layout = QVBoxLayout(source)
+        source_layout.setContentsMargins(0, 0, 0, 0)
+        source_layout.addWidget(self.summary_label)
         rows: list[tuple[QWidget, ...]] = [
             (self.source_edit, self.browse_button, self.csv_button),
             (self.results_edit, self.open_button, self.labels_button),
-            (self.summary_label,),
-            (self.filter_edit, self.status_combo),
-            (self.table,),
-            (self.previous_button, self.next_button),
             (self.model_edit, QLabel("workers"), self.workers_spin),
-            (self.score_button, self.cancel_button, self.report_button),
-            (self.progress_bar,),
-            (self.progress_label,),
-            (self.study_box,),
-            (self.grade_form,),
         ]
         for widgets in rows:
-            if len(widgets) == 1:
-                layout.addWidget(widgets[0], 1 if widgets[0] is self.table else 0)
-                continue
-            row = QHBoxLayout()
-            for widget in widgets:
-                row.addWidget(widget)
-            layout.addLayout(row)
+            source_layout.addLayout(_row(*widgets))
+        # folded once a cohort is open (its title says how far the review is): the table,
+        # its buttons and the grade form come first
+        self.source_section = FoldSection(NO_COHORT_TITLE, source, unfolded=True)
+        self.source_section.button.setToolTip("the cohort's slides, results folder and model")
+        layout = QVBoxLayout(scroll_content(self))
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.source_section)
+        layout.addLayout(_row(self.filter_edit, self.status_combo))
+        layout.addWidget(self.table, 1)
+        layout.addLayout(
+            _row(
+                self.previous_button,
+                self.next_button,
+                self.score_button,
+                self.cancel_button,
+                self.report_button,
+            )
+        )
+        layout.addLayout(_row(self.progress_bar, self.progress_label))
+        layout.addWidget(self.study_box)
+        layout.addWidget(self.grade_form)
 
     def _connect_widgets(self) -> None:
         self.browse_button.clicked.connect(self._choose_folder)
@@ -210,61 +245,6 @@ class CohortPanel(CohortScoringMixin, QWidget):
         self.state.set_cohort(None)  # new sessions use the saved results folder again
         super().closeEvent(event)
 
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder of slides or of results")
-        if folder:
-            self.source_edit.setText(folder)
-            self._open_from_fields()
-
-    def _choose_csv(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Cohort CSV", "", "CSV (*.csv *.tsv)")
-        if path:
-            self.source_edit.setText(path)
-            self._open_from_fields()
-
-    def _open_from_fields(self) -> None:
-        source = self.source_edit.text().strip()
-        if source:
-            self.open_cohort(source, self.results_edit.text().strip() or None)
-
-    def _choose_labels(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Labels CSV", "", "CSV (*.csv *.tsv)")
-        if path:
-            self.apply_labels(path)
-
-    # ------------------------------------------------------------------ cohort
-    def apply_labels(self, csv_path: str | Path) -> int:
-        """Label the open cohort's slides from ``csv_path`` (``Cohort.apply_labels``: never
-        adds a slide); returns how many slides got labels (0 and a message when none)."""
-        cohort = self.cohort
-        if cohort is None:
-            return 0
-        known = len(cohort.warnings)
-        try:
-            n_labelled = cohort.apply_labels(csv_path)
-        except ImiliaError as error:
-            notify("error", f"napari-imilia: labels not applied: {error}")
-            return 0
-        for message in cohort.warnings[known:]:
-            notify("warning", message)
-        notify("info", f"labels of {n_labelled} slide(s) from {Path(csv_path).name}")
-        self._refresh()
-        return n_labelled
-
-    def open_cohort(
-        self, source: str | Path, results_root: str | Path | None = None
-    ) -> Cohort | None:
-        """Build (or reopen) the cohort of ``source`` and show it; None (and a message) when
-        ``source`` names no usable slide."""
-        try:
-            cohort = Cohort.build(source, results_root)
-        except ImiliaError as error:
-            notify("error", f"napari-imilia cannot open this cohort: {error}")
-            self.summary_label.setText(str(error))
-            return None
-        self.set_cohort(cohort)
-        return cohort
-
     def set_cohort(self, cohort: Cohort | None) -> None:
         """Review ``cohort`` in this viewer (None: no cohort) and show it."""
         self.cancel_scoring()
@@ -276,20 +256,38 @@ class CohortPanel(CohortScoringMixin, QWidget):
         """Show the viewer's cohort under review (its state's)."""
         cohort = self.cohort
         self.model.set_cohort(cohort)
-        self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)  # room for the bold row
+        self._size_columns()
         if cohort is not None:
             self.results_edit.setText(str(cohort.results_root))
+        self.source_section.set_unfolded(cohort is None)
         self._refresh()
 
-    def _refresh(self) -> None:
+    def _size_columns(self) -> None:
+        """Columns as wide as their header and first rows (``SIZE_ROWS``: measuring every
+        row of a large cohort takes seconds), the slide column with room for the bold row."""
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, self.table.columnWidth(0) + 24)
+
+    def _refresh(self, rows: list[int | None] | None = None) -> None:
+        """Show the cohort's state again: its summary, the table (only ``rows`` when given:
+        a step changes the previous and the new current slide), the current row."""
         cohort = self.cohort
         if cohort is not None and cohort.reader != load_reviewer():  # the reviewer changed
             cohort.reader = load_reviewer()
             cohort.refresh()
+            rows = None
         self.study_box.refresh()
-        self.summary_label.setText("no cohort open" if cohort is None else cohort.summary_text())
-        self.model.refresh_all()
+        summary = "no cohort open" if cohort is None else cohort.summary_text()
+        self.summary_label.setText(summary)
+        self.source_section.button.setText(
+            NO_COHORT_TITLE if cohort is None else f"Cohort: {summary}"
+        )
+        if rows is None:
+            self.model.refresh_all()
+        else:
+            for row in rows:
+                if row is not None:
+                    self.model.refresh_row(row)
         self._select_current()
         self._update_buttons()
 
@@ -310,6 +308,8 @@ class CohortPanel(CohortScoringMixin, QWidget):
             "a blinded study's reports are written by its coordinator: imilia report" * blinded
         )
         self.cancel_button.setEnabled(running)
+        self.cancel_button.setVisible(running)  # in the row only while scoring
+        self.progress_bar.setVisible(running)
 
     def _source_row(self, proxy_index: Any) -> int:
         return self.proxy.mapToSource(proxy_index).row()
@@ -336,33 +336,16 @@ class CohortPanel(CohortScoringMixin, QWidget):
             self.model.refresh_row(row)
             return False
         try:
-            data, kwargs, _ = slide_layer_data(open_slide(item.path))
+            slide = open_slide(item.path)
         except SlideError as error:  # changed since the cohort was read
             notify("error", f"{item.slide_id}: {error}")
             return False
-        # one batch: napari cleans its scene graph (a full gc.collect) once, not per layer
-        with self.viewer.layers.batched_update():
-            self._remove_slide_layers()
-            self.viewer.add_image(data, **kwargs)  # the viewer link starts the session
-        session = self.link.state.session
-        if session is None or session.results_root != cohort.results_root:
-            layer = latest_slide_layer(self.viewer)
-            slide = slide_from_metadata(layer.metadata)
-            self.link.state.set_session(ReviewSession.for_slide(slide, cohort.results_root))
+        previous = cohort.current_index
         cohort.set_current(row)
-        self._refresh()
+        # in place of the previous slide, its layers reused (the link draws them again)
+        self.link.open_slide(slide, cohort.results_root)
+        self._refresh(rows=[previous, row])
         return True
-
-    def _remove_slide_layers(self) -> None:
-        """Remove the previous slide's layer and every layer napari-imilia made for it."""
-        doomed = [
-            layer
-            for layer in self.viewer.layers
-            if slide_from_metadata(layer.metadata) is not None or LAYER_ROLE_KEY in layer.metadata
-        ]
-        for layer in doomed:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
 
     def step(self, delta: int) -> bool:
         """Open the next (``delta`` +1) or previous (-1) openable slide; False at either end."""
@@ -380,10 +363,13 @@ class CohortPanel(CohortScoringMixin, QWidget):
         if session is None or cohort is None:
             return
         path = Path(session.slide.path)
+        current = cohort.current_index
+        if current is not None and Path(cohort.items[current].path) == path:
+            return  # opened from this dock: already the current slide
         for index, item in enumerate(cohort.items):
-            if Path(item.path) == path and cohort.current_index != index:
+            if Path(item.path) == path:
                 cohort.set_current(index)
-                self._refresh()
+                self._refresh(rows=[current, index])
                 break
 
     def study_changed(self) -> None:

@@ -1,5 +1,10 @@
 """The cohort table of the Cohort dock: a Qt model over a ``Cohort`` and its sort/filter
-proxy (numbers sort as numbers, a status filter and a text filter on every column)."""
+proxy (numbers sort as numbers, a status filter and a text filter on every column).
+
+Made for cohorts of thousands of slides: the model keeps each row's sort keys and search
+text once computed (dropped when the row changes), so sorting compares plain values
+(:meth:`CohortFilter.lessThan`) and filtering tests one string per row.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,12 @@ STATUS_COLOURS = {
 }
 
 
+def _sort_key(value: Any, column: str) -> Any:
+    if column in ("score", "Nancy", "tiles"):
+        return -1.0 if value is None else float(value)
+    return str(value or "")
+
+
 def _value(item: Any, column: str) -> Any:
     grade = item.grade
     if column == "slide":
@@ -56,11 +67,40 @@ class CohortTableModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.cohort: Any = None
+        self._keys: dict[int, list[Any]] = {}  # column -> sort key per row
+        self._text: dict[int, str] = {}  # row -> lower-case text of every column
 
     def set_cohort(self, cohort: Any) -> None:
         self.beginResetModel()
         self.cohort = cohort
+        self._forget()
         self.endResetModel()
+
+    def _forget(self, row: int | None = None) -> None:
+        """Drop the cached sort keys and search text (of ``row``, else of every row)."""
+        self._keys.clear()
+        if row is None:
+            self._text.clear()
+        else:
+            self._text.pop(row, None)
+
+    def sort_keys(self, column: int) -> list[Any]:
+        """The sort key of every row in ``column`` (numbers as numbers, missing as -1)."""
+        keys = self._keys.get(column)
+        if keys is None:
+            name = COLUMNS[column]
+            keys = [_sort_key(_value(item, name), name) for item in self.cohort.items]
+            self._keys[column] = keys
+        return keys
+
+    def search_text(self, row: int) -> str:
+        """Row ``row``'s values, lower case, for the text filter."""
+        text = self._text.get(row)
+        if text is None:
+            item = self.cohort[row]
+            text = "\n".join(str(_value(item, c) or "") for c in COLUMNS).lower()
+            self._text[row] = text
+        return text
 
     def rowCount(self, parent: QModelIndex | None = None) -> int:
         if parent is not None and parent.isValid():
@@ -88,9 +128,7 @@ class CohortTableModel(QAbstractTableModel):
                 return ""
             return f"{value:.4f}" if column == "score" else str(value)
         if role == SORT_ROLE:
-            if column in ("score", "Nancy", "tiles"):
-                return -1.0 if value is None else float(value)
-            return str(value or "")
+            return _sort_key(value, column)
         if role == Qt.ItemDataRole.ToolTipRole:
             return item.error or item.path
         current = self.cohort.current_index == index.row()
@@ -107,9 +145,11 @@ class CohortTableModel(QAbstractTableModel):
 
     def refresh_row(self, row: int) -> None:
         if 0 <= row < self.rowCount():
+            self._forget(row)
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     def refresh_all(self) -> None:
+        self._forget()
         if self.rowCount():
             self.dataChanged.emit(
                 self.index(0, 0), self.index(self.rowCount() - 1, len(COLUMNS) - 1)
@@ -117,7 +157,8 @@ class CohortTableModel(QAbstractTableModel):
 
 
 class CohortFilter(QSortFilterProxyModel):
-    """Sorts on ``SORT_ROLE``; keeps rows of ``status`` ('' for all) containing ``text``."""
+    """Sorts on the model's sort keys (``SORT_ROLE``'s values); keeps rows of ``status``
+    ('' for all) containing ``text``."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -133,15 +174,15 @@ class CohortFilter(QSortFilterProxyModel):
             self.text = text.strip().lower()
         self.invalidateFilter()
 
+    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:
+        keys = self.sourceModel().sort_keys(left.column())
+        return keys[left.row()] < keys[right.row()]
+
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
         model = self.sourceModel()
         cohort = getattr(model, "cohort", None)
         if cohort is None:
             return False
-        item = cohort[row]
-        if self.status and item.status != self.status:
+        if self.status and cohort[row].status != self.status:
             return False
-        if not self.text:
-            return True
-        values = (str(_value(item, column) or "") for column in COLUMNS)
-        return any(self.text in value.lower() for value in values)
+        return not self.text or self.text in model.search_text(row)

@@ -1,4 +1,5 @@
-"""The Review dock's form: verdict buttons, class, note and the remembered reviewer name."""
+"""The Review dock's form: verdict buttons, class and note; and the reviewer's name, shown
+and edited in the dock's header (:class:`ReviewerField`: the one place to change it)."""
 
 from __future__ import annotations
 
@@ -17,22 +18,60 @@ from qtpy.QtWidgets import (
 
 from napari_imilia._napari.docks.review.parts import VERDICT_KEYS
 from napari_imilia._napari.notify import notify
+from napari_imilia._napari.reviewer import REVIEWER, set_reviewer
 from napari_imilia.errors import ImiliaError
 from napari_imilia.review import SUGGESTED_CLASSES, VERDICTS
-from napari_imilia.review.reviewer import load_reviewer, save_reviewer
+from napari_imilia.review.reviewer import load_reviewer
+
+
+class ReviewerField(QWidget):
+    """The "Reviewer" field: the user's one reviewer identity (``review.reviewer``), saved when
+    edited (:meth:`remember`), following changes made elsewhere (``REVIEWER.changed``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.edit = QLineEdit(load_reviewer())
+        self.edit.setPlaceholderText("your name (asked at your first review)")
+        self.edit.setToolTip(
+            "Written with every verdict, region, note and slide grade, and in the reports"
+        )
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addRow("Reviewer", self.edit)
+        self.edit.editingFinished.connect(self.remember)
+        REVIEWER.changed.connect(self._show)
+        self.destroyed.connect(lambda *_: REVIEWER.changed.disconnect(self._show))
+
+    def _show(self, name: str) -> None:
+        try:
+            if self.edit.text().strip() != name:
+                self.edit.setText(name)
+        except RuntimeError:  # the Qt side of this field was deleted
+            REVIEWER.changed.disconnect(self._show)
+
+    def remember(self) -> None:
+        """Save the typed name when it differs from the saved one (an invalid name is said
+        in a notification and the saved one shown again)."""
+        name = self.edit.text().strip()
+        if not name or name == load_reviewer():
+            return
+        try:
+            set_reviewer(name)
+        except (OSError, ImiliaError) as error:
+            notify("warning", f"reviewer name not remembered: {error}")
+            self.edit.setText(load_reviewer())
 
 
 class ReviewForm(QWidget):
-    """Verdict buttons and the class / note / reviewer fields of one review.
+    """Verdict buttons and the class / note fields of one review.
 
     ``verdict_chosen(verdict)`` when a verdict button is clicked; ``fields_edited`` when the
-    user finishes editing the class or the note. The reviewer name is remembered in
-    ``review_settings.json`` when edited.
+    user finishes editing the class or the note.
     """
 
     verdict_chosen = Signal(str)
     fields_edited = Signal()
-    #: Any change of the class, note or reviewer text (typing included).
+    #: Any change of the class or note text (typing included).
     fields_changed = Signal()
 
     def __init__(self) -> None:
@@ -53,12 +92,9 @@ class ReviewForm(QWidget):
         self.class_combo.lineEdit().setPlaceholderText("your class (optional)")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("note (optional)")
-        self.reviewer_edit = QLineEdit(load_reviewer())
-        self.reviewer_edit.setPlaceholderText("your name")
         form = QFormLayout()
         form.addRow("Class", self.class_combo)
         form.addRow("Note", self.note_edit)
-        form.addRow("Reviewer", self.reviewer_edit)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -68,17 +104,14 @@ class ReviewForm(QWidget):
         self.class_combo.activated.connect(lambda _=0: self.fields_edited.emit())
         self.class_combo.lineEdit().editingFinished.connect(self.fields_edited.emit)
         self.note_edit.editingFinished.connect(self.fields_edited.emit)
-        self.reviewer_edit.editingFinished.connect(self.remember_reviewer)
         self.class_combo.editTextChanged.connect(lambda _=None: self.fields_changed.emit())
         self.note_edit.textChanged.connect(lambda _=None: self.fields_changed.emit())
-        self.reviewer_edit.textChanged.connect(lambda _=None: self.fields_changed.emit())
 
     def fields(self) -> dict[str, str]:
-        """``reviewer_class``, ``note`` and ``reviewer`` as typed (class and name stripped)."""
+        """``reviewer_class`` and ``note`` as typed (class stripped)."""
         return {
             "reviewer_class": self.class_combo.currentText().strip(),
             "note": self.note_edit.text(),
-            "reviewer": self.reviewer_edit.text().strip(),
         }
 
     def show_entry(self, entry: Any) -> None:
@@ -87,12 +120,3 @@ class ReviewForm(QWidget):
             button.setChecked(entry is not None and entry.verdict == verdict)
         self.class_combo.setEditText("" if entry is None else entry.reviewer_class)
         self.note_edit.setText("" if entry is None else entry.note)
-
-    def remember_reviewer(self) -> None:
-        """Save the reviewer name when it differs from the remembered one."""
-        name = self.reviewer_edit.text().strip()
-        if name and name != load_reviewer():
-            try:
-                save_reviewer(name)
-            except (OSError, ImiliaError) as error:
-                notify("warning", f"reviewer name not remembered: {error}")

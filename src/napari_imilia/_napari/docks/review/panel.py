@@ -5,14 +5,17 @@ list, canvas click) or the shapes selected in the "Review regions" layer, which 
 link draws (*Draw region* starts a polygon there). *Agree*, *Disagree* and *Uncertain*
 (keys A / D / U in the panel and on the canvas: ``keys``, listed at the bottom of the dock)
 record the verdict at once through ``recording.record_verdict``, the path the canvas keys
-take too, with the class, note and reviewer name typed here (the state's ``review_draft``);
-changing the class or note of a recorded entry saves it too. Every change goes through the
+take too, with the class and note typed here (the state's ``review_draft``); changing the
+class or note of a recorded entry saves it too. Each is signed with the reviewer's name,
+shown and edited in the dock's header (the user's one identity, ``_napari.reviewer``:
+asked once, at the first review action, when none is saved). Every change goes through the
 session (``add_review`` / ``update_review`` / ``remove_review``), which autosaves atomically
 into the slide's results folder; reopening the slide reloads the list and the link redraws
 the regions. "k of K top tiles reviewed" counts the tile verdicts among the state's top tiles
 (``ViewerState.top_tiles``, which the Top tiles dock edits: the 10 highest by default). The
 list shows every entry of the slide: selecting one edits it and jumps to its tile or region.
-The reviewer name is remembered in ``review_settings.json`` beside the panel settings.
+The slide grade form sits at the bottom, except under a cohort review (the Cohort dock shows
+it beside the table).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 from napari_imilia._napari.docks.cohort.grade_form import SlideGradeForm
 from napari_imilia._napari.docks.links import DockLinks, dock_viewer_link
 from napari_imilia._napari.docks.review.entries import ReviewListMixin
-from napari_imilia._napari.docks.review.form import ReviewForm
+from napari_imilia._napari.docks.review.form import ReviewerField, ReviewForm
 from napari_imilia._napari.docks.review.parts import VERDICT_KEYS, EntryList, TypedDrafts
 from napari_imilia._napari.docks.scroll import scroll_content
 from napari_imilia._napari.docks.text import plain_label
@@ -37,6 +40,7 @@ from napari_imilia._napari.keys import keys_help_html
 from napari_imilia._napari.layers.regions import ReviewRegions
 from napari_imilia._napari.notify import notify
 from napari_imilia._napari.recording import record_verdict
+from napari_imilia._napari.reviewer import reviewer_for_action
 from napari_imilia._napari.state import ReviewDraft
 from napari_imilia.errors import ImiliaError
 
@@ -69,11 +73,13 @@ class ReviewPanel(ReviewListMixin, QWidget):
         self.links.connect(self.state.session_changed, self._on_session_changed)
         self.links.connect(self.state.verdicts_recorded, self._on_verdicts_recorded)
         self.links.connect(self.state.top_tiles_changed, self.show_progress)
+        self.links.connect(self.state.cohort_changed, self._on_cohort_changed)
         self.links.connect(self.link.region_drawn, self._on_region_drawn)
         self.links.connect(self.link.regions_selected, self._on_shape_selection)
         self.form.fields_changed.connect(self._push_draft)
         self.destroyed.connect(partial(_forget_draft, self.state))
         self._push_draft()
+        self._on_cohort_changed(self.state.cohort)
         self._on_session_changed(self.link.ensure_session())
         # edits another window or reviewer saved for this slide appear within a few seconds
         self.sync_timer = QTimer(self)
@@ -99,11 +105,12 @@ class ReviewPanel(ReviewListMixin, QWidget):
         self.draw_button.setToolTip(
             "Draw a polygon in the 'Review regions' layer, then pick a verdict"
         )
+        self.reviewer_field = ReviewerField()
+        self.reviewer_edit = self.reviewer_field.edit
         self.form = ReviewForm()
         self.verdict_buttons = self.form.verdict_buttons
         self.class_combo = self.form.class_combo
         self.note_edit = self.form.note_edit
-        self.reviewer_edit = self.form.reviewer_edit
         self.entry_list = EntryList()
         self.delete_button = QPushButton("Delete selected review")
         self.count_label = plain_label("")
@@ -114,6 +121,7 @@ class ReviewPanel(ReviewListMixin, QWidget):
         self.keys_label.setTextFormat(Qt.TextFormat.RichText)
 
         layout = QVBoxLayout(scroll_content(self))
+        layout.addWidget(self.reviewer_field)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.target_label)
         layout.addWidget(self.draw_button)
@@ -137,6 +145,11 @@ class ReviewPanel(ReviewListMixin, QWidget):
             shortcut = QShortcut(QKeySequence(panel_key), self)
             shortcut.setContext(context)
             shortcut.activated.connect(lambda v=verdict: self.record(v))
+
+    def _on_cohort_changed(self, cohort: Any) -> None:
+        """Under a cohort review the slide is graded in the Cohort dock, beside its table:
+        this dock's copy of the grade form steps aside (one grade form on the screen)."""
+        self.grade_form.setVisible(cohort is None)
 
     def _push_draft(self) -> None:
         """What the form holds goes with the next verdict, from a button or a key."""
@@ -285,15 +298,16 @@ class ReviewPanel(ReviewListMixin, QWidget):
 
     # ------------------------------------------------------------------ recording
     def record(self, verdict: str) -> list[Any]:
-        """Record ``verdict`` on the current target with the form's class, note and reviewer
-        (``recording.record_verdict``, as the canvas keys do); returns the entries saved."""
+        """Record ``verdict`` on the current target with the form's class and note, signed
+        with the reviewer's name (``recording.record_verdict``, as the canvas keys do);
+        returns the entries saved."""
+        self.reviewer_field.remember()  # a name typed in the header and not yet saved
         self._push_draft()
         with self._batch():  # the list is refreshed once, with the saved entry selected
             return record_verdict(self.link, verdict)
 
     def _on_verdicts_recorded(self, saved: list[Any]) -> None:
         """A verdict was saved (from here or a key): edit what was saved."""
-        self.form.remember_reviewer()
         self._show_entry(saved[0], ids=[e.entry_id for e in saved])
         if self.target_kind == "region":
             where = f" on tile {saved[0].tile_id}" if saved[0].tile_id else ""
@@ -319,6 +333,10 @@ class ReviewPanel(ReviewListMixin, QWidget):
         ]
         if not changes:
             return
+        self.reviewer_field.remember()
+        reviewer = reviewer_for_action(self.viewer)
+        if reviewer:  # the note's author; never blanks a signed entry
+            fields = {**fields, "reviewer": reviewer}
         try:
             with self._batch():
                 for entry in changes:
