@@ -46,6 +46,7 @@ from napari_imilia._napari.inspect_settings import (
 )
 from napari_imilia._napari.inspecting import InspectionRunner
 from napari_imilia._napari.models import ModelCache
+from napari_imilia._napari.reviewer import REVIEWER
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,6 +103,7 @@ class ViewerState:
         self.link: Any = None
         self.inspections = InspectionRunner(self)
         self.census = CensusRunner(self)
+        REVIEWER.changed.connect(self._on_reviewer_changed)  # held weakly by psygnal
 
     # ------------------------------------------------------------------ session, cohort
     def set_session(self, session: ReviewSession | None) -> None:
@@ -116,6 +118,15 @@ class ViewerState:
         if old is not None:
             old.close()
         self.session_changed.emit(session)
+
+    def _on_reviewer_changed(self, name: str) -> None:
+        """Another reviewer name: the cohort is seen by them (their grades, their study
+        order) and the open slide's blinding follows (their own grade of it or not)."""
+        if self.cohort is not None and self.cohort.reader != name:
+            self.cohort.reader = name
+            self.cohort.refresh()
+            self.cohort_changed.emit(self.cohort)
+        self.refresh_blinding()
 
     # ------------------------------------------------------------------ blinding
     @property

@@ -83,6 +83,7 @@ class CohortPanel(CohortSourcesMixin, CohortScoringMixin, QWidget):
         self.links = DockLinks(self)
         self.links.connect(self.state.session_changed, self._on_session_changed)
         self.links.connect(self.state.cohort_changed, self._show_cohort)
+        self.links.connect(self.state.blinding_changed, self._on_blinding_changed)
         GRADES.saved.connect(self._on_grade_saved)
         self.grade_form.show_session(self.state.session)
         if self.state.cohort is not None:  # a dock opened again shows the cohort under review
@@ -356,6 +357,9 @@ class CohortPanel(CohortSourcesMixin, CohortScoringMixin, QWidget):
             notify("info", "last slide of the cohort" if delta > 0 else "first slide of the cohort")
             return False
         return self.open_index(target)
+
+    def _on_blinding_changed(self, _session: Any) -> None:
+        self.grade_form.reload()  # a grade committed, or another reviewer: what they see
 
     def _on_session_changed(self, session: Any) -> None:
         self.grade_form.show_session(session)
