@@ -25,18 +25,6 @@ def scored_copy(scored_results: Path, tmp_path: Path) -> Path:  # noqa: F811
     return Path(shutil.copytree(scored_results, tmp_path / "results"))
 
 
-@pytest.fixture
-def notes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    import napari.utils.notifications as notifications
-
-    shown: list[tuple[str, str]] = []
-    for level in ("error", "warning", "info"):
-        monkeypatch.setattr(
-            notifications, f"show_{level}", lambda m, lv=level: shown.append((lv, str(m)))
-        )
-    return shown
-
-
 def _slide_layers(viewer) -> list:
     return [layer for layer in viewer.layers if slide_from_metadata(layer.metadata) is not None]
 

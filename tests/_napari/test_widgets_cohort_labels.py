@@ -15,18 +15,6 @@ PLUGIN = "napari-imilia"
 
 
 @pytest.fixture
-def notes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    import napari.utils.notifications as notifications
-
-    shown: list[tuple[str, str]] = []
-    for level in ("error", "warning", "info"):
-        monkeypatch.setattr(
-            notifications, f"show_{level}", lambda m, lv=level: shown.append((lv, str(m)))
-        )
-    return shown
-
-
-@pytest.fixture
 def study(tmp_path: Path, tiff_writer) -> Path:
     for k in (1, 2):
         (tmp_path / "slides").mkdir(exist_ok=True)

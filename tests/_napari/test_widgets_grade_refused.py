@@ -23,18 +23,6 @@ def scored_copy(scored_results: Path, tmp_path: Path) -> Path:  # noqa: F811
     return Path(shutil.copytree(scored_results, tmp_path / "share" / "results"))
 
 
-@pytest.fixture
-def notes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    import napari.utils.notifications as notifications
-
-    shown: list[tuple[str, str]] = []
-    for level in ("error", "warning", "info"):
-        monkeypatch.setattr(
-            notifications, f"show_{level}", lambda m, lv=level: shown.append((lv, str(m)))
-        )
-    return shown
-
-
 def test_a_grade_refused_by_the_folder_is_shown_as_not_saved(
     make_napari_viewer, scored_copy: Path, notes, qtbot
 ) -> None:

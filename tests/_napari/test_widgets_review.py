@@ -54,18 +54,6 @@ def results_root(scored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     return root
 
 
-@pytest.fixture
-def notes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Every napari notification shown, as (level, message)."""
-    import napari.utils.notifications as notifications
-
-    shown: list[tuple[str, str]] = []
-    for level in ("error", "warning", "info"):
-        name = f"show_{level}"
-        monkeypatch.setattr(notifications, name, lambda m, lv=level: shown.append((lv, str(m))))
-    return shown
-
-
 def _open(make_napari_viewer: Any, slide: Path) -> tuple[Any, Any, Any]:
     viewer = make_napari_viewer(show=False)
     viewer.open(slide, plugin=PLUGIN)
