@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from tifffile.zarr import ZarrTiffStore
 
+from support.notifications import notes  # noqa: F401 (fixture: every napari notification shown)
+
 #: Real files nobody in this project made (see its README): $IMILIA_TEST_DATA, else
 #: ../shared/data beside the repository; tests skip when absent.
 TEST_DATA = Path(
