@@ -84,9 +84,9 @@ def test_too_few_slides_or_one_level_give_no_model_and_no_proposal():
     assert f"{MIN_SLIDES - 1} of {MIN_SLIDES} slides" in kappa_text(result.models[CHRONIC])
     flat = {f"s{i}": {CHRONIC: 1} for i in range(MIN_SLIDES + 1)}
     result = calibrate(evidence, flat, "dr a")
-    assert result.models[CHRONIC].model is None and "1 of 2 grade levels" in result.models[
-        CHRONIC
-    ].why
+    assert (
+        result.models[CHRONIC].model is None and "1 of 2 grade levels" in result.models[CHRONIC].why
+    )
     assert not result.proposals
 
 
