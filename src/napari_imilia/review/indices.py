@@ -153,6 +153,11 @@ def nancy(items: Mapping[str, int]) -> int | None:
     return 1 if chronic >= NANCY_CHRONIC_FROM else 0
 
 
+#: Report and export columns: the indices from item grades, and the item grades.
+INDEX_COLUMNS: tuple[str, ...] = ("nancy_from_items", "rhi")
+ITEM_COLUMNS: tuple[str, ...] = tuple(f"item_{item.key}" for item in ITEMS)
+
+
 def index_values(items: Mapping[str, int] | None) -> dict[str, int | None]:
     """``{"nancy_from_items": ..., "rhi": ...}`` for a grade's items (None where not
     decided), the two columns reports and exports carry."""
