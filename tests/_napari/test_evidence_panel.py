@@ -19,10 +19,14 @@ from napari_imilia._napari.roles import CENSUS_DENSITY_ROLE, layers_with_role
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.interpret.census import census_slide
 from napari_imilia.review.evidence import item_evidence
+from napari_imilia.review.grade import SlideGrade
+from napari_imilia.review.grading import commit_grade
 from napari_imilia.review.indices import ACUTE, CHRONIC, EROSION, ITEMS, index_values
 from napari_imilia.review.reads import load_slide_reads
 from napari_imilia.review.reviewer import save_reviewer
 from napari_imilia.review.study import create_study
+from support.census_tables import write_table_census
+from support.cohort_data import cohort_data, scored_results  # noqa: F401 (fixtures)
 from support.scored import make_scored_slide
 
 pytestmark = [pytest.mark.gui]
@@ -142,3 +146,35 @@ def test_a_blinded_reader_sees_no_evidence(make_napari_viewer, scored, tmp_path,
         assert row.value.text() == "" and all(b.isHidden() for b in row.tiles)
         assert row.proposal.isHidden() and row.accept.isHidden()
     assert not panel.items()
+
+
+def test_proposals_show_their_kappa_and_accept_only_fills_the_form(
+    make_napari_viewer,
+    scored_results,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    root = Path(shutil.copytree(scored_results, tmp_path / "results"))
+    monkeypatch.setenv("IMILIA_CONFIG_DIR", str(tmp_path / "config"))
+    save_reviewer("Dr Ada")
+    slide_ids = sorted(p.name for p in root.iterdir() if (p / "slide.json").is_file())
+    for i, slide_id in enumerate(slide_ids):
+        write_table_census(root, slide_id, 2 + 3 * i)
+    graded = slide_ids[:-1]
+    for i, slide_id in enumerate(graded):  # graded from the census: chronic rises
+        grade = SlideGrade(nancy=0, items={CHRONIC: i * 3 // len(graded)})
+        commit_grade(root, slide_id, "Dr Ada", grade)
+    viewer = make_napari_viewer(show=False)
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Cohort")
+    cohort = dock.open_cohort(root)
+    dock.open_index(cohort.index_of(slide_ids[-1]))
+    row = next(r for r in dock.grade_form.evidence.rows if r.item.key == CHRONIC)
+    text = row.proposal.text()
+    assert "proposed <b>2</b>" in text and "κ" in text
+    assert f"leave-one-out, {len(graded)} slides" in text
+    assert not row.accept.isHidden() and row.combo.currentData() is None
+    row.accept.click()
+    assert row.combo.currentData() == 2  # in the form, not stored: no read was written
+    assert load_slide_reads(root / slide_ids[-1], slide_ids[-1]).reads == []
+    other = next(r for r in dock.grade_form.evidence.rows if r.item.key == ACUTE)
+    assert "no proposal yet" in other.proposal.text() and other.accept.isHidden()

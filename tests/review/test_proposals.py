@@ -4,14 +4,11 @@ no proposal before the figure exists; proposals are never grades."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from napari_imilia.interpret.census import COUNT_COLUMNS, count_column
 from napari_imilia.review.evidence import ItemEvidence
 from napari_imilia.review.grade import SlideGrade
 from napari_imilia.review.grading import commit_grade
@@ -25,6 +22,7 @@ from napari_imilia.review.proposals import (
     loo_kappa,
 )
 from napari_imilia.review.reads import load_slide_reads
+from support.census_tables import write_table_census
 
 
 def _evidence(density: float) -> list[ItemEvidence]:
@@ -90,28 +88,11 @@ def test_too_few_slides_or_one_level_give_no_model_and_no_proposal():
     assert not result.proposals
 
 
-def _fake_census(results, slide_id: str, lymphocytes_per_tile: int) -> None:
-    """A finished census folder of 4 tiles (census.json + tiles.csv)."""
-    folder = results / slide_id / "census"
-    folder.mkdir(parents=True)
-    rows = []
-    for i in range(4):
-        row = dict.fromkeys(COUNT_COLUMNS, 0)
-        row[count_column("Lymphocytes", "lamina propria")] = lymphocytes_per_tile
-        row.update(
-            tile_id=f"{224 * i}_0", x=224 * i, y=0, width=224, height=224, region="piece 1",
-            tissue_area_mm2=0.0125, epithelium_area_mm2=0.005, lamina_propria_area_mm2=0.0075,
-        )  # fmt: skip
-        rows.append(row)
-    pd.DataFrame(rows).to_csv(folder / "tiles.csv", index=False)
-    (folder / "census.json").write_text(json.dumps({"mpp": 0.5, "slide_id": slide_id}))
-
-
 def test_cohort_proposals_read_the_reviewers_own_reads_and_censuses(tmp_path):
     results = tmp_path / "results"
     counts = list(range(1, 15))  # 14 slides, chronic infiltrate rising with the count
     for i, count in enumerate(counts):
-        _fake_census(results, f"slide{i:02d}", count)
+        write_table_census(results, f"slide{i:02d}", count)
     for i in range(12):
         grade = SlideGrade(nancy=0, items={CHRONIC: int(counts[i] > 4) + int(counts[i] > 8)})
         commit_grade(results, f"slide{i:02d}", "dr a", grade)
