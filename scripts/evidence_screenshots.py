@@ -102,13 +102,13 @@ def main() -> int:
 def shots(slides: Path, results: Path, out: Path) -> None:
     import shutil
 
-    import napari
+    from docs_screenshots import _widget
 
+    from napari_imilia._napari.launch import open_review_viewer
     from napari_imilia._napari.state import viewer_state
 
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.showMaximized()
-    _, panel = viewer.window.add_plugin_dock_widget("napari-imilia", "Cohort")
+    viewer = open_review_viewer(slides / f"case_{N_SLIDES - 1:02d}.svs", results, show=True)
+    panel = _widget(viewer, "Cohort")
     cohort = panel.open_cohort(slides, results)
     settle(1.0)
     panel.open_index(N_SLIDES - 1)

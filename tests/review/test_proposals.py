@@ -17,6 +17,7 @@ from napari_imilia.review.proposals import (
     MIN_SLIDES,
     calibrate,
     cohort_proposals,
+    cross_validated_kappa,
     fit_ordinal,
     kappa_text,
     loo_kappa,
@@ -52,6 +53,11 @@ def test_the_ordinal_model_recovers_known_grades():
     assert loo_kappa(x, y, 3) >= 0.9
     shuffled = rng.permutation(y)
     assert loo_kappa(x, shuffled, 3) < 0.4
+    # above LOO_MAX_SLIDES the figure is 10-fold (seeded: the same twice)
+    kappa, scheme = cross_validated_kappa(x, y, 3)
+    assert scheme == "10-fold" and kappa >= 0.9 and cross_validated_kappa(x, y, 3)[0] == kappa
+    assert cross_validated_kappa(x, shuffled, 3)[0] < 0.4
+    assert cross_validated_kappa(x[:20], y[:20], 3)[1] == "leave-one-out"
 
 
 def test_proposals_come_with_their_kappa_and_never_for_graded_slides():

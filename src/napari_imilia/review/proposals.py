@@ -8,10 +8,12 @@ evidence_features`: log cells/mm² over the slide and in the worst 500 µm windo
 neutrophils in epithelium also the share of epithelial tiles involved), standardised; a ridge
 penalty (:data:`RIDGE`) keeps the fit finite when the grades separate perfectly.
 
-Each item's model carries its agreement figure: the **leave-one-out** quadratic weighted
-kappa between the reviewer's grades and the grade the model predicts for each slide when
-fitted on all the others (on the item's whole scale). A proposal is made only with that
-figure (no figure, no proposal), and is never stored: accepting one is the reviewer setting
+Each item's model carries its agreement figure: the cross-validated quadratic weighted kappa
+between the reviewer's grades and the grade the model predicts for each slide when fitted
+without it (on the item's whole scale): **leave-one-out** up to :data:`LOO_MAX_SLIDES`
+graded slides, **10-fold** (seeded) beyond, so a refit stays well under a second. A
+proposal is made only with that figure (no figure, no proposal), and is never stored:
+accepting one is the reviewer setting
 the item in the grade form and committing a normal read. Erosion or ulceration is not
 measured by the census, so it is never proposed.
 """
@@ -40,6 +42,9 @@ MIN_SLIDES = 10
 MIN_LEVELS = 2
 #: L2 penalty on the standardised feature weights.
 RIDGE = 0.1
+#: Cross-validation: leave-one-out up to this many graded slides, else ``FOLDS``-fold.
+LOO_MAX_SLIDES = 30
+FOLDS = 10
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def _loss(
 
 def fit_ordinal(features: np.ndarray, grades: np.ndarray, ridge: float = RIDGE) -> OrdinalModel:
     """Fit :class:`OrdinalModel` to (n, d) ``features`` and (n,) integer ``grades`` (at
-    least two different ones) by penalised maximum likelihood (L-BFGS)."""
+    least two different ones) by penalised maximum likelihood (BFGS, analytic gradient)."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(grades, dtype=np.int64)
     levels = tuple(int(v) for v in np.unique(y))
@@ -114,7 +119,7 @@ def fit_ordinal(features: np.ndarray, grades: np.ndarray, ridge: float = RIDGE) 
     index = np.searchsorted(levels, y)
     d, k = z.shape[1], len(levels)
     start = np.concatenate([np.zeros(d), [-(k - 2) / 2.0], np.zeros(k - 2)])
-    result = minimize(_loss, start, args=(z, index, ridge), jac=True, method="L-BFGS-B")
+    result = minimize(_loss, start, args=(z, index, ridge), jac=True, method="BFGS")
     params = result.x
     return OrdinalModel(levels, mean, scale, params[:d], _thresholds(params, d))
 
@@ -128,25 +133,42 @@ def quadratic_kappa(a: np.ndarray, b: np.ndarray, max_grade: int) -> float | Non
     return None if not np.isfinite(value) else float(value)
 
 
-def loo_kappa(features: np.ndarray, grades: np.ndarray, max_grade: int) -> float | None:
-    """Leave-one-out quadratic weighted kappa: each slide predicted by the model fitted on
-    the others (a fold whose others hold one grade only predicts that grade)."""
+def cross_validated_kappa(
+    features: np.ndarray, grades: np.ndarray, max_grade: int, *, loo_max: int = LOO_MAX_SLIDES
+) -> tuple[float | None, str]:
+    """(quadratic weighted kappa, scheme) of each slide's grade against the model fitted
+    without it: leave-one-out up to ``loo_max`` slides, else
+    :data:`FOLDS`-fold (slides shuffled with seed 0). A fold whose training slides hold one
+    grade only predicts that grade."""
     x, y = np.asarray(features, np.float64), np.asarray(grades, np.int64)
+    n = len(y)
+    if n <= loo_max:
+        folds, scheme = [np.array([i]) for i in range(n)], "leave-one-out"
+    else:
+        order = np.random.default_rng(0).permutation(n)
+        folds, scheme = np.array_split(order, FOLDS), f"{FOLDS}-fold"
     predicted = np.empty_like(y)
-    for i in range(len(y)):
-        keep = np.arange(len(y)) != i
+    for held in folds:
+        keep = np.ones(n, bool)
+        keep[held] = False
         if len(np.unique(y[keep])) < 2:
-            predicted[i] = y[keep][0]
+            predicted[held] = y[keep][0]
             continue
-        predicted[i] = fit_ordinal(x[keep], y[keep]).predict(x[i])[0]
-    return quadratic_kappa(y, predicted, max_grade)
+        predicted[held] = fit_ordinal(x[keep], y[keep]).predict(x[held])
+    return quadratic_kappa(y, predicted, max_grade), scheme
+
+
+def loo_kappa(features: np.ndarray, grades: np.ndarray, max_grade: int) -> float | None:
+    """Leave-one-out quadratic weighted kappa, whatever the number of slides."""
+    return cross_validated_kappa(features, grades, max_grade, loo_max=len(grades))[0]
 
 
 @dataclass(frozen=True)
 class ItemModel:
     """An item's calibration: ``n_slides`` graded slides with a census used, their
-    ``levels``, the leave-one-out ``kappa`` (None: not defined), the fitted ``model`` (None
-    while there are too few grades: ``why`` says what is missing)."""
+    ``levels``, the cross-validated ``kappa`` (None: not defined) and its ``scheme``
+    ('leave-one-out' or '10-fold'), the fitted ``model`` (None while there are too few
+    grades: ``why`` says what is missing)."""
 
     key: str
     n_slides: int
@@ -154,6 +176,7 @@ class ItemModel:
     kappa: float | None
     model: OrdinalModel | None
     why: str = ""
+    scheme: str = ""
 
 
 @dataclass
@@ -192,9 +215,9 @@ def calibrate(
             out.models[item.key] = ItemModel(item.key, len(graded), levels, None, None, why)
             continue
         x = np.vstack([rows[s] for s in graded])
-        kappa = loo_kappa(x, y, item.max_grade)
+        kappa, scheme = cross_validated_kappa(x, y, item.max_grade)
         model = fit_ordinal(x, y)
-        out.models[item.key] = ItemModel(item.key, len(graded), levels, kappa, model)
+        out.models[item.key] = ItemModel(item.key, len(graded), levels, kappa, model, scheme=scheme)
         if kappa is None:
             continue
         for slide_id in rows:
@@ -257,9 +280,9 @@ def cohort_proposals(
 
 
 def kappa_text(model: ItemModel) -> str:
-    """'κ 0.82 (leave-one-out, 14 slides)' or why there is no figure."""
+    """'κ 0.82 (leave-one-out, 14 slides)' (or '10-fold') or why there is no figure."""
     if model.model is None:
         return f"no proposal yet: {model.why}"
     if model.kappa is None or math.isnan(model.kappa):
         return f"no proposal: agreement undefined ({model.n_slides} slides)"
-    return f"κ {model.kappa:.2f} (leave-one-out, {model.n_slides} slides)"
+    return f"κ {model.kappa:.2f} ({model.scheme}, {model.n_slides} slides)"
