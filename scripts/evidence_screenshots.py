@@ -117,9 +117,14 @@ def shots(slides: Path, results: Path, out: Path) -> None:
     raise_dock(viewer, "Cohort")
     form = panel.grade_form
     settle(1.0)
+    for name, dock in viewer.window._wrapped_dock_widgets.items():
+        if "Cohort" not in name:  # the Cohort dock alone in the right column
+            dock.setVisible(False)
+    settle(1.0)
     scroll = getattr(panel, "scroll_area", None)
     if scroll is not None:
-        scroll.ensureWidgetVisible(form.evidence.scroll, 0, 0)
+        scroll.ensureWidgetVisible(form.evidence.toggle, 0, 0)
+        scroll.horizontalScrollBar().setValue(0)
     viewer.reset_view()
     shot(viewer, out / "evidence_cohort_1366x768.png")
     form.evidence.grab().save(str(out / "evidence_panel.png"))

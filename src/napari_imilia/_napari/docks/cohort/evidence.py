@@ -92,6 +92,7 @@ class _ItemRow:
     def show_evidence(self, evidence: ItemEvidence | None, window: str) -> None:
         for button in self.tiles:
             button.setVisible(False)
+        self.value.setVisible(evidence is not None)
         if evidence is None:
             self.value.setText("")
             return
@@ -114,6 +115,8 @@ class _ItemRow:
             self.proposal.setText(
                 f"proposed <b>{grade}</b> (p {probability:.2f}; {kappa_text(model)})"
             )
+        elif model is not None and model.model is not None:  # graded here, or no census
+            self.proposal.setText(f"<i>no proposal for this slide; model {kappa_text(model)}</i>")
         elif model is not None:
             self.proposal.setText(f"<i>{kappa_text(model)}</i>")
         else:
