@@ -123,7 +123,10 @@ def shots(slides: Path, results: Path, out: Path) -> None:
     settle(1.0)
     scroll = getattr(panel, "scroll_area", None)
     if scroll is not None:
-        scroll.ensureWidgetVisible(form.evidence.toggle, 0, 0)
+        from qtpy.QtCore import QPoint
+
+        top = form.evidence.mapTo(scroll.widget(), QPoint(0, 0)).y()  # the panel at the top
+        scroll.verticalScrollBar().setValue(top - 8)
         scroll.horizontalScrollBar().setValue(0)
     viewer.reset_view()
     shot(viewer, out / "evidence_cohort_1366x768.png")
