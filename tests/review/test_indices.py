@@ -95,3 +95,5 @@ def test_item_grades_round_trip_through_a_slide_grade_and_give_the_columns():
     assert list(columns) == [f"item_{item.key}" for item in ITEMS]
     assert columns["item_eosinophils"] is None and columns["item_chronic_infiltrate"] == 2
     assert index_values(None) == {"nancy_from_items": None, "rhi": None}
+    off_scale = {**items, CHRONIC: 7}  # a stored grade off the item's scale: no index, no crash
+    assert index_values(off_scale) == {"nancy_from_items": None, "rhi": None}

@@ -160,9 +160,13 @@ ITEM_COLUMNS: tuple[str, ...] = tuple(f"item_{item.key}" for item in ITEMS)
 
 def index_values(items: Mapping[str, int] | None) -> dict[str, int | None]:
     """``{"nancy_from_items": ..., "rhi": ...}`` for a grade's items (None where not
-    decided), the two columns reports and exports carry."""
+    decided, or where an item is off its scale: a report never fails on a stored grade),
+    the two columns reports and exports carry."""
     items = items or {}
-    return {"nancy_from_items": nancy(items), "rhi": robarts(items)}
+    try:
+        return {"nancy_from_items": nancy(items), "rhi": robarts(items)}
+    except (TypeError, ValueError):
+        return {"nancy_from_items": None, "rhi": None}
 
 
 def item_columns(items: Mapping[str, int] | None) -> dict[str, int | None]:

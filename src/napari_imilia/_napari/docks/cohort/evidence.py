@@ -158,6 +158,7 @@ class EvidencePanel(QWidget):
         self.viewer = viewer
         self._session: Any = None
         self._filling = False
+        self._other_items: dict[str, int] = {}
         self._proposals_key: Any = None
         self._proposals: CohortProposals | None = None
         self.evidence: list[ItemEvidence] = []
@@ -213,15 +214,21 @@ class EvidencePanel(QWidget):
 
     # ------------------------------------------------------------------ item grades
     def items(self) -> dict[str, int]:
-        """The item grades as set in the panel."""
-        return {
+        """The item grades as set in the panel, and any other item the shown grade held
+        (kept as it was: the panel edits only the items it shows)."""
+        shown = {
             row.item.key: int(row.combo.currentData())
             for row in self.rows
             if row.combo.currentData() is not None
         }
+        return {**self._other_items, **shown}
 
     def show_items(self, items: dict[str, int]) -> None:
         """Show ``items`` (a grade's) in the combos; not an edit of the reviewer's."""
+        scales = {row.item.key: row.item.max_grade for row in self.rows}
+        self._other_items = {  # items not shown here, or off their scale: kept as they were
+            k: v for k, v in items.items() if k not in scales or not 0 <= v <= scales[k]
+        }
         self._filling = True
         try:
             for row in self.rows:
