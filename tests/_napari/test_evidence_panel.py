@@ -61,6 +61,7 @@ def test_no_census_offers_the_run_then_shows_each_items_values(
     assert "No census for this slide" in panel.status.text()
     assert not panel.run_button.isHidden()
     panel.run_button.click()
+    assert "census of" in panel.status.text() and not panel.run_button.isEnabled()
     state = viewer_state(viewer)
     qtbot.waitUntil(lambda: state.census.data is not None, timeout=WAIT_MS)
     assert panel.run_button.isHidden()

@@ -166,6 +166,7 @@ class EvidencePanel(QWidget):
         state = viewer_state(viewer)
         state.census.changed.connect(self._on_census_changed)
         state.blinding_changed.connect(self._on_census_changed)
+        state.census.status.connect(self._on_census_status)
 
     def _build(self) -> None:
         self.toggle = QToolButton()
@@ -277,6 +278,16 @@ class EvidencePanel(QWidget):
             state = viewer_state(self.viewer)
             state.census.changed.disconnect(self._on_census_changed)
             state.blinding_changed.disconnect(self._on_census_changed)
+            state.census.status.disconnect(self._on_census_status)
+
+    def _on_census_status(self, text: str) -> None:
+        """While the slide has no census, say how its run goes (the runner's status)."""
+        try:
+            if not self.run_button.isHidden():
+                self.status.setText(text)
+                self.run_button.setEnabled(not viewer_state(self.viewer).census.running)
+        except RuntimeError:  # the Qt side of the panel was deleted
+            viewer_state(self.viewer).census.status.disconnect(self._on_census_status)
 
     def refresh(self) -> None:
         """Read the evidence (the state's census) and the proposals again and show them."""
