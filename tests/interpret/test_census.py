@@ -18,9 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from napari_imilia.demo.sample import synthetic_slide_scene, write_synthetic_slide
-from napari_imilia.demo.synthetic.looks import LOOK_NAMES
-from napari_imilia.demo.synthetic.truth import epithelium_mask_level0
+from napari_imilia.demo.sample import write_synthetic_slide
 from napari_imilia.export.geojson_stream_read import iter_object_batches
 from napari_imilia.interpret.census import (
     CENSUS_FILES,
@@ -31,6 +29,7 @@ from napari_imilia.interpret.census import (
     census_slide,
 )
 from napari_imilia.interpret.census.parts import PARTS_DIR
+from support.planted import planted_cells
 
 INFLAMED_BOX = (600, 400, 700, 600)  # level-0 px (x, y, w, h) of the planted inflamed area
 #: Tolerance of census counts against the planted cells of a class in its compartment.
@@ -60,25 +59,7 @@ def census(planted: Path, tmp_path_factory: pytest.TempPathFactory) -> CensusDat
     return CensusData.load(result.folder)
 
 
-def _planted_cells(slide: Path, tiles: pd.DataFrame) -> pd.DataFrame:
-    """Planted cells inside the census tiles: class, compartment (true epithelium), tile."""
-    scene = synthetic_slide_scene(slide)
-    cells = scene.cells
-    epithelium = epithelium_mask_level0(scene, 0, 0, scene.width_px, scene.height_px)
-    col = np.clip(cells.x.astype(int), 0, scene.width_px - 1)
-    row = np.clip(cells.y.astype(int), 0, scene.height_px - 1)
-    tile_of = np.full(len(cells), -1)
-    for i, (x, y, w, h) in enumerate(tiles[["x", "y", "width", "height"]].to_numpy()):
-        inside = (cells.x >= x) & (cells.x < x + w) & (cells.y >= y) & (cells.y < y + h)
-        tile_of[inside] = i
-    frame = pd.DataFrame(
-        {
-            "class_name": np.asarray(LOOK_NAMES)[cells.look],
-            "compartment": np.where(epithelium[row, col], "epithelium", "lamina propria"),
-            "tile": tile_of,
-        }
-    )
-    return frame[frame["tile"] >= 0]
+_planted_cells = planted_cells
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ class CensusRunner:
         self.worker: Any = None
         self._cancel: threading.Event | None = None
         state.session_changed.connect(self._on_session_changed)
+        state.blinding_changed.connect(self._on_blinding_changed)
 
     @property
     def running(self) -> bool:
@@ -56,9 +57,12 @@ class CensusRunner:
         return None if session is None else census_dir(session.results_root, session.slide_id)
 
     def reload(self) -> CensusData | None:
-        """Load the session's finished census, if there is one, and tell the listeners."""
+        """Load the session's finished census, if there is one and the reader may see it
+        (none while a blinded study withholds the model), and tell the listeners."""
         folder = self.folder()
         data = None
+        if self._state.model_hidden:  # a blinded reader: census evidence is AI output
+            folder = None
         if folder is not None and (folder / "census.json").is_file():
             try:
                 data = CensusData.load(folder)
@@ -70,6 +74,9 @@ class CensusRunner:
     def set_data(self, data: CensusData | None) -> None:
         self.data, self.picked_tile = data, None
         self.changed.emit(data)
+
+    def _on_blinding_changed(self, _session: Any) -> None:
+        self.reload()
 
     def _on_session_changed(self, _session: Any) -> None:
         self.cancel()

@@ -37,6 +37,7 @@ from napari_imilia.report.metrics import (
 )
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.grade import NANCY_GRADES, activity_for_nancy
+from napari_imilia.review.indices import INDEX_COLUMNS, ITEM_COLUMNS, index_values, item_columns
 
 ACTIVE_COLUMNS: tuple[str, ...] = ("active", "label", "activity", "inflamed")
 NANCY_COLUMNS: tuple[str, ...] = ("nancy", "nancy_index", "nhi")
@@ -54,6 +55,8 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "model_agreement",
     "reviewer",
     "note",
+    *INDEX_COLUMNS,  # Nancy and RHI from the reviewer's item grades (review/indices.py)
+    *ITEM_COLUMNS,
     "error",
 )
 
@@ -116,6 +119,8 @@ def report_table(cohort: Cohort, threshold: float = DEFAULT_THRESHOLD) -> pd.Dat
                 "model_agreement": "" if grade is None else grade.model_agreement,
                 "reviewer": "" if grade is None else grade.reviewer,
                 "note": "" if grade is None else grade.note,
+                **index_values(None if grade is None else grade.items),
+                **item_columns(None if grade is None else grade.items),
                 "error": item.error,
             }
         )
@@ -123,6 +128,8 @@ def report_table(cohort: Cohort, threshold: float = DEFAULT_THRESHOLD) -> pd.Dat
     table["score"] = pd.to_numeric(table["score"], errors="coerce")
     table["n_tiles"] = pd.to_numeric(table["n_tiles"], errors="coerce").astype("Int64")
     table["nancy"] = pd.to_numeric(table["nancy"], errors="coerce").astype("Int64")
+    for column in (*INDEX_COLUMNS, *ITEM_COLUMNS):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     return table
 
 
@@ -341,7 +348,10 @@ def _html(
     if plots:
         figs = "".join(H.figure(png, caption) for png, caption in plots)
         body += ["<h2>Plots</h2>", f'<div class="figs">{figs}</div>']
-    body += ["<h2>Review table</h2>", f'<div class="wide">{H.table(table)}</div>']
+    body += [
+        "<h2>Review table</h2>",
+        f'<div class="wide">{H.table(table.drop(columns=list(ITEM_COLUMNS)))}</div>',
+    ]
     links = [H.slide_report_link(cohort.results_root, sid) for sid in table["slide_id"]]
     links = [link for link in links if link]
     if links:

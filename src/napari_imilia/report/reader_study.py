@@ -32,6 +32,7 @@ from napari_imilia.cohort.review import Cohort
 from napari_imilia.report import reader_metrics as M
 from napari_imilia.report.metrics import DEFAULT_THRESHOLD, roc_auc
 from napari_imilia.review.grade import NANCY_ACTIVE_FROM
+from napari_imilia.review.indices import index_values
 from napari_imilia.review.reads import POST_AI, PRE_AI, GradeRead
 
 MODEL = "model"
@@ -46,6 +47,8 @@ LONG_COLUMNS: tuple[str, ...] = (
     "started_utc",
     "study_id",
     "score",
+    "nancy_from_items",  # Nancy and RHI from the reader's item grades (review/indices.py)
+    "rhi",
 )
 
 
@@ -114,7 +117,8 @@ def reader_data(cohort: Cohort) -> ReaderData:
                 arrays[f"{kind}_active"][s, r] = _active(read)
         rows += [_long_row(read, item.score) for read in reads]
     long = pd.DataFrame(rows, columns=list(LONG_COLUMNS))
-    long["nancy"] = pd.to_numeric(long["nancy"], errors="coerce").astype("Int64")
+    for column in ("nancy", "nancy_from_items", "rhi"):
+        long[column] = pd.to_numeric(long[column], errors="coerce").astype("Int64")
     return ReaderData(slide_ids, readers, scores, long, arrays, study)
 
 
@@ -130,6 +134,7 @@ def _long_row(read: GradeRead, score: float | None) -> dict[str, Any]:
         "started_utc": read.started_utc,
         "study_id": read.study_id,
         "score": score,
+        **index_values(read.grade.items),
     }
 
 

@@ -22,6 +22,7 @@ from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
 from napari_imilia.report.reader_study_page import reads_html
 from napari_imilia.review.grade import NANCY_GRADES, SlideGrade
+from napari_imilia.review.indices import ITEMS, RHI_MAX, index_values
 from napari_imilia.review.reads import latest_grade
 from napari_imilia.trust.results import read_results_bytes
 
@@ -131,12 +132,31 @@ def _grade_html(grade: SlideGrade | None) -> str:
             ("Nancy histological index", nancy),
             ("definition", definition),
             ("activity", grade.effective_activity or "-"),
+            *_index_rows(grade),
             ("agreement with the model's call", grade.model_agreement or "-"),
             ("note", grade.note or "-"),
             ("reviewer", grade.reviewer or "-"),
             ("graded (UTC)", grade.updated_utc or "-"),
         ]
     )
+
+
+def _index_rows(grade: SlideGrade) -> list[tuple[str, str]]:
+    """Nancy and RHI from the item grades, and the item grades (none without items)."""
+    if not grade.items:
+        return []
+    values = index_values(grade.items)
+    nancy, rhi = values["nancy_from_items"], values["rhi"]
+    graded = [
+        f"{item.name} {grade.items[item.key]} ({item.levels[grade.items[item.key]]})"
+        for item in ITEMS
+        if item.key in grade.items and grade.items[item.key] <= item.max_grade
+    ]
+    return [
+        ("Nancy from the item grades", "-" if nancy is None else str(nancy)),
+        ("Robarts histopathology index (RHI)", "-" if rhi is None else f"{rhi} / {RHI_MAX}"),
+        ("item grades", "; ".join(graded) or "-"),
+    ]
 
 
 def write_slide_report(

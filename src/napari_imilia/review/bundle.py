@@ -42,6 +42,7 @@ from napari_imilia.interpret.epithelium.geojson import epithelium_to_features
 from napari_imilia.interpret.epithelium.polygons import epithelium_polygons
 from napari_imilia.review.exports import reviews_table, reviews_to_features
 from napari_imilia.review.grading import shown_grade
+from napari_imilia.review.indices import INDEX_COLUMNS, ITEM_COLUMNS, index_values, item_columns
 from napari_imilia.review.reviewer import load_reviewer
 from napari_imilia.trust.paths import path_inside
 
@@ -206,4 +207,6 @@ def slide_grade_frame(session: Any) -> pd.DataFrame | None:
     if grade is None:
         return None
     row = {k: v for k, v in grade.to_dict().items() if k != "items"}
-    return pd.DataFrame([{"slide_id": session.slide_id, **row}]).astype({"nancy": "Int64"})
+    row |= index_values(grade.items) | item_columns(grade.items)  # review/indices.py
+    types = dict.fromkeys(("nancy", *INDEX_COLUMNS, *ITEM_COLUMNS), "Int64")
+    return pd.DataFrame([{"slide_id": session.slide_id, **row}]).astype(types)

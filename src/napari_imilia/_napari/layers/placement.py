@@ -95,7 +95,12 @@ def add_layer_keeping_selection(viewer: Any, layer: Any) -> Any:
 def centre_on_tile(viewer: Any, session: Any, tile_id: str) -> tuple[float, float]:
     """Centre the camera on a tile and zoom so about three tiles fit; returns the world
     centre (row, col) in µm."""
-    tile = session.tile_row(tile_id)
+    return centre_on_tile_row(viewer, session, session.tile_row(tile_id))
+
+
+def centre_on_tile_row(viewer: Any, session: Any, tile: Any) -> tuple[float, float]:
+    """:func:`centre_on_tile` for any tile row with level-0 ``x``, ``y``, ``width``,
+    ``height`` (a census tile that was not scored, say)."""
     um_per_px = world_um_per_px(viewer, session)
     centre = tile_centre_world(tile, um_per_px)
     camera = viewer_camera(viewer)

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.cohort.evidence import EvidencePanel
 from napari_imilia._napari.docks.cohort.grade_status import (
     button_text,
     phase_cue,
@@ -139,6 +140,8 @@ class SlideGradeForm(QWidget):
         self.note_edit.editingFinished.connect(self.keep_draft)
         self.nancy_combo.currentIndexChanged.connect(self._show_definition)
         self.save_button.clicked.connect(self.save)
+        self.evidence.edited.connect(self._on_edited)
+        self.evidence.use_nancy.connect(lambda n: self.nancy_combo.setCurrentIndex(n + 1))
         GRADES.saved.connect(self._on_saved_elsewhere)
         self.show_session(None)
 
@@ -164,6 +167,7 @@ class SlideGradeForm(QWidget):
         self.note_edit.setPlaceholderText("note on the slide (optional)")
         self.phase_label = QLabel("")
         self.phase_label.setWordWrap(True)
+        self.evidence = EvidencePanel(self.viewer)
         self.save_button = QPushButton("Save grade")
         self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
@@ -189,6 +193,7 @@ class SlideGradeForm(QWidget):
         layout.addLayout(title)
         layout.addWidget(self.phase_label)
         layout.addLayout(form)
+        layout.addWidget(self.evidence)
         bottom = _row(self.status_label, self.save_button)
         bottom.setStretch(0, 1)
         layout.addLayout(bottom)
@@ -235,6 +240,8 @@ class SlideGradeForm(QWidget):
         locked = grading is not None and grading.next_phase is None
         for widget in (self.nancy_combo, self.activity_combo, self.note_edit, self.save_button):
             widget.setEnabled(session is not None and not locked and not problem)
+        self.evidence.set_editable(session is not None and not locked and not problem)
+        self.evidence.show_session(session)
         self.status_label.setText(problem or saved_text(grading))
         self._show_model_call()
 
@@ -249,6 +256,7 @@ class SlideGradeForm(QWidget):
             agreement = self.agreement_combo.findData(grade.model_agreement)
             self.agreement_combo.setCurrentIndex(max(agreement, 0))
             self.note_edit.setText(grade.note)
+            self.evidence.show_items(grade.items)
         finally:
             self._filling = False
         self._show_definition()
@@ -323,6 +331,7 @@ class SlideGradeForm(QWidget):
             activity=self.activity_combo.currentData() or "",
             model_agreement=self.agreement_combo.currentData() or "",
             note=self.note_edit.text(),
+            items=self.evidence.items(),
         )
 
     def save(self) -> Any:
