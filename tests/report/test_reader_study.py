@@ -184,3 +184,18 @@ def test_imilia_study_and_report_commands(scored_copy: Path, capsys) -> None:
     assert main(["report", str(scored_copy), "--no-slide-pages"]) == 0
     assert "reader study report" in capsys.readouterr().out
     assert (scored_copy / "reader_study.html").is_file()
+
+
+def test_reader_study_csv_neutralises_formula_names(scored_copy: Path) -> None:
+    """A reader named like a spreadsheet formula is written as text in reader_study.csv
+    (issue 20's rule for every CSV a reviewer opens), and read back as typed in the JSON."""
+    hostile = '=HYPERLINK("http://evil.example","open me")'
+    slides = [item.slide_id for item in Cohort.open(scored_copy).items if not item.error]
+    create_study(scored_copy, slides, [hostile, "Dr B"], blinded=False, second_read=False)
+    seen = Cohort.open(scored_copy, reader=hostile)
+    seen.set_grade(seen.index_of(slides[0]), SlideGrade(nancy=2))
+    written = write_reports(Cohort.open(scored_copy, reader=hostile), top_k=0)
+    text = written["study_csv"].read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and "\n=HYPERLINK" not in text
+    report = json.loads(written["study_json"].read_text())
+    assert hostile in report["study"]["readers"]  # the raw name in the JSON beside it

@@ -8,13 +8,12 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
 
 from napari_imilia import __version__
 from napari_imilia.cohort.review import Cohort
-from napari_imilia.errors import ImiliaError
+from napari_imilia.export.tables import spreadsheet_csv
 from napari_imilia.files import write_text_atomic
 from napari_imilia.report import html as H
 from napari_imilia.report.cohort_report import _json_ready
@@ -28,7 +27,6 @@ from napari_imilia.report.reader_study import (
 from napari_imilia.review.entry import utc_now
 from napari_imilia.review.reads import load_slide_reads
 from napari_imilia.review.study import study_progress
-from napari_imilia.trust.paths import path_inside
 
 STUDY_FILES = ("reader_study.csv", "reader_study.json", "reader_study.html")
 
@@ -47,17 +45,6 @@ def _estimate(cell: dict[str, Any]) -> str:
         return "-"
     text = f"{value:.3f}"
     return text + (f" ({ci[0]:.3f} to {ci[1]:.3f})" if ci else "")
-
-
-def _slide_link(root: Path, slide_id: str) -> str:
-    """A link to the slide's report, built from a checked slide id (plain text otherwise)."""
-    try:
-        folder = path_inside(root, slide_id)
-    except ImiliaError:
-        return H.esc(slide_id)
-    if not (folder / "report.html").is_file():
-        return H.esc(slide_id)
-    return f'<a href="{quote(folder.name)}/report.html">{H.esc(slide_id)}</a>'
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
@@ -185,7 +172,7 @@ def _disagreement_html(root: Path, worst: pd.DataFrame) -> str:
     rows = []
     for row in worst.itertuples(index=False):
         cells = [
-            _slide_link(root, row.slide_id),
+            H.slide_report_link(root, row.slide_id) or H.esc(row.slide_id),
             str(row.n_readers),
             H.esc(row.nancy_by_reader),
             H.fmt(row.nancy_spread, 0),
@@ -207,7 +194,7 @@ def write_reader_study_report(
     metrics = study_metrics(data, threshold)
     worst = disagreements(data)
     root = cohort.results_root
-    csv_path = write_text_atomic(root / STUDY_FILES[0], data.long.to_csv(index=False))
+    csv_path = write_text_atomic(root / STUDY_FILES[0], spreadsheet_csv(data.long))
     payload = {
         "format": "napari-imilia-reader-study-report",
         "software": f"napari-imilia {__version__}",
