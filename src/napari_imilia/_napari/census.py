@@ -171,7 +171,10 @@ class CensusRunner:
             self._cancel.set()
 
     def _on_returned(self, result: Any) -> None:
-        self.status.emit(f"census: {result.n_cells:,} cells in {result.n_tiles} tiles")
+        if self._state.model_hidden:  # a blinded reader: not even the counts
+            self.status.emit("census finished: shown once you commit your grade")
+        else:
+            self.status.emit(f"census: {result.n_cells:,} cells in {result.n_tiles} tiles")
         self.reload()
 
     def _on_error(self, error: BaseException) -> None:
