@@ -116,6 +116,11 @@ def shots(slides: Path, results: Path, out: Path) -> None:
     wait_for(lambda: state.census.data is not None, "the census")
     raise_dock(viewer, "Cohort")
     form = panel.grade_form
+    form.evidence.section.set_unfolded(True)  # folded until the reviewer opens it
+    from napari_imilia._napari.roles import HEATMAP_ROLE, layers_with_role
+
+    for layer in layers_with_role(viewer, HEATMAP_ROLE):  # the density map alone: one scale
+        layer.visible = False
     settle(1.0)
     for name, dock in viewer.window._wrapped_dock_widgets.items():
         if "Cohort" not in name:  # the Cohort dock alone in the right column

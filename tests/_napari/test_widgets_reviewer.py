@@ -21,7 +21,7 @@ from napari_imilia._napari.roles import REGIONS_ROLE, layers_with_role
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.export.layers import level0_to_world
 from napari_imilia.review import ReviewStore
-from napari_imilia.review.grade import load_slide_grade
+from napari_imilia.review.reads import latest_grade
 from napari_imilia.review.reviewer import REVIEWER_FILE, load_reviewer
 from napari_imilia.user_dirs import config_dir
 
@@ -116,7 +116,7 @@ def test_asked_once_then_written_with_every_review_action_and_in_the_reports(
         ("tile", second): "Dr Zoe",
         ("region", "region"): "Dr Zoe",
     }
-    assert load_slide_grade(session.results_dir, session.slide_id).reviewer == "Dr Zoe"
+    assert latest_grade(session.results_dir, session.slide_id).reviewer == "Dr Zoe"
     settings = json.loads((config_dir() / REVIEWER_FILE).read_text(encoding="utf-8"))
     assert settings == {"reviewer": "Dr Yan"}
 

@@ -128,7 +128,7 @@ def test_a_cohort_table_the_slide_and_its_grade_form_show_together(
     assert found["table_shown"] and found["table_rows"] >= MIN_COHORT_ROWS, found["table_rows"]
     # the dock was a hidden tab when the cohort opened: it caught up once raised
     assert found["cohort_rows"] == 13 and found["summary"].startswith("Cohort: "), found
-    assert found["grade_form_shown"] and found["buttons_shown"]
+    assert found["grade_form_shown"] and found["buttons_shown"], found["grade_form_px"]
     assert found["scale_bar"]
     _check_laptop_claims(found)
 

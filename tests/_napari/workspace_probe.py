@@ -92,6 +92,10 @@ def _open_cohort(viewer: Any, results_root: Path) -> dict[str, Any]:
         "summary": panel.source_section.button.text(),
         "table_shown": not table.visibleRegion().isEmpty(),
         "grade_form_shown": _fully_shown(panel.grade_form),
+        "grade_form_px": [
+            panel.grade_form.visibleRegion().boundingRect().height(),
+            panel.grade_form.height(),
+        ],
         "buttons_shown": _fully_shown(panel.next_button) and _fully_shown(panel.score_button),
         "scale_bar": bool(scale_bar(viewer).visible),
     }

@@ -48,3 +48,33 @@ def test_score_all_merges_every_slide_into_cohort_csv(cohort_data, tmp_path: Pat
     n_tiles = pd.read_csv(earlier, dtype=str)["n_tiles"].tolist()
     assert n_tiles[0] == "7" and all(value.isdigit() for value in n_tiles)
     assert table.set_index("slide_id").loc["case_08", "n_tiles"] == cohort[0].n_tiles
+
+
+def test_text_that_pandas_reads_as_missing_keeps_its_value(tmp_path: Path) -> None:
+    """A slide named NA, NULL or nan keeps its id in cohort.csv, and a reviewer's note 'NA'
+    in an exported table reads back as typed (found by the results-folder fuzz test)."""
+    from napari_imilia.cohort.summary import SUMMARY_FILE, read_summary, write_cohort_csv
+    from napari_imilia.export.tables import read_table_csv
+
+    names = ["NA", "NULL", "nan", "N/A"]
+    table = pd.DataFrame(
+        {
+            "slide": [f"/s/{n}.svs" for n in names],
+            "slide_id": names,
+            "status": "ok",
+            "score": [0.5, None, 0.25, 0.75],
+            "n_tiles": [3, None, 2, 1],
+            "error": "",
+        }
+    )
+    write_cohort_csv(tmp_path, table)
+    back = read_summary(tmp_path / SUMMARY_FILE)
+    assert back["slide_id"].tolist() == names
+    assert back["score"].isna().tolist() == [False, True, False, False]
+    notes = tmp_path / "notes.csv"
+    notes.write_text("tile_id,note,score\n1_2,NA,0.5\n3_4,,\n", encoding="utf-8")
+    df, _ = read_table_csv(notes)
+    assert df["note"].fillna("").tolist() == ["NA", ""] and df["score"].isna().tolist() == [
+        False,
+        True,
+    ]

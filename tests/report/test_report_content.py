@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,7 +50,9 @@ def _render(page: Path) -> tuple[str, int]:
         "document.documentElement.clientWidth));document.body.append(p);});"
         "</script>"
     )
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"))
+    text = page.read_text(encoding="utf-8")
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text)  # let it run
+    probe.write_text(text.replace("</body>", script + "</body>"))
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
          f"--window-size={PAGE_WIDTH_PX},1000", "--dump-dom", probe.as_uri()],

@@ -10,7 +10,6 @@ fails gets an error row and does not stop the others; ``OUT/cells_cohort.csv`` l
 from __future__ import annotations
 
 import threading
-import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from napari_imilia.cohort.inputs import check_scheduler_address, check_unique_slide_ids
-from napari_imilia.errors import ImiliaError
+from napari_imilia.cohort.task import error_row
 from napari_imilia.files import write_text_atomic
 from napari_imilia.interpret.census import CensusSettings, census_slide
 from napari_imilia.trust.paths import absolute_path, check_writable_folder
@@ -83,9 +82,9 @@ def census_cohort(
                 uuid.uuid4().hex[:12],
                 on_row=finished,
                 on_tick=lambda: None,
-                error_row=_error_row,
+                error_row=error_row,
                 cancel=cancel,
-                worker_timeout_s=timeout_s,
+                workerless_s=timeout_s,
             )
         finally:
             client.close()
@@ -111,7 +110,7 @@ def _census_row(
             slide, out, settings, workers=workers, force=force, progress=progress, cancel=cancel
         )
     except Exception as error:
-        return _error_row(slide, error)
+        return error_row(slide, error)
     return {
         "slide": slide,
         "slide_id": result.slide_id,
@@ -126,18 +125,9 @@ def _census_row(
 def _census_task(
     slide: str, out: str, settings: CensusSettings, force: bool, run_id: str
 ) -> dict[str, Any]:
-    """One slide on a dask worker (its tiles in that worker's process)."""
-    from napari_imilia.cohort.cluster import run_cancel_event
+    """One slide on a dask worker (its tiles in that worker's process); stops when the client
+    cancels ``run_id`` or nobody waits for it any more (:mod:`~napari_imilia.cohort.guard`)."""
+    from napari_imilia.cohort.guard import slide_guard
 
-    with run_cancel_event(run_id) as cancel:
-        return _census_row(slide, out, settings, 1, force, None, cancel)
-
-
-def _error_row(slide: str, error: BaseException) -> dict[str, Any]:
-    from napari_imilia.slide import slide_id_for
-
-    if isinstance(error, ImiliaError):
-        detail = str(error)
-    else:
-        detail = traceback.format_exception_only(type(error), error)[-1].strip()
-    return {"slide": slide, "slide_id": slide_id_for(slide), "status": "error", "error": detail}
+    with slide_guard(run_id, None) as stop:
+        return _census_row(slide, out, settings, 1, force, None, stop)

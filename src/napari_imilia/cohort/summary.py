@@ -106,7 +106,11 @@ def read_summary(path: Path) -> pd.DataFrame:
     try:
         raw = read_results_bytes(path, path.parent)
         text_columns = {"slide": str, "slide_id": str, "status": str, "error": str}
-        table = raw_frame(pd.read_csv(io.BytesIO(raw), dtype=text_columns))
+        # only an empty cell is missing: a slide named NULL, NA or nan keeps its name
+        frame = pd.read_csv(
+            io.BytesIO(raw), dtype=text_columns, keep_default_na=False, na_values=[""]
+        )
+        table = raw_frame(frame)
         missing = [c for c in SUMMARY_COLUMNS if c not in table]
         if missing:
             raise ValueError(f"missing column(s) {', '.join(missing)}")

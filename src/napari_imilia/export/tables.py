@@ -160,7 +160,11 @@ def read_table_csv(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, ExportCo
                 spreadsheet_raw(c) for c in header if c == "id" or str(c).endswith("_id")
             ]
         text_dtypes = {spreadsheet_safe(c): str for c in text_columns}
-        df = raw_frame(pd.read_csv(io.BytesIO(raw), dtype=text_dtypes))
+        # only an empty cell is missing: a note or id reading NA, NULL or nan stays text
+        frame = pd.read_csv(
+            io.BytesIO(raw), dtype=text_dtypes, keep_default_na=False, na_values=[""]
+        )
+        df = raw_frame(frame)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV table ({one_line(exc)})") from exc
     for column in text_columns:

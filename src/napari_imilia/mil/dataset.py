@@ -50,7 +50,13 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"labels file not found: {path}")
     try:
-        table = pd.read_csv(path, dtype={"slide_id": str}, skipinitialspace=True)
+        table = pd.read_csv(  # only an empty cell is missing: a slide named NA keeps its id
+            path,
+            dtype={"slide_id": str},
+            skipinitialspace=True,
+            keep_default_na=False,
+            na_values=[""],
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"{path} is not a readable CSV: {error}") from error
     table.columns = [str(c).strip() for c in table.columns]

@@ -30,11 +30,11 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from napari_imilia._napari.docks.fold import FoldSection
 from napari_imilia._napari.state import viewer_state
 from napari_imilia.review.evidence import TOP_TILES, WORST_WINDOW_UM, ItemEvidence, item_evidence
 from napari_imilia.review.indices import EPI_NEUTROPHILS, ITEMS, RHI_MAX, index_values
@@ -169,13 +169,6 @@ class EvidencePanel(QWidget):
         state.census.status.connect(self._on_census_status)
 
     def _build(self) -> None:
-        self.toggle = QToolButton()
-        self.toggle.setText("Index items and evidence")
-        self.toggle.setCheckable(True)
-        self.toggle.setChecked(True)
-        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.toggle.setArrowType(Qt.ArrowType.DownArrow)
-        self.toggle.toggled.connect(self._on_toggled)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.run_button = QPushButton("Run census")
@@ -204,14 +197,11 @@ class EvidencePanel(QWidget):
         indices.addWidget(self.nancy_button)
         body.addLayout(indices)
         body.addWidget(self.scroll)
+        # folded until asked for: the grade form stays beside the cohort table on a laptop
+        self.section = FoldSection("Index items and evidence", self.body)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.toggle)
-        layout.addWidget(self.body)
-
-    def _on_toggled(self, shown: bool) -> None:
-        self.body.setVisible(shown)
-        self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        layout.addWidget(self.section)
 
     # ------------------------------------------------------------------ item grades
     def items(self) -> dict[str, int]:

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -176,27 +177,33 @@ class SlideGradeForm(QWidget):
 
     def _lay_out(self) -> None:
         # compact: five rows, so the grade shows beside a cohort table on a laptop screen
-        for combo in (self.nancy_combo, self.activity_combo, self.agreement_combo):
-            _narrow(combo)
+        _narrow(self.nancy_combo)
+        for combo in (self.activity_combo, self.agreement_combo):  # side by side in one row
+            _narrow(combo, characters=6)
         form = QFormLayout()
-        form.setVerticalSpacing(3)
+        form.setVerticalSpacing(2)
         form.addRow("Nancy index", self.nancy_combo)
         form.addRow(self.definition_label)
         form.addRow("Activity", _row(self.activity_combo, QLabel("Verdict"), self.agreement_combo))
         form.addRow("Note", self.note_edit)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(3)
+        layout.setSpacing(2)
         self.model_label.setToolTip("the model's call on this slide")
         title = _row(self.title, self.model_label)
         title.insertStretch(1)
         layout.addLayout(title)
         layout.addWidget(self.phase_label)
         layout.addLayout(form)
-        layout.addWidget(self.evidence)
-        bottom = _row(self.status_label, self.save_button)
+        # the evidence's fold button sits beside Save (one row less on a laptop screen); what
+        # it unfolds shows under them
+        toggle = self.evidence.section.button
+        toggle.setText("Items and evidence")
+        toggle.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        bottom = _row(self.status_label, toggle, self.save_button)
         bottom.setStretch(0, 1)
         layout.addLayout(bottom)
+        layout.addWidget(self.evidence)
 
     # ------------------------------------------------------------------ showing
     def show_session(self, session: Any) -> None:

@@ -170,7 +170,7 @@ class CohortPanel(CohortSourcesMixin, CohortScoringMixin, QWidget):
         header_px = table.horizontalHeader().sizeHint().height()
         scroll_px = table.horizontalScrollBar().sizeHint().height()
         table.setMinimumHeight(
-            header_px + MIN_TABLE_ROWS * row_px + scroll_px + 2 * table.frameWidth() + 2
+            header_px + MIN_TABLE_ROWS * row_px + scroll_px + 2 * table.frameWidth() + 4
         )
         return table
 
@@ -186,13 +186,14 @@ class CohortPanel(CohortSourcesMixin, CohortScoringMixin, QWidget):
         ]
         for widgets in rows:
             source_layout.addLayout(_row(*widgets))
+        source_layout.addWidget(self.study_box.setup_section)
         # folded once a cohort is open (its title says how far the review is): the table,
         # its buttons and the grade form come first
         self.source_section = FoldSection(NO_COHORT_TITLE, source, unfolded=True)
         self.source_section.button.setToolTip("the cohort's slides, results folder and model")
         layout = QVBoxLayout(scroll_content(self))
-        layout.setContentsMargins(6, 4, 6, 4)
-        layout.setSpacing(4)
+        layout.setContentsMargins(6, 2, 6, 2)
+        layout.setSpacing(3)
         layout.addWidget(self.source_section)
         layout.addLayout(_row(self.filter_edit, self.status_combo))
         layout.addWidget(self.table, 1)

@@ -12,7 +12,6 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -22,6 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_imilia._napari.docks.fold import FoldSection
 from napari_imilia._napari.notify import notify
 from napari_imilia.errors import ImiliaError
 from napari_imilia.review.reviewer import load_reviewer
@@ -34,7 +34,7 @@ def study_text(cohort: Any, reader: str) -> str:
     if cohort is not None and cohort.study_error:
         return f"The reader study cannot be read: {cohort.study_error}"
     if study is None:
-        return "No reader study on this cohort: set one up below."
+        return ""  # said by the folded set-up section's title
     lines = [f"Study {study.name or study.study_id}: {study.design_text()}."]
     root = cohort.results_root
     if reader:
@@ -51,11 +51,15 @@ def study_text(cohort: Any, reader: str) -> str:
     return "\n".join(lines)
 
 
-class StudyBox(QGroupBox):
-    """Set-up fields (until a study exists) and the progress line."""
+#: Title of the folded set-up fields while the cohort has no study (one line on a laptop).
+NO_STUDY_TITLE = "Reader study: none on this cohort (set one up)"
+
+
+class StudyBox(QWidget):
+    """The study's progress lines, or (until a study exists) its set-up fields, folded."""
 
     def __init__(self, panel: Any, parent: QWidget | None = None) -> None:
-        super().__init__("Reader study", parent)
+        super().__init__(parent)
         self.panel = panel
         self.progress_label = QLabel("")
         self.progress_label.setWordWrap(True)
@@ -83,9 +87,12 @@ class StudyBox(QGroupBox):
             row.addWidget(widget)
         setup.addLayout(row)
         setup.addWidget(self.setup_button)
+        # the set-up goes with the cohort's sources (the panel lays it out there, folded once a
+        # cohort is open); the box itself is the study's progress, nothing without a study
+        self.setup_section = FoldSection(NO_STUDY_TITLE, self.setup_widget)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.progress_label)
-        layout.addWidget(self.setup_widget)
         self.blinded_check.toggled.connect(self.second_read_check.setEnabled)
         self.setup_button.clicked.connect(self.set_up)
         self.refresh()
@@ -94,10 +101,13 @@ class StudyBox(QGroupBox):
         """Show the study of the panel's cohort and the reader's progress."""
         cohort = self.panel.cohort
         self.setVisible(cohort is not None)
+        self.setup_section.setVisible(cohort is not None)
         if cohort is None:
             return
-        self.progress_label.setText(study_text(cohort, load_reviewer()))
-        self.setup_widget.setVisible(cohort.study is None and not cohort.study_error)
+        text = study_text(cohort, load_reviewer())
+        self.progress_label.setText(text)
+        self.setVisible(bool(text))
+        self.setup_section.setVisible(cohort.study is None and not cohort.study_error)
         if not self.readers_edit.text() and load_reviewer():
             self.readers_edit.setText(load_reviewer())
 
