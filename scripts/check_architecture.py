@@ -184,9 +184,7 @@ def sizes(modules: dict[str, Module]) -> tuple[list[tuple[int, str]], list[tuple
 def report(modules: dict[str, Module]) -> list[str]:
     """The figures, and the broken rules (lines starting with 'BROKEN')."""
     files, functions = sizes(modules)
-    top = sorted(
-        n for n in modules if n.count(".") == 1 and modules[n].path.name != "__init__.py"
-    )
+    top = sorted(n for n in modules if n.count(".") == 1 and modules[n].path.name != "__init__.py")
     lines = [
         f"modules: {len(modules)}; top-level modules: {len(top)}",
         f"largest file: {files[0][1]} ({files[0][0]} lines)",

@@ -71,9 +71,7 @@ def test_bad_lines_are_skipped_with_a_reason(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere.jsonl"
     outside.write_text("")
     (folder / READS_DIR / f"{reader_key('Dr C')}.jsonl").symlink_to(outside)
-    with pytest.raises(
-        DataError, match=r"regular file|cannot be written|outside the results"
-    ):
+    with pytest.raises(DataError, match=r"regular file|cannot be written|outside the results"):
         append_read(folder, _read("Dr C", 0))
     assert outside.read_text() == ""  # nothing appended through the link
     warnings = load_slide_reads(folder, SLIDE).warnings
