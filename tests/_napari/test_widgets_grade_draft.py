@@ -40,4 +40,4 @@ def test_unsaved_grade_survives_alt_n_and_alt_p(make_napari_viewer, scored_copy:
     assert form.activity_combo.currentData() == "active"
     assert form.agreement_combo.currentData() == "disagree"
     assert form.note_edit.text() == "cryptitis in one crypt"
-    assert "DRAFT" in form.phase_label.text()
+    assert "DRAFT" in form.status_label.text()

@@ -129,7 +129,7 @@ def test_drafts_survive_alt_n_alt_p_and_a_restart(make_napari_viewer, study_copy
     assert viewer_state(viewer).session.slide_id == slide_id
     assert form.nancy_combo.currentData() == 1 and form.note_edit.text() == "few neutrophils?"
     assert form.activity_combo.currentData() == "active"
-    assert "DRAFT" in form.phase_label.text()
+    assert "DRAFT" in form.status_label.text()
     assert review.grade_form.note_edit.text() == "few neutrophils?"  # the Review dock's too
     assert "1 draft" in panel.study_box.progress_label.text()
     form.note_edit.setText("few neutrophils, cryptitis")  # typed, then napari is closed
@@ -143,8 +143,8 @@ def test_drafts_survive_alt_n_alt_p_and_a_restart(make_napari_viewer, study_copy
     form = panel.grade_form
     assert form.nancy_combo.currentData() == 1
     assert form.note_edit.text() == "few neutrophils, cryptitis"
-    assert "DRAFT" in form.phase_label.text()
+    assert "DRAFT" in form.status_label.text()
     form.save_button.click()  # committed: the draft is gone, the grade kept
-    assert "DRAFT" not in form.phase_label.text()
+    assert "DRAFT" not in form.status_label.text()
     assert "1 of 12 read" in panel.study_box.progress_label.text()
     assert not list((study_copy / slide_id / "grades").glob("*.draft.json"))

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 from napari_imilia._napari.docks.cohort.evidence import EvidencePanel
 from napari_imilia._napari.docks.cohort.grade_status import (
     button_text,
+    draft_text,
     phase_cue,
     saved_text,
 )
@@ -249,7 +250,7 @@ class SlideGradeForm(QWidget):
             widget.setEnabled(session is not None and not locked and not problem)
         self.evidence.set_editable(session is not None and not locked and not problem)
         self.evidence.show_session(session)
-        self.status_label.setText(problem or saved_text(grading))
+        self.status_label.setText(problem or draft_text(grading) or saved_text(grading))
         self._show_model_call()
 
     def show_grade(self, grade: SlideGrade | None) -> None:

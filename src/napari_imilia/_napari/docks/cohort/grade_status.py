@@ -19,7 +19,8 @@ def _grade_words(read: GradeRead) -> str:
 
 
 def phase_cue(grading: GradingState | None) -> str:
-    """One or two lines over the form: the study, the phase, a draft being shown."""
+    """One or two lines over the form in a study: the study and the phase ('' outside one;
+    a draft being shown is said on the status line, :func:`draft_text`)."""
     if grading is None:
         return ""
     lines = []
@@ -35,10 +36,15 @@ def phase_cue(grading: GradingState | None) -> str:
                 f"Second read, with the model shown. Your blind grade stays as it was: "
                 f"{_grade_words(grading.pre_ai)}."
             )
-    draft = grading.draft
-    if draft is not None and draft.phase == grading.next_phase:
-        lines.append(f"DRAFT from {_when(draft.saved_utc)}: not committed yet.")
     return "\n".join(lines)
+
+
+def draft_text(grading: GradingState | None) -> str:
+    """'DRAFT of 2026-05-01 10:02 UTC, not saved yet' when the form shows a draft, else ''."""
+    draft = None if grading is None else grading.draft
+    if draft is None or draft.phase != grading.next_phase:
+        return ""
+    return f"DRAFT of {_when(draft.saved_utc)}, not saved yet"
 
 
 def button_text(grading: GradingState | None) -> str:
