@@ -98,24 +98,29 @@ def test_asked_once_then_written_with_every_review_action_and_in_the_reports(
     review.grade_form.save_button.click()
     assert len(asked) == 2  # never asked again
 
-    # another reviewer takes over: the header edit; their note signs the entry they edit
+    # another reviewer takes over (the header edit): Zoe's review of the first tile stays
+    # hers; Yan's note goes with Yan's own verdict, a review beside hers
     review.reviewer_edit.setText("Dr Yan")
     review.reviewer_edit.editingFinished.emit()
     assert load_reviewer() == "Dr Yan"
     session.select_tile(first)
     review.note_edit.setText("cryptitis")
     review.note_edit.editingFinished.emit()
+    _press(viewer, "D")
 
     saved = ReviewStore.open(session.results_dir, session.slide_id)
-    signed = {
-        (e.target_kind, e.tile_id if e.target_kind == "tile" else "region"): e.reviewer
+    signed = sorted(
+        (e.target_kind, e.tile_id or "region", e.reviewer, e.verdict, e.note)
         for e in saved.entries()
-    }
-    assert signed == {
-        ("tile", first): "Dr Yan",
-        ("tile", second): "Dr Zoe",
-        ("region", "region"): "Dr Zoe",
-    }
+    )
+    assert signed == sorted(
+        [
+            ("tile", first, "Dr Zoe", "agree", ""),
+            ("tile", first, "Dr Yan", "disagree", "cryptitis"),
+            ("tile", second, "Dr Zoe", "uncertain", ""),
+            ("region", "region", "Dr Zoe", "disagree", ""),
+        ]
+    )
     assert latest_grade(session.results_dir, session.slide_id).reviewer == "Dr Zoe"
     settings = json.loads((config_dir() / REVIEWER_FILE).read_text(encoding="utf-8"))
     assert settings == {"reviewer": "Dr Yan"}

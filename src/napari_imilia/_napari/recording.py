@@ -3,8 +3,9 @@ U) and of the Review dock's verdict buttons.
 
 The target is the state's ``review_target``:
 
-- 'tile': the session's selected tile. Its latest tile review gets the verdict; without one,
-  a new review is added.
+- 'tile': the session's selected tile. The reviewer's own latest review of it gets the
+  verdict; without one, a new review is added (another reviewer's review of the tile is
+  theirs and stays as it is: ``ReviewSession.own_tile_review``).
 - 'region': the shapes selected in the "Review regions" layer, else the last one drawn and
   not reviewed yet; each is saved with its outline (level-0 px) and the tile under its
   centre.
@@ -57,9 +58,9 @@ def _record_tile(session: Any, verdict: str, fields: dict[str, str]) -> list[Any
     if tile_id is None:
         notify("warning", "select a tile (N, Top tiles or a click on the slide) or draw a region")
         return []
-    current = [e for e in session.review.for_tile(tile_id) if e.target_kind == "tile"]
-    if current:
-        return [session.update_review(current[-1].entry_id, verdict=verdict, **fields)]
+    current = session.own_tile_review(tile_id, fields.get("reviewer", ""))
+    if current is not None:
+        return [session.update_review(current.entry_id, verdict=verdict, **fields)]
     return [session.add_review(verdict=verdict, tile_id=tile_id, **fields)]
 
 

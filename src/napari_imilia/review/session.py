@@ -275,6 +275,16 @@ class ReviewSession:
                 "folder"
             ) from error
 
+    def own_tile_review(self, tile_id: Any, reviewer: str) -> ReviewEntry | None:
+        """``reviewer``'s latest review of tile ``tile_id`` (an unsigned one counts as anyone's),
+        or None: another reviewer's review of the tile is theirs, never edited by this one."""
+        mine = [
+            e
+            for e in self.review.for_tile(tile_id)
+            if e.target_kind == "tile" and e.reviewer in ("", reviewer)
+        ]
+        return mine[-1] if mine else None
+
     def add_review(self, **fields: Any) -> ReviewEntry:
         """``ReviewStore.add`` (saved at once), then ``review_changed``."""
         with self._disk_errors("saved"):

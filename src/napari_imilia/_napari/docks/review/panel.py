@@ -43,6 +43,7 @@ from napari_imilia._napari.recording import record_verdict
 from napari_imilia._napari.reviewer import reviewer_for_action
 from napari_imilia._napari.state import ReviewDraft
 from napari_imilia.errors import ImiliaError
+from napari_imilia.review.reviewer import load_reviewer
 
 #: How often the dock takes in review edits saved by other processes, milliseconds.
 SYNC_INTERVAL_MS = 3000
@@ -228,8 +229,8 @@ class ReviewPanel(ReviewListMixin, QWidget):
         row = session.tile_row(tile_id)
         shown = [f"{k} {row[k]:.4g}" for k in ("score", "rank") if k in row.index]
         self.target_label.setText(f"Tile {tile_id}: " + ", ".join(shown))
-        tile_entries = [e for e in session.review.for_tile(tile_id) if e.target_kind == "tile"]
-        self._show_entry(tile_entries[-1] if tile_entries else None, draft_tile=str(tile_id))
+        own = session.own_tile_review(tile_id, load_reviewer())  # others' reviews stay theirs
+        self._show_entry(own, draft_tile=str(tile_id))
         if self._draft_tile is not None and self.drafts.get(session.slide_id, self._draft_tile):
             self.target_label.setText(
                 self.target_label.text() + " (your note is kept: choose a verdict to save it)"
@@ -331,9 +332,13 @@ class ReviewPanel(ReviewListMixin, QWidget):
             for e in self._current_entries()
             if (e.reviewer_class, e.note) != (fields["reviewer_class"], fields["note"])
         ]
-        if not changes:
-            return
         self.reviewer_field.remember()
+        mine = [e for e in changes if e.reviewer in ("", load_reviewer())]
+        if len(mine) < len(changes):  # another reviewer's review stays theirs
+            notify("info", "that review is another reviewer's: choose a verdict to save yours")
+        if not mine:
+            return
+        changes = mine
         reviewer = reviewer_for_action(self.viewer)
         if reviewer:  # the note's author; never blanks a signed entry
             fields = {**fields, "reviewer": reviewer}
