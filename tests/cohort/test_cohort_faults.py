@@ -210,11 +210,16 @@ def test_a_slide_past_its_time_limit_stops_and_is_an_error(
     slides: list[Path], model_path: Path, tmp_path: Path
 ) -> None:
     table = predict_cohort(
-        slides[:1], tmp_path / "out", model_path=model_path, device="cpu", batch_size=1,
-        progress=False, slide_timeout_s=0.5,
-    )  # fmt: skip
+        slides[:1],
+        tmp_path / "out",
+        model_path=model_path,
+        device="cpu",
+        batch_size=1,
+        progress=False,
+        slide_timeout_s=0.01,
+    )  # fmt: skip  (0.5 s let a warm process finish this small slide: a flaky test)
     assert table["status"].tolist() == ["error"]
-    assert table["error"].iloc[0].startswith("stopped after 0.5 s, the per-slide time limit")
+    assert table["error"].iloc[0].startswith("stopped after 0.01 s, the per-slide time limit")
     assert not (tmp_path / "out" / "case_0").exists()
 
 

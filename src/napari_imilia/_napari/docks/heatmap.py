@@ -122,6 +122,11 @@ class HeatmapWidget(QWidget):
             "fixed: the cohort's scale (its slides scored by this model), else the model's "
             "reference; the middle colour is a tile that pushes the slide neither way"
         )
+        for combo in (self.values_combo, self.scale_combo):  # long items: shown elided
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(14)
         self.corner_combo = QComboBox()
         for corner in CORNERS:
             self.corner_combo.addItem(corner.replace("_", " "), corner)
