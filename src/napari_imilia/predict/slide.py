@@ -259,8 +259,6 @@ def find_tissue(slide: Any, settings: PredictSettings) -> Any:
 def tile_slide(slide: Any, tissue: Any, settings: PredictSettings) -> Any:
     """The tiles to score: ``settings.tile_px`` px at ``settings.target_mpp`` µm/px with at
     least ``min_tissue_fraction`` tissue, on our grid or IMILIA's DeepZoom tiles."""
-    from napari_imilia.tiling.tissue import NoTissueError
-
     if settings.tiling == "deepzoom":
         from napari_imilia.tiling.deepzoom import deepzoom_grid, load_tiles_coords
 
@@ -282,13 +280,15 @@ def tile_slide(slide: Any, tissue: Any, settings: PredictSettings) -> Any:
             tile_px=settings.tile_px,
             min_tissue_fraction=settings.min_tissue_fraction,
         )
-    if grid.n_tiles == 0:
-        raise NoTissueError(
-            f"no tile of {slide.path.name} ({settings.tile_px} px at {settings.target_mpp} "
-            f"µm/px) has at least {settings.min_tissue_fraction:.0%} tissue; check the slide "
-            "or lower --min-tissue (min_tissue_fraction)"
-        )
-    return grid
+    from napari_imilia.tiling.grid import require_tiles
+
+    return require_tiles(
+        grid,
+        slide,
+        tile_px=settings.tile_px,
+        target_mpp=settings.target_mpp,
+        min_tissue_fraction=settings.min_tissue_fraction,
+    )
 
 
 def score_slide(model: Any, features: np.ndarray, settings: PredictSettings) -> Any:

@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,6 +177,20 @@ def make_tile_grid(
         stride_px=int(stride_px),
         slide_dimensions=(int(width0), int(height0)),
     )
+
+
+def require_tiles(
+    grid: TileGrid, slide: Slide, *, tile_px: int, target_mpp: float, min_tissue_fraction: float
+) -> TileGrid:
+    """``grid`` when it holds a tile, else ``NoTissueError`` naming the slide and the settings
+    (``tile_px`` px at ``target_mpp`` µm/px, the minimum tissue fraction 0-1)."""
+    if grid.n_tiles == 0:
+        raise NoTissueError(
+            f"no tile of {Path(slide.path).name} ({tile_px} px at {target_mpp} µm/px) has at "
+            f"least {min_tissue_fraction:.0%} tissue; check the slide or lower --min-tissue "
+            "(min_tissue_fraction)"
+        )
+    return grid
 
 
 def box_tissue_fraction(

@@ -95,21 +95,16 @@ def reusable_census(folder: Path, settings: CensusSettings, identity: dict[str, 
 def census_tiles(slide: Any, settings: CensusSettings) -> pd.DataFrame:
     """The census's tiles: ``tile_id, x, y, width, height, tissue_fraction, region``
     (level-0 px; ``region``: "piece k", the tissue piece holding most of the tile)."""
-    from napari_imilia.tiling.grid import make_tile_grid
-    from napari_imilia.tiling.tissue import NoTissueError, detect_tissue
+    from napari_imilia.tiling.grid import make_tile_grid, require_tiles
+    from napari_imilia.tiling.tissue import detect_tissue
 
     tissue = detect_tissue(slide)
-    grid = make_tile_grid(
-        slide,
-        tissue,
-        target_mpp=settings.target_mpp,
-        tile_px=settings.tile_px,
-        min_tissue_fraction=settings.min_tissue_fraction,
-    )
-    if grid.n_tiles == 0:
-        raise NoTissueError(
-            f"no tile of {Path(slide.path).name} has {settings.min_tissue_fraction:.0%} tissue"
-        )
+    grid_settings = {
+        "target_mpp": settings.target_mpp,
+        "tile_px": settings.tile_px,
+        "min_tissue_fraction": settings.min_tissue_fraction,
+    }
+    grid = require_tiles(make_tile_grid(slide, tissue, **grid_settings), slide, **grid_settings)
     tiles = grid.to_frame()
     tiles["region"] = _tile_pieces(tissue, tiles)
     return tiles
