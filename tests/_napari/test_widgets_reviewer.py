@@ -107,6 +107,17 @@ def test_asked_once_then_written_with_every_review_action_and_in_the_reports(
     review.note_edit.setText("cryptitis")
     review.note_edit.editingFinished.emit()
     _press(viewer, "D")
+    # Zoe's review of the second tile opened from the list: Yan's typing never changes it,
+    # it waits for Yan's verdict and goes with it
+    zoe_second = next(e for e in session.review.for_tile(second) if e.reviewer == "Dr Zoe")
+    review.select_entry(zoe_second.entry_id)
+    review.note_edit.setText("ulcer edge")
+    review.note_edit.editingFinished.emit()
+    assert session.review.get(zoe_second.entry_id).note == ""
+    session.select_tile(first)  # away and back: what Yan typed was kept
+    session.select_tile(second)
+    assert review.note_edit.text() == "ulcer edge"
+    _press(viewer, "A")
 
     saved = ReviewStore.open(session.results_dir, session.slide_id)
     signed = sorted(
@@ -118,6 +129,7 @@ def test_asked_once_then_written_with_every_review_action_and_in_the_reports(
             ("tile", first, "Dr Zoe", "agree", ""),
             ("tile", first, "Dr Yan", "disagree", "cryptitis"),
             ("tile", second, "Dr Zoe", "uncertain", ""),
+            ("tile", second, "Dr Yan", "agree", "ulcer edge"),
             ("region", "region", "Dr Zoe", "disagree", ""),
         ]
     )

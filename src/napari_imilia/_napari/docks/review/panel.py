@@ -334,7 +334,12 @@ class ReviewPanel(ReviewListMixin, QWidget):
         ]
         self.reviewer_field.remember()
         mine = [e for e in changes if e.reviewer in ("", load_reviewer())]
-        if len(mine) < len(changes):  # another reviewer's review stays theirs
+        for entry in (e for e in changes if e not in mine and e.tile_id is not None):
+            # another reviewer's review stays theirs; what was typed waits for a verdict
+            self.drafts.keep(
+                self.session.slide_id, str(entry.tile_id), fields["reviewer_class"], fields["note"]
+            )
+        if len(mine) < len(changes):
             notify("info", "that review is another reviewer's: choose a verdict to save yours")
         if not mine:
             return
