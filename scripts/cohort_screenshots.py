@@ -18,23 +18,15 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from docs_screenshots import save_small_png as small_png
+from docs_screenshots import settle
 
 N_SLIDES = 8
 SIZE_PX = (1536, 1024)
-MAX_PNG_BYTES = 300_000
 WORKSPACE_SCREENS = ("1366x768", "1920x1080")
 REVIEWER = "AB"
-
-
-def settle(seconds: float) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def make_cohort(work: Path) -> Path:
@@ -69,16 +61,6 @@ def chromium_shot(page: Path, png: Path, size: tuple[int, int]) -> None:
          f"--window-size={size[0]},{size[1]}", f"--screenshot={png}", page.as_uri()],
         check=True, capture_output=True, timeout=180,
     )  # fmt: skip
-
-
-def small_png(path: Path) -> int:
-    """Quantise a PNG to 256 colours when it is over ``MAX_PNG_BYTES``; returns its size."""
-    from PIL import Image
-
-    if path.stat().st_size > MAX_PNG_BYTES:
-        image = Image.open(path).convert("RGB").quantize(256)
-        image.save(path, optimize=True)
-    return path.stat().st_size
 
 
 def workspace_shot(labels: Path, results: Path, png: Path) -> None:

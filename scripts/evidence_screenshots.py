@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from docs_screenshots import raise_dock, save_small_png, settle, wait_for
+from docs_screenshots import raise_dock, save_small_png, settle, wait_for, window_shot
 
 READER = "Dr Demo"
 N_SLIDES = 12
@@ -149,11 +149,8 @@ def shots(slides: Path, results: Path, out: Path) -> None:
 
 
 def shot(viewer, path: Path) -> None:
-    from napari_imilia._napari.display import _close_notifications
-
-    _close_notifications()
-    settle(1.5)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    """The window (``docs_screenshots.window_shot``), kept small."""
+    window_shot(viewer, path)
     print(path, save_small_png(path))
 
 
