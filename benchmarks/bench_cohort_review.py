@@ -27,6 +27,32 @@ import time
 from pathlib import Path
 
 
+def scored_cohort(work: Path, n_slides: int) -> Path:
+    """``n_slides`` synthetic slides in ``work/slides`` (1536 x 1024 px, seeds 100...),
+    scored by a small max-MIL head on stain statistics into ``work/results``; returns it."""
+    import torch
+
+    from napari_imilia.cohort.review import Cohort
+    from napari_imilia.cohort.scoring import score_unscored
+    from napari_imilia.demo.sample import write_synthetic_slide
+    from napari_imilia.mil import create_model, save_model
+
+    for i in range(n_slides):
+        write_synthetic_slide(
+            work / "slides" / f"case_{i}.svs", width_px=1536, height_px=1024, seed=100 + i
+        )
+    torch.manual_seed(0)
+    model = save_model(
+        create_model("max-mil", 64, hidden=[8]),
+        work / "m.safetensors",
+        extractor="imilia-stain-stats",
+        mpp=0.5,
+    )
+    cohort = Cohort.build(work / "slides", work / "results")
+    score_unscored(cohort, model_path=model, device="cpu")
+    return work / "results"
+
+
 def _process_events(seconds: float = 0.0) -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -48,27 +74,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="imilia_bench_cohort_"))
 
     import napari
-    import torch
 
     from napari_imilia.cohort.review import Cohort
-    from napari_imilia.cohort.scoring import score_unscored
-    from napari_imilia.demo.sample import write_synthetic_slide
-    from napari_imilia.mil import create_model, save_model
     from napari_imilia.report import write_cohort_report, write_slide_report
 
-    for i in range(args.slides):
-        write_synthetic_slide(
-            work / "slides" / f"case_{i}.svs", width_px=1536, height_px=1024, seed=100 + i
-        )
-    torch.manual_seed(0)
-    model = save_model(
-        create_model("max-mil", 64, hidden=[8]),
-        work / "m.safetensors",
-        extractor="imilia-stain-stats",
-        mpp=0.5,
-    )
-    cohort = Cohort.build(work / "slides", work / "results")
-    score_unscored(cohort, model_path=model, device="cpu")
+    scored_cohort(work, args.slides)
 
     viewer = napari.Viewer(show=True)
     docks = [name for name in args.docks.split(",") if name]

@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_cohort_review import scored_cohort
+
 HEARTBEAT_MS = 5
 
 
@@ -86,36 +88,12 @@ class Heartbeat:
         return cpu, max(wall - HEARTBEAT_MS / 1000, 0.0), busy
 
 
-def _scored_cohort(work: Path, n_slides: int) -> Path:
-    import torch
-
-    from napari_imilia.cohort.review import Cohort
-    from napari_imilia.cohort.scoring import score_unscored
-    from napari_imilia.demo.sample import write_synthetic_slide
-    from napari_imilia.mil import create_model, save_model
-
-    for i in range(n_slides):
-        write_synthetic_slide(
-            work / "slides" / f"case_{i}.svs", width_px=1536, height_px=1024, seed=100 + i
-        )
-    torch.manual_seed(0)
-    model = save_model(
-        create_model("max-mil", 64, hidden=[8]),
-        work / "m.safetensors",
-        extractor="imilia-stain-stats",
-        mpp=0.5,
-    )
-    cohort = Cohort.build(work / "slides", work / "results")
-    score_unscored(cohort, model_path=model, device="cpu")
-    return work / "results"
-
-
 def bench_step(work: Path, n_slides: int, steps: int, window_s: float) -> list[str]:
     import napari
 
     from napari_imilia._napari.workspace import open_workspace
 
-    results = _scored_cohort(work, n_slides)
+    results = scored_cohort(work, n_slides)
     viewer = napari.Viewer(show=True)
     docks = open_workspace(viewer)
     panel = docks["Cohort"].inner_widget()
