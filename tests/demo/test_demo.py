@@ -23,19 +23,24 @@ def demo(sample_slide: Path, tmp_path_factory: pytest.TempPathFactory):
     return run_demo(out, slide_path=sample_slide, top_k=6, mask_tiles=2, progress=False)
 
 
+#: Every file README.md says command 1 writes into imilia_demo/<slide_id>/ (and beside it).
+README_SLIDE_FILES = (
+    "tiles.csv",
+    "slide.json",
+    "heatmap.png",
+    "tiles.geojson",
+    "markers.csv",
+    "cells.geojson",
+    "epithelium.geojson",
+    "markers_summary.json",
+    "markers_vs_score.png",
+    GALLERY_NAME,
+)
+
+
 def test_demo_writes_every_product_and_marks_the_demo_model(demo) -> None:
     slide_dir = demo.slide_dir
-    for name in (
-        "tiles.csv",
-        "slide.json",
-        "heatmap.png",
-        "tiles.geojson",
-        "markers.csv",
-        "cells.geojson",
-        "epithelium.geojson",
-        "markers_summary.json",
-        GALLERY_NAME,
-    ):
+    for name in README_SLIDE_FILES:
         assert (slide_dir / name).is_file(), name
     assert demo.model_is_demo and demo.score > 0.5
     record = json.loads((demo.out_dir / DEMO_SUMMARY_NAME).read_text())
@@ -72,21 +77,6 @@ def test_bad_demo_parameters_and_gallery_inputs(tmp_path: Path) -> None:
         run_demo(tmp_path, top_k=0)
     with pytest.raises(ValueError, match="one tile image per inspection"):
         overlay_gallery([], [])
-
-
-#: Every file README.md says command 1 writes into imilia_demo/<slide_id>/ (and beside it).
-README_SLIDE_FILES = (
-    "tiles.csv",
-    "slide.json",
-    "heatmap.png",
-    "tiles.geojson",
-    "markers.csv",
-    "cells.geojson",
-    "epithelium.geojson",
-    "markers_summary.json",
-    "markers_vs_score.png",
-    GALLERY_NAME,
-)
 
 
 def test_imilia_demo_as_typed_with_a_relative_out_from_another_folder(
