@@ -83,6 +83,7 @@ def main() -> int:
     panel.open_cohort(labels, results)
     fourth = panel.cohort.study.order_for(READERS[0])[3]  # not read by Ada yet: blind
     panel.open_index(panel.cohort.index_of(fourth))
+    settle(2.0)  # the docks take the new slide in a turn of the event loop: type after it
     form = panel.grade_form
     form.nancy_combo.setCurrentIndex(form.nancy_combo.findData(2))
     form.note_edit.setText("a few neutrophils in the lamina propria")
